@@ -1,0 +1,79 @@
+"""trackhooks: record ML experiments from inside the training loop.
+
+``import trackhooks`` stays light: it imports no ML framework, and the plugin manager, entry points
+and CLI are only loaded when first used.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    AmbiguousRunError,
+    InvalidKeyError,
+    InvalidShapeError,
+    InvalidValueError,
+    ParamConflictError,
+    RunFinishedError,
+    RunNotFoundError,
+    StoreError,
+    StoreNotFoundError,
+    TrackhooksError,
+    UnknownPluginError,
+    UnsafePathError,
+)
+
+# Everything below the errors is loaded on first attribute access, so that ``import trackhooks``
+# costs almost nothing in a training script that imports it at the top (PEP 562).
+_LAZY = {
+    "ArtifactRecord": "localstore", "CheckpointRecord": "localstore", "DatasetRecord": "localstore",
+    "RunRecord": "localstore", "Series": "localstore", "Store": "localstore", "open_store": "localstore",
+    "plugin_manager": "plugins", "Run": "run", "active_run": "run", "autolog": "run", "start_run": "run",
+    "Batch": "sink", "Sink": "sink", "hookimpl": "hookspecs",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trackhooks' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousRunError",
+    "ArtifactRecord",
+    "Batch",
+    "CheckpointRecord",
+    "DatasetRecord",
+    "InvalidKeyError",
+    "InvalidShapeError",
+    "InvalidValueError",
+    "ParamConflictError",
+    "Run",
+    "RunFinishedError",
+    "RunNotFoundError",
+    "RunRecord",
+    "Series",
+    "Sink",
+    "Store",
+    "StoreError",
+    "StoreNotFoundError",
+    "TrackhooksError",
+    "UnknownPluginError",
+    "UnsafePathError",
+    "active_run",
+    "autolog",
+    "hookimpl",
+    "open_store",
+    "plugin_manager",
+    "start_run",
+]

@@ -1,0 +1,15 @@
+"""Built-in plugin: a local store directory as a sink (so a second local store can be a mirror)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..hookspecs import hookimpl
+from ..localstore import LocalStoreSink, is_local_uri, resolve_uri
+
+
+@hookimpl(trylast=True)
+def trackhooks_make_sink(uri: str, options: dict[str, Any]):
+    if not is_local_uri(uri):
+        return None
+    return LocalStoreSink(resolve_uri(uri))

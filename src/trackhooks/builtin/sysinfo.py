@@ -1,0 +1,192 @@
+"""Built-in plugin: the environment of a run (python, platform, host, command line, git, packages).
+
+Fast and side-effect free on the caller's thread: git commit and branch are read from the .git
+directory files, package versions from the names of installed distributions (no imports), and the
+one slow fact, whether the work tree is dirty, is computed by a time-boxed ``git status`` on a
+background thread and added to the run's system record when it is known.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from ..hookspecs import hookimpl
+
+KEY_PACKAGES = ("torch", "lightning", "pytorch-lightning", "keras", "scikit-learn", "xgboost", "xgboost-cpu",
+                "numpy", "pandas", "jax", "tensorflow", "mlflow", "trackhooks")
+GIT_TIMEOUT_S = 3.0
+_SECRET_FLAG = re.compile(r"^--?[\w.-]*(pass(word|wd)?|token|secret|api[-_]?key|access[-_]?key|auth|credential|"
+                          r"private[-_]?key)[\w.-]*$", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.IGNORECASE)
+REDACTED = "***"
+
+_packages_cache: dict[str, str] | None = None
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """Hide the values of flags that look like secrets (--password x, --api-key=x) and URL passwords."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        arg = str(arg)
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        flag, eq, _value = arg.partition("=")
+        if _SECRET_FLAG.match(flag):
+            if eq:
+                out.append(f"{flag}={REDACTED}")
+            else:
+                out.append(arg)
+                hide_next = True
+            continue
+        out.append(_URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", arg))
+    return out
+
+
+def installed_versions() -> dict[str, str]:
+    """Versions of key packages, read from dist-info directory names (nothing is imported)."""
+    global _packages_cache
+    if _packages_cache is not None:
+        return dict(_packages_cache)
+    wanted = {p.replace("-", "_").lower(): p for p in KEY_PACKAGES}
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if not name.endswith(".dist-info"):
+                continue
+            dist, _, version = name[: -len(".dist-info")].partition("-")
+            key = dist.replace("-", "_").replace(".", "_").lower()
+            if key in wanted and wanted[key] not in found:
+                found[wanted[key]] = version
+    _packages_cache = found
+    return dict(found)
+
+
+def _find_git_dir(start: str) -> str | None:
+    path = os.path.abspath(start)
+    while True:
+        candidate = os.path.join(path, ".git")
+        if os.path.isdir(candidate):
+            return candidate
+        if os.path.isfile(candidate):  # worktrees and submodules: "gitdir: <path>"
+            try:
+                with open(candidate) as f:
+                    line = f.read().strip()
+                if line.startswith("gitdir:"):
+                    return os.path.join(path, line[len("gitdir:"):].strip())
+            except OSError:
+                return None
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+
+
+def git_info(cwd: str | None = None) -> dict[str, Any]:
+    git_dir = _find_git_dir(cwd or os.getcwd())
+    if git_dir is None:
+        return {}
+    info: dict[str, Any] = {"git.root": os.path.dirname(os.path.abspath(git_dir))}
+    try:
+        with open(os.path.join(git_dir, "HEAD")) as f:
+            head = f.read().strip()
+    except OSError:
+        return info
+    if head.startswith("ref:"):
+        ref = head[4:].strip()
+        info["git.branch"] = ref.rsplit("refs/heads/", 1)[-1]
+        commit = None
+        common = git_dir
+        commondir_file = os.path.join(git_dir, "commondir")
+        if os.path.isfile(commondir_file):
+            with open(commondir_file) as f:
+                common = os.path.join(git_dir, f.read().strip())
+        for base in (git_dir, common):
+            try:
+                with open(os.path.join(base, ref)) as f:
+                    commit = f.read().strip()
+                break
+            except OSError:
+                continue
+        if commit is None:
+            try:
+                with open(os.path.join(common, "packed-refs")) as f:
+                    for line in f:
+                        parts = line.strip().split(" ")
+                        if len(parts) == 2 and parts[1] == ref:
+                            commit = parts[0]
+                            break
+            except OSError:
+                pass
+        if commit:
+            info["git.commit"] = commit
+    else:
+        info["git.commit"] = head
+        info["git.branch"] = None
+    return info
+
+
+def git_dirty(root: str) -> bool | None:
+    """True/False from ``git status``, or None if git is missing, fails or takes too long."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                             capture_output=True, timeout=GIT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return bool(out.stdout.strip())
+
+
+def allowed_env() -> dict[str, str]:
+    """Environment variables named in $TRACKHOOKS_CAPTURE_ENV (comma-separated); nothing else."""
+    names = [n.strip() for n in os.environ.get("TRACKHOOKS_CAPTURE_ENV", "").split(",") if n.strip()]
+    return {n: os.environ[n] for n in names if n in os.environ}
+
+
+@hookimpl
+def trackhooks_collect_system_info(run) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "platform": sys.platform,
+        "os": platform.platform(terse=True),
+        "machine": platform.machine(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "cpu_count": os.cpu_count(),
+        "cwd": os.getcwd(),
+        "argv": redact_argv(list(sys.argv)),
+        "executable": sys.executable,
+        "packages": installed_versions(),
+    }
+    env = allowed_env()
+    if env:
+        info["env"] = env
+    git = git_info()
+    info.update(git)
+    root = git.get("git.root")
+    if root and hasattr(run, "_update_system"):
+        def dirty() -> None:
+            flag = git_dirty(root)
+            if flag is not None:
+                try:
+                    run._update_system({"git.dirty": flag})
+                except Exception:
+                    pass
+
+        threading.Thread(target=dirty, name="trackhooks-git", daemon=True).start()
+    return info

@@ -1,0 +1,67 @@
+"""Exceptions. Every error a caller can fix derives from TrackhooksError *and* the matching builtin,
+so ``except ValueError`` keeps working for users who do not know about trackhooks."""
+
+from __future__ import annotations
+
+
+class TrackhooksError(Exception):
+    """Base class of every error trackhooks raises on purpose."""
+
+
+class InvalidValueError(TrackhooksError, TypeError):
+    """A metric or param value of a type trackhooks cannot record (names the key and value)."""
+
+
+class InvalidShapeError(TrackhooksError, ValueError):
+    """A metric value that is an array with more than one element."""
+
+
+class InvalidKeyError(TrackhooksError, ValueError):
+    """An empty, whitespace-only, too long, or NUL-containing key."""
+
+
+class InvalidKeyTypeError(TrackhooksError, TypeError):
+    """A key that is not a string."""
+
+
+class ParamConflictError(TrackhooksError, ValueError):
+    """A param re-logged in the same run with a different value."""
+
+
+class UnsafePathError(TrackhooksError, ValueError):
+    """An artifact or checkpoint name/path that would escape the store, or is not a regular file."""
+
+
+class StoreError(TrackhooksError, OSError):
+    """The store cannot be created, opened, or is not a valid trackhooks store."""
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """The store path does not exist."""
+
+
+class RunNotFoundError(TrackhooksError, LookupError):
+    """No run with that id (or id prefix) in the store."""
+
+
+class AmbiguousRunError(TrackhooksError, LookupError):
+    """An id prefix matches several runs."""
+
+
+class RunFinishedError(TrackhooksError, RuntimeError):
+    """Logging into a run that is already finished."""
+
+
+class UnknownPluginError(TrackhooksError, ValueError):
+    """autolog() was asked for an integration that is not installed."""
+
+
+def short_repr(value: object, limit: int = 80) -> str:
+    """repr() that never raises and never floods a message."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # a hostile __repr__ must not hide the real error
+        text = f"<{type(value).__name__} with failing repr: {type(exc).__name__}>"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text

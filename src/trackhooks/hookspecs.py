@@ -1,0 +1,56 @@
+"""Every hook trackhooks calls. Hooks are called with keyword arguments only.
+
+pluggy serves discovery and configuration, on the caller's thread. The data path never goes through
+``pm.hook``: sinks made by ``trackhooks_make_sink`` are called directly by the writer thread, so one
+failing plugin cannot skip the others.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .run import Run
+    from .sink import Sink
+
+hookspec = pluggy.HookspecMarker("trackhooks")
+hookimpl = pluggy.HookimplMarker("trackhooks")
+
+
+@hookspec
+def trackhooks_collect_system_info(run: "Run") -> dict[str, Any] | None:
+    """Describe the environment of a run that is starting.
+
+    Called on the thread that calls ``start_run`` (usually the training thread), once per run, before
+    the run is returned; keep it fast (no network, no subprocess that can hang). Every implementation
+    is called even if another one raises (a failure is reported as one warning).
+
+    :return: a flat dict merged into the run's ``system`` record, or None to add nothing.
+    """
+
+
+@hookspec(firstresult=True)
+def trackhooks_make_sink(uri: str, options: dict[str, Any]) -> "Sink | None":
+    """Build the sink for a mirror URI such as ``mlflow+http://127.0.0.1:5000`` or ``tensorboard:runs``.
+
+    Called on the thread that calls ``start_run``, once per distinct URI per process (sinks are
+    cached and shared by every run that names the same URI). The sink it returns is then only ever
+    called from the writer thread.
+
+    :return: a :class:`trackhooks.sink.Sink` if this plugin handles the URI's scheme, else None
+        (the first non-None result wins).
+    """
+
+
+@hookspec
+def trackhooks_autolog(options: dict[str, Any]) -> None:
+    """Patch the plugin's framework so that training records runs without user code.
+
+    Called on the thread that calls ``trackhooks.autolog(...)``, only on the plugins named there
+    (all installed ones when no name is given). ``options`` are the keyword arguments given to
+    ``autolog``; ``{"disable": True}`` asks the plugin to restore the framework.
+
+    :return: ignored.
+    """

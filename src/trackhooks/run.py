@@ -1,0 +1,493 @@
+"""Runs: the logging protocol users call from the training loop."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Iterable
+
+from . import writer as _w
+from .errors import (
+    InvalidValueError,
+    ParamConflictError,
+    RunFinishedError,
+    RunNotFoundError,
+    StoreError,
+    TrackhooksError,
+    UnknownPluginError,
+    UnsafePathError,
+    short_repr,
+)
+from .localstore import CheckpointRecord, LocalStoreSink, Store, is_local_uri, process_start_time, resolve_uri
+from .sink import CheckpointUpdate, RunStart, Sink
+from .values import (
+    check_index,
+    check_key,
+    check_metric_value,
+    flatten_params,
+    same_param,
+    tag_value,
+)
+
+STATUSES = ("running", "finished", "failed", "killed")
+
+_active: list["Run"] = []  # runs started in this process and not finished, innermost last
+_active_lock = threading.Lock()
+_stores: dict[str, LocalStoreSink] = {}
+_mirrors: dict[str, Sink] = {}
+_channels: dict[tuple, _w.Channel] = {}
+_setup_lock = threading.Lock()
+
+_ADJECTIVES = ("amber", "brisk", "calm", "dapper", "eager", "fuzzy", "gentle", "hazy", "icy", "jolly", "keen",
+               "lucid", "mellow", "nimble", "olive", "proud", "quiet", "rapid", "sunny", "tidy", "vivid", "witty")
+_NOUNS = ("otter", "falcon", "maple", "comet", "badger", "cedar", "delta", "ember", "fjord", "grove", "heron",
+          "iris", "jade", "koala", "lynx", "mesa", "nova", "orca", "pine", "quartz", "raven", "sparrow")
+
+
+def _default_name() -> str:
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(1, 999)}"
+
+
+class Run:
+    """One training run. Every ``log_*`` call only validates and appends to an in-memory buffer;
+    the writer thread does the rest. Use as a context manager to finish it (failed on exception)."""
+
+    def __init__(self, run_id: str, name: str, experiment: str, store_path: str, parent_id: str | None,
+                 channel: _w.Channel, params: dict[str, Any], last_step: dict[str, int]):
+        self.id = run_id
+        self.name = name
+        self.experiment = experiment
+        self.store = store_path
+        self.parent_id = parent_id
+        self.status = "running"
+        self._params = dict(params)
+        self._known: set[str] = set(last_step)
+        self._writer = _w.get_writer()
+        self._buffer = self._writer.buffer
+        self._state = _w.RunState(run_id, channel, last_step)
+        self._params_lock = threading.Lock()
+        self._finish_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id[:8]}, name={self.name!r}, experiment={self.experiment!r}, status={self.status!r})"
+
+    # ---- metrics: the hot path ---------------------------------------------------------------
+    def log_metrics(self, metrics: Mapping[str, Any], *, step: int | None = None, epoch: int | None = None) -> None:
+        """Record several metrics at one step. ``step=None``: one more than this key's last step."""
+        if self.status != "running":
+            raise RunFinishedError(f"run {self.id[:8]} is {self.status}; start or resume a run to log into it")
+        known = self._known
+        try:
+            for k, v in metrics.items():
+                t = type(v)
+                if (t is not float and t is not int) or k not in known:
+                    self._check_metric(k, v)
+        except AttributeError:
+            raise InvalidValueError(f"metrics must be a mapping of key -> number, got {short_repr(metrics)}") from None
+        if step is not None and type(step) is not int:
+            step = check_index(step, "step")
+        if epoch is not None and type(epoch) is not int:
+            epoch = check_index(epoch, "epoch")
+        buf = self._buffer
+        buf.append((_w.OP_METRICS, self._state, dict(metrics), step, epoch, time.time()))
+        if len(buf) >= _w.WAKE_AT:
+            self._backpressure(buf)
+
+    def log_metric(self, key: str, value: Any, *, step: int | None = None, epoch: int | None = None) -> None:
+        """Record one metric point."""
+        if self.status != "running":
+            raise RunFinishedError(f"run {self.id[:8]} is {self.status}; start or resume a run to log into it")
+        t = type(value)
+        if (t is not float and t is not int) or key not in self._known:
+            self._check_metric(key, value)
+        if step is not None and type(step) is not int:
+            step = check_index(step, "step")
+        if epoch is not None and type(epoch) is not int:
+            epoch = check_index(epoch, "epoch")
+        buf = self._buffer
+        buf.append((_w.OP_METRIC, self._state, key, value, step, epoch, time.time()))
+        if len(buf) >= _w.WAKE_AT:
+            self._backpressure(buf)
+
+    def _check_metric(self, key: Any, value: Any) -> None:
+        if key not in self._known:
+            check_key(key, "metric key")
+        check_metric_value(key, value)
+        if type(key) is str:
+            self._known.add(key)
+
+    def _backpressure(self, buf) -> None:
+        self._writer.wake()
+        if len(buf) >= _w.MAX_BUFFERED:
+            self._writer.wait_for_space()
+
+    # ---- params, tags ------------------------------------------------------------------------
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record hyperparameters; nested mappings are flattened with "." ("optimizer.lr").
+
+        Re-logging a key with the same value is fine; a different value raises ParamConflictError.
+        """
+        self._check_open()
+        flat = flatten_params(params)
+        with self._params_lock:
+            for k, v in flat.items():
+                if k in self._params and not same_param(self._params[k], v):
+                    raise ParamConflictError(
+                        f"param {k!r} is already {short_repr(self._params[k])} in run {self.id[:8]}; "
+                        f"cannot change it to {short_repr(v)} (log it as a metric or tag if it changes)")
+            new = {k: v for k, v in flat.items() if k not in self._params}
+            self._params.update(new)
+        if new:
+            self._buffer.append((_w.OP_PARAMS, self._state, new))
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Record one hyperparameter."""
+        self.log_params({key: value})
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The params logged so far (flattened)."""
+        return dict(self._params)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set string tags; a tag set again replaces the old value."""
+        self._check_open()
+        if not isinstance(tags, Mapping):
+            raise InvalidValueError(f"tags must be a mapping, got {short_repr(tags)}")
+        out = {}
+        for k, v in tags.items():
+            out[check_key(k, "tag key")] = tag_value(k, v)
+        if out:
+            self._buffer.append((_w.OP_TAGS, self._state, out))
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.set_tags({key: value})
+
+    def _update_system(self, info: Mapping[str, Any]) -> None:
+        """Add facts to the run's system record (used by system-info plugins; works after finish)."""
+        self._buffer.append((_w.OP_SYSTEM, self._state, dict(info)))
+        self._writer.ensure_started()
+
+    # ---- files ----------------------------------------------------------------------------------
+    def log_checkpoint(self, path: str | os.PathLike, *, step: int | None = None, epoch: int | None = None,
+                       metrics: Mapping[str, Any] | None = None, best: bool = False, monitor: str | None = None,
+                       mode: str | None = None) -> CheckpointRecord:
+        """Record a checkpoint file (or directory) where the framework wrote it.
+
+        The file is hashed off the caller's thread: the returned record's ``sha256`` and ``size``
+        are filled in once the writer has handled it (after ``flush()``). ``best=True`` clears the
+        best flag of earlier checkpoints with the same ``monitor``.
+        """
+        self._check_open()
+        path = _check_source(path, "checkpoint", allow_dir=True)
+        step = check_index(step, "step")
+        epoch = check_index(epoch, "epoch")
+        values = {}
+        for k, v in (metrics or {}).items():
+            check_key(k, "checkpoint metric key")
+            check_metric_value(k, v)
+            values[k] = v
+        rec = CheckpointRecord(path, step, epoch, {}, bool(best), None, None,
+                               None if monitor is None else str(monitor), None if mode is None else str(mode),
+                               False, time.time())
+        self._buffer.append((_w.OP_CHECKPOINT, self._state, rec, values))
+        return rec
+
+    def update_checkpoint(self, path: str | os.PathLike, *, deleted: bool | None = None,
+                          best: bool | None = None) -> None:
+        """Record a later fact about a logged checkpoint: deleted (e.g. top-k pruning) or best."""
+        self._check_open()
+        self._buffer.append((_w.OP_CHECKPOINT_UPDATE, self._state,
+                             CheckpointUpdate(self.id, os.path.abspath(os.fspath(path)), deleted, best, time.time())))
+
+    def log_artifact(self, path: str | os.PathLike, *, name: str | None = None) -> None:
+        """Copy a file into the store under ``name`` (default: its file name).
+
+        The copy happens on the writer thread: keep the file until ``flush()`` returns.
+        """
+        self._check_open()
+        path = _check_source(path, "artifact", allow_dir=False)
+        name = _check_artifact_name(os.path.basename(path) if name is None else name)
+        self._buffer.append((_w.OP_ARTIFACT, self._state, name, path, None, time.time()))
+
+    def log_text(self, name: str, text: str | bytes) -> None:
+        """Store a string (UTF-8) or bytes as an artifact called ``name``."""
+        self._check_open()
+        name = _check_artifact_name(name)
+        if isinstance(text, str):
+            data = text.encode("utf-8")
+        elif isinstance(text, (bytes, bytearray, memoryview)):
+            data = bytes(text)
+        else:
+            raise InvalidValueError(f"artifact {name!r}: text must be str or bytes, got {type(text).__name__}")
+        self._buffer.append((_w.OP_ARTIFACT, self._state, name, None, data, time.time()))
+
+    def log_dataset(self, data: Any, *, name: str | None = None, context: str = "train"):
+        """Record which data the run saw: a content digest, schema and row count (see datasets.py)."""
+        self._check_open()
+        from .datasets import prepare_dataset
+
+        job, record = prepare_dataset(self.id, data, name=name, context=context)
+        self._buffer.append((_w.OP_DATASET, self._state, job))
+        return record
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.status != "running":
+            raise RunFinishedError(f"run {self.id[:8]} is {self.status}; start or resume a run to log into it")
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything logged so far is in the local store (and offered to mirrors).
+
+        Returns False if ``timeout`` seconds passed first.
+        """
+        return self._writer.flush(timeout)
+
+    def finish(self, status: str = "finished", *, timeout: float | None = None) -> None:
+        """End the run with a status (finished, failed, killed) and drain everything it logged."""
+        if status not in STATUSES or status == "running":
+            raise InvalidValueError(f"status must be one of finished, failed, killed; got {status!r}")
+        with self._finish_lock:
+            if self.status != "running":
+                return
+            self.status = status
+            self._buffer.append((_w.OP_STATUS, self._state, status, time.time()))
+        with _active_lock:
+            if self in _active:
+                _active.remove(self)
+        self._writer.flush(timeout)
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish("finished")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.finish("killed")
+        else:
+            self.finish("failed")
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def _check_source(path: Any, what: str, allow_dir: bool) -> str:
+    try:
+        path = os.path.abspath(os.fspath(path))
+    except TypeError:
+        raise InvalidValueError(f"{what} path must be a str or os.PathLike, got {short_repr(path)}") from None
+    if "\x00" in path:
+        raise UnsafePathError(f"{what} path contains a NUL character: {short_repr(path)}")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UnsafePathError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise UnsafePathError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISREG(st.st_mode):
+        return path
+    if allow_dir and stat.S_ISDIR(st.st_mode):
+        return path
+    kind = "directory" if stat.S_ISDIR(st.st_mode) else "special file (FIFO, device or socket)"
+    raise UnsafePathError(f"{what} {path} is a {kind}, not a regular file")
+
+
+def _check_artifact_name(name: Any) -> str:
+    name = check_key(name, "artifact name")
+    norm = name.replace("\\", "/")
+    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
+        raise UnsafePathError(f"artifact name {name!r} is absolute; use a relative name such as 'model.pt'")
+    parts = norm.split("/")
+    if any(p in ("..", ".") for p in parts) or any(not p for p in parts):
+        raise UnsafePathError(f"artifact name {name!r} has empty, '.' or '..' parts and could escape the store")
+    return norm
+
+
+def _local_sink(path: str) -> LocalStoreSink:
+    sink = _stores.get(path)
+    if sink is None:
+        sink = _stores[path] = LocalStoreSink(path)
+    return sink
+
+
+def _mirror_sink(uri: Any) -> Sink:
+    if isinstance(uri, Sink):
+        return uri
+    if not isinstance(uri, str) or not uri.strip():
+        raise InvalidValueError(f"mirror must be a URI string or a Sink, got {short_repr(uri)}")
+    uri = uri.strip()
+    sink = _mirrors.get(uri)
+    if sink is None:
+        from .plugins import plugin_manager
+
+        pm = plugin_manager()
+        if is_local_uri(uri):
+            sink = LocalStoreSink(resolve_uri(uri))
+        else:
+            sink = pm.hook.trackhooks_make_sink(uri=uri, options={})
+        if sink is None:
+            raise UnknownPluginError(
+                f"no installed plugin handles mirror {uri!r} (installed plugins: "
+                f"{', '.join(sorted(n for n, _ in pm.list_name_plugin()))}); "
+                "install trackhooks-mlflow or trackhooks-tensorboard, or fix the URI")
+        _mirrors[uri] = sink
+    return sink
+
+
+def _channel(store_path: str, mirrors: Iterable[Any]) -> _w.Channel:
+    mirror_sinks = [_mirror_sink(m) for m in mirrors]
+    key = (store_path, tuple(id(s) for s in mirror_sinks))
+    ch = _channels.get(key)
+    if ch is None:
+        ch = _channels[key] = _w.Channel([_local_sink(store_path), *mirror_sinks])
+    return ch
+
+
+def _mirror_list(mirrors: Any) -> list[Any]:
+    if mirrors is None:
+        raw = os.environ.get("TRACKHOOKS_MIRRORS", "")
+        return [m.strip() for m in raw.split(",") if m.strip()]
+    if isinstance(mirrors, (str, Sink)):
+        return [mirrors]
+    return list(mirrors)
+
+
+def start_run(experiment: str = "default", name: str | None = None, *, params: Mapping[str, Any] | None = None,
+              tags: Mapping[str, Any] | None = None, store: str | os.PathLike | None = None,
+              mirrors: Iterable[Any] | None = None, parent: "Run | str | None" = None,
+              resume: str | None = None) -> Run:
+    """Start (or with ``resume=<run id>`` continue) a run and make it the active run.
+
+    ``store``: a local store directory (default ``$TRACKHOOKS_URI`` or ``./.trackhooks``).
+    ``mirrors``: extra sinks (``"mlflow+http://..."``, ``"tensorboard:<dir>"`` or Sink objects;
+    default ``$TRACKHOOKS_MIRRORS``). Raises StoreError (an OSError) naming the path when the store
+    cannot be created or opened.
+    """
+    experiment = check_key(experiment, "experiment")
+    if name is not None:
+        name = check_key(name, "run name")
+    store_path = resolve_uri(store)
+    with _setup_lock:
+        channel = _channel(store_path, _mirror_list(mirrors))
+    parent_id = None
+    if parent is not None:
+        parent_id = parent.id if isinstance(parent, Run) else check_key(parent, "parent run id")
+    saved_params: dict[str, Any] = {}
+    last_step: dict[str, int] = {}
+    resumed = False
+    if resume is not None:
+        if isinstance(resume, Run):
+            resume = resume.id
+        reader = Store(store_path)
+        try:
+            rec = reader.run(check_key(resume, "resume run id"))
+        except RunNotFoundError:
+            raise RunNotFoundError(f"cannot resume run {resume!r}: it is not in the store {store_path}") from None
+        run_id, experiment, parent_id = rec.id, rec.experiment, rec.parent_id
+        name = name or rec.name
+        saved_params = dict(rec.params)
+        last_step = {k: s for k, s in reader._db().execute(
+            "SELECT key, last_step FROM metric_keys WHERE run_id=? AND last_step IS NOT NULL", (rec.id,))}
+        reader.close()
+        resumed = True
+        if rec.status == "running":
+            # another live process holds it; continuing would interleave two writers
+            existing = [r for r in _active if r.id == rec.id]
+            if existing:
+                return existing[0]
+    else:
+        run_id = uuid.uuid4().hex
+    name = name or _default_name()
+    run = Run(run_id, name, experiment, store_path, parent_id, channel, saved_params, last_step)
+    w = run._writer
+    w.register(run._state)
+    pid = os.getpid()
+    run._buffer.append((_w.OP_START, run._state, RunStart(run_id, experiment, name, parent_id, time.time(), pid,
+                                                          socket.gethostname(), process_start_time(pid), resumed)))
+    w.ensure_started()
+    with _active_lock:
+        _active.append(run)
+    try:
+        _collect_system_info(run)
+        if params:
+            run.log_params(params)
+        if tags:
+            run.set_tags(tags)
+    except TrackhooksError:
+        run.finish("failed")
+        raise
+    return run
+
+
+def _collect_system_info(run: Run) -> None:
+    from .plugins import plugin_manager
+
+    info: dict[str, Any] = {}
+    for impl in reversed(plugin_manager().hook.trackhooks_collect_system_info.get_hookimpls()):
+        try:
+            result = impl.function(run=run)
+        except Exception as exc:
+            _w.warn_once(("sysinfo", impl.plugin_name),
+                         f"system-info plugin {impl.plugin_name!r} failed: {type(exc).__name__}: {exc}")
+            continue
+        if isinstance(result, Mapping):
+            info.update(result)
+    if info:
+        run._update_system(info)
+
+
+def active_run() -> Run | None:
+    """The innermost run started in this process and not finished yet, or None."""
+    with _active_lock:
+        for run in reversed(_active):
+            if run._state.owner_pid == os.getpid():
+                return run
+    return None
+
+
+def _finish_all(status: str, timeout: float | None = None, at_exit: bool = False) -> None:
+    """Finish every run this process owns (interpreter exit, SIGTERM)."""
+    with _active_lock:
+        runs = [r for r in _active if r._state.owner_pid == os.getpid()]
+    for run in reversed(runs):
+        with run._finish_lock:
+            if run.status != "running":
+                continue
+            run.status = status
+            run._buffer.append((_w.OP_STATUS, run._state, status, time.time()))
+        with _active_lock:
+            if run in _active:
+                _active.remove(run)
+    if not at_exit:
+        _w.get_writer().flush(timeout)
+
+
+def autolog(*names: str, **options: Any) -> list[str]:
+    """Enable the installed integration plugins by name (all of them if no name is given).
+
+    Options are passed to each plugin's ``trackhooks_autolog`` (e.g. ``disable=True``).
+    Returns the names of the plugins that were called.
+    """
+    from .plugins import plugin_manager
+
+    pm = plugin_manager()
+    impls = {impl.plugin_name: impl for impl in pm.hook.trackhooks_autolog.get_hookimpls()}
+    chosen = list(names) if names else sorted(impls)
+    unknown = [n for n in chosen if n not in impls]
+    if unknown:
+        raise UnknownPluginError(
+            f"no installed integration named {', '.join(map(repr, unknown))}; installed: "
+            f"{', '.join(sorted(impls)) or 'none (pip install trackhooks-lightning, -keras, -sklearn, -xgboost)'}")
+    for n in chosen:
+        impls[n].function(options=dict(options))
+    return chosen
+
+
+__all__ = ["Run", "start_run", "active_run", "autolog", "StoreError"]

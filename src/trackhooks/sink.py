@@ -1,0 +1,143 @@
+"""The Sink protocol: where the writer thread delivers batches.
+
+A sink is called only from the writer thread, one batch at a time. Optional parts have no-op
+defaults (in the spirit of Lightning's Logger), so a mirror implements ``write`` and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunStart:
+    run_id: str
+    experiment: str
+    name: str
+    parent_id: str | None
+    start_time: float
+    pid: int
+    host: str
+    pid_start: int | None
+    resumed: bool = False
+
+
+@dataclass
+class MetricColumns:
+    """All points of one key of one run in one batch, in logging order."""
+
+    steps: list[int] = field(default_factory=list)
+    epochs: list[int | None] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    timestamps: list[float] = field(default_factory=list)
+
+
+@dataclass
+class CheckpointEvent:
+    run_id: str
+    path: str
+    step: int | None
+    epoch: int | None
+    metrics: dict[str, float]
+    monitor: str | None
+    mode: str | None
+    best: bool
+    size: int | None
+    sha256: str | None
+    time: float
+
+
+@dataclass
+class CheckpointUpdate:
+    """A later fact about a checkpoint already logged: deleted by pruning, or no longer best."""
+
+    run_id: str
+    path: str
+    deleted: bool | None = None
+    best: bool | None = None
+    time: float = 0.0
+
+
+@dataclass
+class ArtifactEvent:
+    run_id: str
+    name: str
+    source: str | None  # the file to copy (None when ``data`` holds the content)
+    sha256: str
+    size: int
+    time: float
+    data: bytes | None = None
+
+
+@dataclass
+class DatasetEvent:
+    run_id: str
+    name: str
+    context: str
+    digest: str
+    schema: dict[str, Any]
+    n_rows: int | None
+    source: str | None
+    sampled: bool
+    time: float
+
+
+@dataclass
+class StatusEvent:
+    run_id: str
+    status: str
+    end_time: float | None
+
+
+@dataclass
+class Batch:
+    """Everything drained from the buffer in one writer cycle for the runs of one store.
+
+    Sections are applied in field order: run starts, params, tags, system info, metrics,
+    checkpoints, artifacts, datasets, heartbeats, then status changes.
+    """
+
+    runs: list[RunStart] = field(default_factory=list)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    system: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, MetricColumns]] = field(default_factory=dict)  # run_id -> key -> cols
+    checkpoints: list[CheckpointEvent] = field(default_factory=list)
+    checkpoint_updates: list[CheckpointUpdate] = field(default_factory=list)
+    artifacts: list[ArtifactEvent] = field(default_factory=list)
+    datasets: list[DatasetEvent] = field(default_factory=list)
+    heartbeats: dict[str, float] = field(default_factory=dict)
+    status: list[StatusEvent] = field(default_factory=list)
+
+    def n_points(self) -> int:
+        return sum(len(c.values) for per_run in self.metrics.values() for c in per_run.values())
+
+    def is_empty(self) -> bool:
+        return not (self.runs or self.params or self.tags or self.system or self.metrics or self.checkpoints
+                    or self.checkpoint_updates or self.artifacts or self.datasets or self.heartbeats
+                    or self.status)
+
+
+class Sink:
+    """Base class of sinks. Only ``write`` is required.
+
+    ``write`` may raise: the writer then keeps the batch for that sink, retries it with backoff, and
+    warns once; the other sinks and the training are not affected.
+    """
+
+    #: a short name for warnings ("local store /path", "mlflow+http://...")
+    name: str = "sink"
+
+    def write(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Make everything written so far durable or delivered. Called by flush()/finish()."""
+
+    def close(self) -> None:
+        """Release resources. Called once at interpreter exit or when the writer stops."""
+
+    def give_up(self, batches: list[Batch]) -> None:
+        """Called at exit with batches that could never be delivered, so they can be recorded
+        for a later ``trackhooks sync``. The local store always holds them anyway."""

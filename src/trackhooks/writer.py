@@ -1,0 +1,471 @@
+"""The write path: a bounded in-memory buffer filled by callers, drained by one writer thread.
+
+Callers (the training thread) only append a tuple to a deque: no I/O, no lock, no formatting, no
+value conversion (a 0-d tensor is kept as it is and turned into a float here, off the caller's
+thread). The writer thread wakes every ``interval`` seconds (or sooner when the buffer fills or
+someone flushes), resolves automatic steps, converts values, hashes checkpoint files, groups
+everything into one Batch per store, and hands each batch to every sink of that store. A sink that
+raises keeps its batches in a retry queue with backoff and is reported once; other sinks and the
+caller carry on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections import deque
+from typing import Any
+
+from .sink import (
+    ArtifactEvent,
+    Batch,
+    CheckpointEvent,
+    CheckpointUpdate,
+    DatasetEvent,
+    MetricColumns,
+    RunStart,
+    Sink,
+    StatusEvent,
+)
+from .values import convert_metric_value
+
+# operation codes of buffer entries (tuples; first field is the op, second the RunState)
+OP_METRICS = 0  # (op, state, {key: value}, step, epoch, ts)
+OP_METRIC = 1  # (op, state, key, value, step, epoch, ts)
+OP_START = 2  # (op, state, RunStart)
+OP_PARAMS = 3  # (op, state, {key: value})
+OP_TAGS = 4
+OP_SYSTEM = 5
+OP_CHECKPOINT = 6  # (op, state, CheckpointRecord, metrics)
+OP_CHECKPOINT_UPDATE = 7  # (op, state, CheckpointUpdate)
+OP_ARTIFACT = 8  # (op, state, name, source, data, ts)
+OP_DATASET = 9  # (op, state, callable -> DatasetEvent)
+OP_STATUS = 10  # (op, state, status, end_time)
+OP_FLUSH = 11  # (op, None, threading.Event)
+
+DEFAULT_INTERVAL = float(os.environ.get("TRACKHOOKS_FLUSH_INTERVAL", "1.0"))
+MAX_BUFFERED = 200_000  # entries; beyond this the caller waits for the writer (never dropped)
+WAKE_AT = 20_000  # entries; the writer is woken early when the buffer holds this many
+HEARTBEAT_INTERVAL = 10.0
+MIRROR_FLUSH_TIMEOUT = float(os.environ.get("TRACKHOOKS_MIRROR_TIMEOUT", "10"))
+
+
+def warn_once(key: object, message: str, _seen: set = set()) -> None:  # noqa: B006 - a process-wide memo
+    if key in _seen:
+        return
+    _seen.add(key)
+    warnings.warn(f"trackhooks: {message}", RuntimeWarning, stacklevel=3)
+
+
+class Channel:
+    """The sinks of one store: the local store first, then its mirrors."""
+
+    def __init__(self, sinks: list[Sink]):
+        self.sinks = sinks
+        self.pending: dict[int, deque[Batch]] = {i: deque() for i in range(len(sinks))}
+        self.retry_at: dict[int, float] = {i: 0.0 for i in range(len(sinks))}
+        self.backoff: dict[int, float] = {i: 0.5 for i in range(len(sinks))}
+        self.failed_once: set[int] = set()
+
+
+class RunState:
+    """Writer-side state of one run: where it goes and the last step per key (for step=None)."""
+
+    __slots__ = ("run_id", "channel", "last_step", "finished", "owner_pid")
+
+    def __init__(self, run_id: str, channel: Channel, last_step: dict[str, int] | None = None):
+        self.run_id = run_id
+        self.channel = channel
+        self.last_step: dict[str, int] = dict(last_step or {})
+        self.finished = False
+        self.owner_pid = os.getpid()
+
+
+def file_digest(path: str) -> tuple[str, int]:
+    """sha256 and size of a file, or of a directory (its sorted relative paths and contents)."""
+    h = hashlib.sha256()
+    size = 0
+    if os.path.isdir(path):
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                h.update(os.path.relpath(full, path).encode("utf-8", "surrogateescape") + b"\0")
+                with open(full, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+                        size += len(chunk)
+        return h.hexdigest(), size
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+class Writer:
+    def __init__(self, interval: float = DEFAULT_INTERVAL):
+        self.buffer: deque = deque()
+        self.interval = interval
+        self._event = threading.Event()
+        self._woken = False
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one drain at a time (writer thread or exit path)
+        self._states: dict[str, RunState] = {}  # running runs, for heartbeats
+        self._channels: list[Channel] = []
+        self._last_heartbeat = time.time()
+        self.pid = os.getpid()
+
+    # ---- caller side ------------------------------------------------------------------------
+    def ensure_started(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._start_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop = False
+            self._thread = threading.Thread(target=self._loop, name="trackhooks-writer", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            self._event.set()
+
+    def wait_for_space(self) -> None:
+        """Called by the caller when the buffer is full: wait for the writer rather than drop."""
+        self.wake()
+        self.ensure_started()
+        while len(self.buffer) >= MAX_BUFFERED // 2:
+            if threading.current_thread() is self._thread:
+                return
+            time.sleep(0.001)
+            self.wake()
+
+    def register(self, state: RunState) -> None:
+        self._states[state.run_id] = state
+        if state.channel not in self._channels:
+            self._channels.append(state.channel)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything appended before this call is in every reachable sink."""
+        if threading.current_thread() is self._thread:
+            self._drain()
+            return True
+        done = threading.Event()
+        self.buffer.append((OP_FLUSH, None, done))
+        self.ensure_started()
+        self._woken = True
+        self._event.set()
+        return done.wait(timeout)
+
+    # ---- writer side ------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop:
+            self._event.wait(self.interval)
+            self._event.clear()
+            self._woken = False
+            try:
+                self._drain()
+            except Exception as exc:  # the writer must never die: report and keep going
+                warn_once(("writer", type(exc)), f"writer thread error: {type(exc).__name__}: {exc}")
+
+    def _drain(self) -> None:
+        with self._write_lock:
+            buf = self.buffer
+            while True:
+                n = len(buf)
+                if n == 0 and not self._retry_due():
+                    break
+                entries = [buf.popleft() for _ in range(n)]
+                flushes = self._process(entries)
+                for channel in self._channels:
+                    self._deliver_pending(channel, force=False)
+                if flushes:
+                    for channel in self._channels:
+                        self._deliver_pending(channel, force=True)
+                        for sink in channel.sinks:
+                            try:
+                                sink.flush()
+                            except Exception as exc:
+                                warn_once(("flush", id(sink)), f"{sink.name}: flush failed: {exc}")
+                    for ev in flushes:
+                        ev.set()
+                if not buf:
+                    break
+            now = time.time()
+            if now - self._last_heartbeat > HEARTBEAT_INTERVAL:
+                self._last_heartbeat = now
+                self._heartbeat(now)
+
+    def _retry_due(self) -> bool:
+        now = time.monotonic()
+        for ch in self._channels:
+            for i, q in ch.pending.items():
+                if q and ch.retry_at[i] <= now:
+                    return True
+        return False
+
+    def _heartbeat(self, now: float) -> None:
+        batches: dict[Channel, Batch] = {}
+        for st in list(self._states.values()):
+            if not st.finished and st.owner_pid == os.getpid():
+                batches.setdefault(st.channel, Batch()).heartbeats[st.run_id] = now
+        for ch, b in batches.items():
+            self._deliver(ch, b, local_only=True)
+
+    def _process(self, entries: list) -> list[threading.Event]:
+        batches: dict[Channel, Batch] = {}
+        flushes: list[threading.Event] = []
+        for entry in entries:
+            op = entry[0]
+            if op == OP_FLUSH:
+                flushes.append(entry[2])
+                continue
+            st: RunState = entry[1]
+            batch = batches.get(st.channel)
+            if batch is None:
+                batch = batches[st.channel] = Batch()
+            try:
+                if op == OP_METRICS:
+                    _, _, mapping, step, epoch, ts = entry
+                    last = st.last_step
+                    per_run = batch.metrics.get(st.run_id)
+                    if per_run is None:
+                        per_run = batch.metrics[st.run_id] = {}
+                    for key, value in mapping.items():
+                        s = (last.get(key, -1) + 1) if step is None else step
+                        last[key] = s
+                        cols = per_run.get(key)
+                        if cols is None:
+                            cols = per_run[key] = MetricColumns()
+                        cols.steps.append(s)
+                        cols.epochs.append(epoch)
+                        cols.values.append(value if type(value) is float else self._convert(st, key, value))
+                        cols.timestamps.append(ts)
+                elif op == OP_METRIC:
+                    _, _, key, value, step, epoch, ts = entry
+                    s = (st.last_step.get(key, -1) + 1) if step is None else step
+                    st.last_step[key] = s
+                    per_run = batch.metrics.setdefault(st.run_id, {})
+                    cols = per_run.get(key)
+                    if cols is None:
+                        cols = per_run[key] = MetricColumns()
+                    cols.steps.append(s)
+                    cols.epochs.append(epoch)
+                    cols.values.append(value if type(value) is float else self._convert(st, key, value))
+                    cols.timestamps.append(ts)
+                elif op == OP_START:
+                    batch.runs.append(entry[2])
+                elif op == OP_PARAMS:
+                    batch.params.setdefault(st.run_id, {}).update(entry[2])
+                elif op == OP_TAGS:
+                    batch.tags.setdefault(st.run_id, {}).update(entry[2])
+                elif op == OP_SYSTEM:
+                    batch.system.setdefault(st.run_id, {}).update(entry[2])
+                elif op == OP_CHECKPOINT:
+                    batch.checkpoints.append(self._checkpoint_event(st, entry[2], entry[3]))
+                elif op == OP_CHECKPOINT_UPDATE:
+                    batch.checkpoint_updates.append(entry[2])
+                elif op == OP_ARTIFACT:
+                    _, _, name, source, data, ts = entry
+                    if data is not None:
+                        sha, size = hashlib.sha256(data).hexdigest(), len(data)
+                    else:
+                        sha, size = file_digest(source)
+                    batch.artifacts.append(ArtifactEvent(st.run_id, name, source, sha, size, ts, data))
+                elif op == OP_DATASET:
+                    ev = entry[2]()
+                    if ev is not None:
+                        batch.datasets.append(ev)
+                elif op == OP_STATUS:
+                    st.finished = True
+                    self._states.pop(st.run_id, None)
+                    batch.status.append(StatusEvent(st.run_id, entry[2], entry[3]))
+            except Exception as exc:
+                warn_once(("process", op, type(exc)),
+                          f"could not record an entry of run {st.run_id[:8]} ({type(exc).__name__}: {exc})")
+        for ch, b in batches.items():
+            self._deliver(ch, b)
+        return flushes
+
+    @staticmethod
+    def _convert(st: RunState, key: str, value: Any) -> float:
+        try:
+            return convert_metric_value(value)
+        except Exception as exc:
+            warn_once(("convert", st.run_id, key),
+                      f"metric {key!r} of run {st.run_id[:8]}: could not convert {type(value).__name__} "
+                      f"({exc}); recorded as NaN")
+            return math.nan
+
+    @staticmethod
+    def _checkpoint_event(st: RunState, rec, metrics: dict) -> CheckpointEvent:
+        values = {}
+        for k, v in (metrics or {}).items():
+            try:
+                values[k] = convert_metric_value(v)
+            except Exception:
+                values[k] = math.nan
+        rec.metrics = values
+        try:
+            rec.sha256, rec.size = file_digest(rec.path)
+        except OSError as exc:
+            warn_once(("ckpt", rec.path), f"checkpoint {rec.path} could not be hashed: {exc}")
+        return CheckpointEvent(st.run_id, rec.path, rec.step, rec.epoch, values, rec.monitor, rec.mode,
+                               rec.best, rec.size, rec.sha256, rec.time)
+
+    def _deliver(self, ch: Channel, batch: Batch, local_only: bool = False) -> None:
+        for i, sink in enumerate(ch.sinks):
+            if local_only and i > 0:
+                break
+            q = ch.pending[i]
+            q.append(batch)
+            self._try_pending(ch, i, force=False)
+
+    def _deliver_pending(self, ch: Channel, force: bool) -> None:
+        for i in range(len(ch.sinks)):
+            if ch.pending[i]:
+                self._try_pending(ch, i, force=force)
+
+    def _try_pending(self, ch: Channel, i: int, force: bool) -> None:
+        q = ch.pending[i]
+        if not force and ch.retry_at[i] > time.monotonic():
+            return
+        sink = ch.sinks[i]
+        deadline = time.monotonic() + (MIRROR_FLUSH_TIMEOUT if i else 60.0)
+        while q:
+            try:
+                sink.write(q[0])
+            except Exception as exc:
+                if i not in ch.failed_once:
+                    ch.failed_once.add(i)
+                    warn_once(("sink", id(sink)),
+                              f"{sink.name} failed ({type(exc).__name__}: {exc}); keeping its records and "
+                              "retrying in the background, training goes on")
+                ch.retry_at[i] = time.monotonic() + ch.backoff[i]
+                ch.backoff[i] = min(ch.backoff[i] * 2, 30.0)
+                return
+            q.popleft()
+            ch.backoff[i] = 0.5
+            if time.monotonic() > deadline:
+                return
+
+    # ---- exit -------------------------------------------------------------------------------
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Drain everything (interpreter exit). Runs on the exiting thread."""
+        self._stop = True
+        self._event.set()
+        t = self._thread
+        if t is not None and t.is_alive() and t is not threading.current_thread():
+            t.join(timeout)
+        deadline = time.monotonic() + timeout
+        try:
+            if not self._write_lock.acquire(timeout=max(0.1, deadline - time.monotonic())):
+                return
+            try:
+                buf = self.buffer
+                while buf:
+                    entries = [buf.popleft() for _ in range(len(buf))]
+                    for ev in self._process(entries):
+                        ev.set()
+                for ch in self._channels:
+                    self._deliver_pending(ch, force=True)
+                    for i, sink in enumerate(ch.sinks):
+                        if ch.pending[i]:
+                            try:
+                                sink.give_up(list(ch.pending[i]))
+                            except Exception:
+                                pass
+                        try:
+                            sink.flush()
+                            sink.close()
+                        except Exception:
+                            pass
+            finally:
+                self._write_lock.release()
+        except Exception as exc:
+            print(f"trackhooks: error while draining at exit: {exc}", file=sys.stderr)
+
+
+_writer: Writer | None = None
+_writer_lock = threading.Lock()
+
+
+def get_writer() -> Writer:
+    global _writer
+    w = _writer
+    if w is not None and w.pid == os.getpid():
+        return w
+    with _writer_lock:
+        if _writer is None or _writer.pid != os.getpid():
+            _writer = Writer()
+            _install_exit_handlers()
+        return _writer
+
+
+def _after_fork_in_child() -> None:
+    # the parent's writer thread does not exist in a forked child; its buffer belongs to the parent
+    global _writer
+    _writer = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_exit_installed = False
+_uncaught: list[BaseException] = []
+
+
+def _install_exit_handlers() -> None:
+    global _exit_installed
+    if _exit_installed:
+        return
+    _exit_installed = True
+    atexit.register(_at_exit)
+    previous_hook = sys.excepthook
+
+    def excepthook(exc_type, exc, tb):
+        _uncaught.append(exc)
+        previous_hook(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+    if threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _on_sigterm)
+        except (ValueError, OSError):
+            pass
+
+
+def _on_sigterm(signum, frame) -> None:
+    from . import run as run_mod
+
+    try:
+        run_mod._finish_all("killed", timeout=10.0)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _at_exit() -> None:
+    from . import run as run_mod
+
+    w = _writer
+    if w is None or w.pid != os.getpid():
+        return
+    status = "finished"
+    if _uncaught:
+        status = "killed" if isinstance(_uncaught[-1], KeyboardInterrupt) else "failed"
+    run_mod._finish_all(status, timeout=None, at_exit=True)
+    w.shutdown()

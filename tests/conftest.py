@@ -1,0 +1,16 @@
+import os
+
+# Keras 3 runs on the torch backend here (tensorflow is never installed); must be set before keras loads.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ.setdefault("TRACKHOOKS_FLUSH_INTERVAL", "0.2")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def store_path(tmp_path, monkeypatch):
+    """A fresh local store directory; also the default store of the test ($TRACKHOOKS_URI)."""
+    path = str(tmp_path / "store")
+    monkeypatch.setenv("TRACKHOOKS_URI", path)
+    monkeypatch.delenv("TRACKHOOKS_MIRRORS", raising=False)
+    return path

@@ -35,6 +35,7 @@ from .values import (
     tag_value,
 )
 
+_IMIN, _IMAX = -(2**63) + 1, 2**63 - 1
 STATUSES = ("running", "finished", "failed", "killed")
 
 _active: list["Run"] = []  # runs started in this process and not finished, innermost last
@@ -90,9 +91,9 @@ class Run:
                     self._check_metric(k, v)
         except AttributeError:
             raise InvalidValueError(f"metrics must be a mapping of key -> number, got {short_repr(metrics)}") from None
-        if step is not None and type(step) is not int:
+        if step is not None and (type(step) is not int or not _IMIN <= step <= _IMAX):
             step = check_index(step, "step")
-        if epoch is not None and type(epoch) is not int:
+        if epoch is not None and (type(epoch) is not int or not _IMIN <= epoch <= _IMAX):
             epoch = check_index(epoch, "epoch")
         buf = self._buffer
         buf.append((_w.OP_METRICS, self._state, dict(metrics), step, epoch, time.time()))
@@ -106,9 +107,9 @@ class Run:
         t = type(value)
         if (t is not float and t is not int) or key not in self._known:
             self._check_metric(key, value)
-        if step is not None and type(step) is not int:
+        if step is not None and (type(step) is not int or not _IMIN <= step <= _IMAX):
             step = check_index(step, "step")
-        if epoch is not None and type(epoch) is not int:
+        if epoch is not None and (type(epoch) is not int or not _IMIN <= epoch <= _IMAX):
             epoch = check_index(epoch, "epoch")
         buf = self._buffer
         buf.append((_w.OP_METRIC, self._state, key, value, step, epoch, time.time()))
@@ -423,6 +424,9 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     except TrackhooksError:
         run.finish("failed")
         raise
+    # the run row is durable before training starts: a process killed in its first second still
+    # leaves a run that reads as killed, not nothing (bounded: a stuck store cannot hang the caller)
+    w.flush(timeout=5.0)
     return run
 
 

@@ -1,0 +1,543 @@
+"""Round trips of the public API through the local store (DESIGN.md: Public API, Local store)."""
+
+import math
+import os
+import threading
+
+import pytest
+
+import trackhooks
+from trackhooks import (
+    InvalidKeyError,
+    InvalidShapeError,
+    InvalidValueError,
+    ParamConflictError,
+    RunFinishedError,
+    StoreError,
+    TrackhooksError,
+    UnsafePathError,
+)
+
+
+def read(run):
+    return trackhooks.open_store(run.store).run(run.id)
+
+
+def test_start_run_defaults_and_record(store_path):
+    run = trackhooks.start_run()
+    assert run.experiment == "default" and run.name and len(run.id) == 32
+    assert trackhooks.active_run() is run
+    run.finish()
+    assert trackhooks.active_run() is None
+    rec = read(run)
+    assert (rec.id, rec.name, rec.experiment, rec.status) == (run.id, run.name, "default", "finished")
+    assert rec.parent_id is None and rec.start_time <= rec.end_time
+    assert rec.system["python"] and rec.system["pid"] == os.getpid()
+    assert os.path.isdir(os.path.join(store_path, "artifacts"))
+
+
+def test_uri_env_is_read_at_each_call(tmp_path, monkeypatch):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    monkeypatch.setenv("TRACKHOOKS_URI", a)
+    r1 = trackhooks.start_run(experiment="e1")
+    r1.finish()
+    monkeypatch.setenv("TRACKHOOKS_URI", b)
+    r2 = trackhooks.start_run(experiment="e2")
+    r2.finish()
+    assert [r.id for r in trackhooks.open_store(a).runs()] == [r1.id]
+    assert [r.id for r in trackhooks.open_store().runs()] == [r2.id]
+
+
+def test_params_flattened_and_conflicts(store_path):
+    with trackhooks.start_run(params={"optimizer": {"lr": 0.1, "betas": (0.9, 0.99)}, "layers": 3}) as run:
+        run.log_params({"optimizer": {"lr": 0.1}})  # same value again is fine
+        with pytest.raises(ParamConflictError) as err:
+            run.log_params({"optimizer.lr": 0.2})
+        assert "optimizer.lr" in str(err.value) and "0.1" in str(err.value) and "0.2" in str(err.value)
+        assert isinstance(err.value, ValueError)
+        run.log_params({"name": None, "obj": object, "flag": True})
+    rec = read(run)
+    assert rec.params["optimizer.lr"] == 0.1
+    assert rec.params["optimizer.betas"] == [0.9, 0.99]
+    assert rec.params["layers"] == 3 and rec.params["flag"] is True and rec.params["name"] is None
+    assert "object" in rec.params["obj"]
+
+
+def test_self_referencing_params_do_not_hang(store_path):
+    d = {"a": 1}
+    d["self"] = d
+    with trackhooks.start_run() as run:
+        run.log_params(d)
+    assert read(run).params == {"a": 1, "self": "<recursive reference>"}
+
+
+def test_metrics_steps_epochs_values_timestamps(store_path):
+    with trackhooks.start_run() as run:
+        run.log_metrics({"loss": 1.0, "acc": 0})
+        run.log_metrics({"loss": 0.5}, epoch=1)
+        run.log_metric("loss", 0.25, step=10, epoch=2)
+        run.log_metric("loss", 0.2)  # one more than the last step of this key
+        run.log_metric("acc", True)
+    rec = read(run)
+    assert rec.metric_keys() == ["acc", "loss"]
+    loss = rec.metric("loss")
+    assert loss.steps == [0, 1, 10, 11]
+    assert loss.epochs == [None, 1, 2, None]
+    assert loss.values == [1.0, 0.5, 0.25, 0.2]
+    assert len(loss.timestamps) == 4 and all(t > 1e9 for t in loss.timestamps)
+    assert loss.timestamps == sorted(loss.timestamps)
+    assert rec.metric("acc").values == [0.0, 1.0] and rec.metric("acc").steps == [0, 1]
+
+
+def test_negative_out_of_order_and_repeated_steps_stored_as_logged(store_path):
+    with trackhooks.start_run() as run:
+        for s in (5, -3, 5, 2):
+            run.log_metric("m", float(s), step=s)
+    assert read(run).metric("m").steps == [5, -3, 5, 2]
+
+
+def test_nan_and_inf_read_back_exactly(store_path):
+    with trackhooks.start_run() as run:
+        run.log_metrics({"x": math.nan, "y": math.inf, "z": -math.inf, "w": 1e-320, "v": 2**80})
+    rec = read(run)
+    assert math.isnan(rec.metric("x").values[0])
+    assert rec.metric("y").values == [math.inf] and rec.metric("z").values == [-math.inf]
+    assert rec.metric("w").values == [1e-320] and rec.metric("v").values == [float(2**80)]
+
+
+
+
+def test_numpy_values(store_path):
+    np = pytest.importorskip("numpy")
+    with trackhooks.start_run() as run:
+        run.log_metrics({"a": np.float32(0.5), "b": np.int64(3), "c": np.array(2.5), "d": np.bool_(True)})
+        with pytest.raises(InvalidShapeError) as err:
+            run.log_metric("arr", np.zeros(3))
+        assert "arr" in str(err.value) and "(3,)" in str(err.value)
+    rec = read(run)
+    assert [rec.metric(k).values[0] for k in "abcd"] == [0.5, 3.0, 2.5, 1.0]
+
+
+def test_torch_tensors_converted_off_thread(store_path):
+    torch = pytest.importorskip("torch")
+    seen = []
+
+    class Spy(torch.Tensor):
+        pass
+
+    t = torch.tensor(1.5, requires_grad=True) * 2
+    with trackhooks.start_run() as run:
+        run.log_metrics({"loss": t, "grad_free": torch.tensor(4)})
+        with pytest.raises(InvalidShapeError):
+            run.log_metric("vec", torch.ones(2))
+        with pytest.raises(InvalidValueError):
+            run.log_metric("cplx", torch.tensor(1 + 2j))
+    rec = read(run)
+    assert rec.metric("loss").values == [3.0] and rec.metric("grad_free").values == [4.0]
+    assert not seen
+
+
+def test_conversion_happens_on_writer_thread(store_path):
+    threads = []
+
+    class Lazy:
+        shape = ()
+        dtype = None
+
+        def item(self):
+            threads.append(threading.current_thread().name)
+            return 7.0
+
+    with trackhooks.start_run() as run:
+        run.log_metric("lazy", Lazy())
+        assert threads == []  # nothing converted on the caller's thread
+    assert threads == ["trackhooks-writer"]
+    assert read(run).metric("lazy").values == [7.0]
+
+
+@pytest.mark.parametrize("key,value,exc", [
+    ("", 1.0, InvalidKeyError),
+    ("   ", 1.0, InvalidKeyError),
+    ("a\x00b", 1.0, InvalidKeyError),
+    ("k" * 5000, 1.0, InvalidKeyError),
+    (3, 1.0, TypeError),
+    ("s", "1.0", InvalidValueError),
+    ("n", None, InvalidValueError),
+    ("b", b"1", InvalidValueError),
+    ("l", [1.0], InvalidValueError),
+    ("c", 1j, InvalidValueError),
+])
+def test_bad_metric_input_raises_at_the_call_naming_the_key(store_path, key, value, exc):
+    with trackhooks.start_run() as run:
+        run.log_metric("good", 1.0)
+        with pytest.raises(exc) as err:
+            run.log_metric(key, value)
+        assert isinstance(err.value, TrackhooksError)
+        assert isinstance(err.value, (TypeError, ValueError))
+        with pytest.raises(exc):
+            run.log_metrics({"good": 2.0, key: value})
+    rec = read(run)
+    assert rec.metric("good").values == [1.0]  # the rejected mapping logged nothing
+
+
+def test_bad_step_and_epoch(store_path):
+    with trackhooks.start_run() as run:
+        with pytest.raises(InvalidValueError):
+            run.log_metric("m", 1.0, step=1.5)
+        with pytest.raises(InvalidValueError):
+            run.log_metric("m", 1.0, epoch="1")
+        with pytest.raises(InvalidKeyError):
+            run.log_metric("m", 1.0, step=2**70)
+
+
+def test_tags(store_path):
+    with trackhooks.start_run(tags={"team": "vision"}) as run:
+        run.set_tags({"stage": 1})
+        run.set_tags({"team": "nlp"})
+    assert read(run).tags == {"stage": "1", "team": "nlp"}
+
+
+def test_context_manager_failed_and_killed(store_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        with trackhooks.start_run() as run:
+            raise RuntimeError("boom")
+    assert read(run).status == "failed"
+    with pytest.raises(KeyboardInterrupt):
+        with trackhooks.start_run() as run2:
+            raise KeyboardInterrupt
+    assert read(run2).status == "killed"
+    with pytest.raises(RunFinishedError):
+        run2.log_metric("m", 1.0)
+    run2.finish()  # a second finish is a no-op
+
+
+def test_finish_status_validated(store_path):
+    run = trackhooks.start_run()
+    with pytest.raises(InvalidValueError):
+        run.finish("done")
+    run.finish("killed")
+    assert read(run).status == "killed"
+
+
+def test_parent_and_children(store_path):
+    with trackhooks.start_run(name="search") as parent:
+        kids = [trackhooks.start_run(name=f"c{i}", parent=parent) for i in range(3)]
+        assert trackhooks.active_run() is kids[-1]
+        for k in kids:
+            k.finish()
+        assert trackhooks.active_run() is parent
+    rec = read(parent)
+    assert [c.name for c in rec.children()] == ["c0", "c1", "c2"]
+    assert all(c.parent_id == parent.id for c in rec.children())
+    solo = trackhooks.start_run(parent=parent.id)
+    solo.finish()
+    assert read(solo).parent_id == parent.id
+
+
+def test_resume_continues_steps_params_and_status(store_path):
+    run = trackhooks.start_run(name="long", params={"lr": 0.1})
+    run.log_metric("loss", 1.0)
+    run.log_metric("loss", 0.9)
+    run.finish("killed")
+    again = trackhooks.start_run(resume=run.id, params={"lr": 0.1})
+    assert (again.id, again.name) == (run.id, "long")
+    assert read(again).status == "running"
+    again.log_metric("loss", 0.8)
+    with pytest.raises(ParamConflictError):
+        again.log_params({"lr": 0.2})
+    again.finish()
+    rec = read(run)
+    assert rec.status == "finished"
+    assert rec.metric("loss").steps == [0, 1, 2]
+    assert rec.params == {"lr": 0.1}
+
+
+def test_resume_unknown_run(store_path):
+    trackhooks.start_run().finish()
+    with pytest.raises(trackhooks.RunNotFoundError, match="nope"):
+        trackhooks.start_run(resume="nope")
+
+
+def test_checkpoints_hashed_off_thread_and_best(store_path, tmp_path):
+    files = []
+    for i in range(3):
+        p = tmp_path / f"ckpt{i}.pt"
+        p.write_bytes(bytes([i]) * 1000)
+        files.append(p)
+    with trackhooks.start_run() as run:
+        r0 = run.log_checkpoint(files[0], step=10, epoch=0, metrics={"val_loss": 0.5}, best=True,
+                                monitor="val_loss", mode="min")
+        run.log_checkpoint(files[1], step=20, epoch=1, metrics={"val_loss": 0.4}, best=True, monitor="val_loss",
+                           mode="min")
+        run.log_checkpoint(files[2], step=30, epoch=2, metrics={"val_loss": 0.6}, monitor="val_loss", mode="min")
+        run.update_checkpoint(files[0], deleted=True)
+        run.flush()
+        assert r0.sha256 is not None and r0.size == 1000
+    cks = read(run).checkpoints()
+    assert [c.step for c in cks] == [10, 20, 30]
+    assert [c.best for c in cks] == [False, True, False]
+    assert [c.deleted for c in cks] == [True, False, False]
+    import hashlib
+
+    assert cks[1].sha256 == hashlib.sha256(files[1].read_bytes()).hexdigest() and cks[1].size == 1000
+    assert cks[1].metrics == {"val_loss": 0.4} and cks[1].monitor == "val_loss" and cks[1].mode == "min"
+    assert cks[1].path == str(files[1]) and cks[1].exists
+    os.unlink(files[2])
+    assert not read(run).checkpoints()[2].exists
+
+
+def test_checkpoint_directory(store_path, tmp_path):
+    d = tmp_path / "ckdir"
+    d.mkdir()
+    (d / "a").write_text("x")
+    (d / "b").write_text("yz")
+    with trackhooks.start_run() as run:
+        run.log_checkpoint(d, step=1)
+    c = read(run).checkpoints()[0]
+    assert c.size == 3 and len(c.sha256) == 64
+
+
+def test_artifacts_copied_content_addressed(store_path, tmp_path):
+    src = tmp_path / "config.yaml"
+    src.write_text("lr: 0.1\n")
+    with trackhooks.start_run() as run:
+        run.log_artifact(src)
+        run.log_artifact(src, name="configs/copy.yaml")
+        run.log_text("notes.md", "# hello")
+    arts = {a.name: a for a in read(run).artifacts()}
+    assert set(arts) == {"config.yaml", "configs/copy.yaml", "notes.md"}
+    a = arts["config.yaml"]
+    assert a.path.startswith(os.path.join(store_path, "artifacts")) and a.size == 8
+    assert open(a.path).read() == "lr: 0.1\n" and a.path == arts["configs/copy.yaml"].path
+    assert open(arts["notes.md"].path).read() == "# hello"
+
+
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/../../b", "a//b", "./x", "C:\\x", ""])
+def test_artifact_names_cannot_escape(store_path, tmp_path, name):
+    src = tmp_path / "f"
+    src.write_text("x")
+    with trackhooks.start_run() as run:
+        with pytest.raises((UnsafePathError, InvalidKeyError)):
+            run.log_artifact(src, name=name)
+
+
+def test_special_files_rejected(store_path, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with trackhooks.start_run() as run:
+        for bad in (fifo, "/dev/zero", tmp_path / "missing", tmp_path):
+            with pytest.raises(UnsafePathError) as err:
+                run.log_artifact(bad)
+            assert str(bad) in str(err.value)
+        with pytest.raises(UnsafePathError):
+            run.log_checkpoint("/dev/zero")
+
+
+def test_store_errors_name_the_path(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("not a dir")
+    with pytest.raises(StoreError) as err:
+        trackhooks.start_run(store=str(f))
+    assert str(f) in str(err.value) and isinstance(err.value, OSError)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "trackhooks.db").write_bytes(b"garbage" * 1000)
+    with pytest.raises(StoreError) as err:
+        trackhooks.start_run(store=str(bad))
+    assert str(bad) in str(err.value)
+    with pytest.raises(trackhooks.StoreNotFoundError):
+        trackhooks.open_store(str(tmp_path / "nowhere"))
+
+
+def test_future_schema_refused(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "s"
+    trackhooks.start_run(store=str(path)).finish()
+    conn = sqlite3.connect(path / "trackhooks.db")
+    conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer trackhooks"):
+        trackhooks.open_store(str(path))
+
+
+def test_open_store_on_empty_directory_sees_later_runs(tmp_path):
+    path = tmp_path / "empty"
+    path.mkdir()
+    store = trackhooks.open_store(str(path))
+    assert store.runs() == []
+    run = trackhooks.start_run(store=str(path))
+    run.finish()
+    assert [r.id for r in store.runs()] == [run.id]
+
+
+def test_runs_filters_and_prefix_lookup(store_path):
+    a = trackhooks.start_run(experiment="x")
+    a.finish()
+    b = trackhooks.start_run(experiment="y")
+    b.finish("failed")
+    store = trackhooks.open_store()
+    assert [r.id for r in store.runs()] == [a.id, b.id]
+    assert [r.id for r in store.runs(experiment="y")] == [b.id]
+    assert [r.id for r in store.runs(status="failed")] == [b.id]
+    assert store.run(a.id[:10]).id == a.id
+    with pytest.raises(trackhooks.RunNotFoundError):
+        store.run("zzzz")
+    with pytest.raises(KeyError):
+        store.run(a.id).metric("nope")
+
+
+def test_ambiguous_prefix(store_path):
+    runs = [trackhooks.start_run() for _ in range(40)]
+    for r in runs:
+        r.finish()
+    first = {}
+    for r in runs:
+        first.setdefault(r.id[0], []).append(r)
+    prefix = next(k for k, v in first.items() if len(v) > 1)
+    with pytest.raises(trackhooks.AmbiguousRunError):
+        trackhooks.open_store().run(prefix)
+
+
+def test_killed_when_owner_process_is_gone(store_path):
+    import subprocess
+    import sys
+
+    code = ("import trackhooks, os; r = trackhooks.start_run(); r.log_metric('m', 1.0); r.flush(); "
+            "print(r.id, flush=True); os._exit(0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "TRACKHOOKS_URI": store_path})
+    run_id = out.stdout.strip()
+    rec = trackhooks.open_store().run(run_id)
+    assert rec.status == "killed" and rec.stored_status == "running"
+    assert rec.metric("m").values == [1.0]
+
+
+def test_normal_exit_without_finish_drains(store_path):
+    import subprocess
+    import sys
+
+    code = ("import trackhooks; r = trackhooks.start_run()\n"
+            "for i in range(5000): r.log_metric('m', float(i))\n"
+            "print(r.id)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "TRACKHOOKS_URI": store_path, "TRACKHOOKS_FLUSH_INTERVAL": "60"})
+    rec = trackhooks.open_store().run(out.stdout.strip())
+    assert rec.status == "finished" and len(rec.metric("m")) == 5000
+
+
+def test_uncaught_exception_marks_failed(store_path):
+    import subprocess
+    import sys
+
+    code = "import trackhooks; r = trackhooks.start_run(); print(r.id, flush=True); raise SystemError('x')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TRACKHOOKS_URI": store_path})
+    assert out.returncode == 1
+    assert trackhooks.open_store().run(out.stdout.strip()).status == "failed"
+
+
+def test_sigterm_drains_and_marks_killed(store_path):
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import trackhooks, time; r = trackhooks.start_run(); r.log_metric('m', 1.0); print(r.id, flush=True)\n"
+            "time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "TRACKHOOKS_URI": store_path, "TRACKHOOKS_FLUSH_INTERVAL": "60"})
+    run_id = proc.stdout.readline().strip()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == -signal.SIGTERM
+    rec = trackhooks.open_store().run(run_id)
+    assert rec.stored_status == "killed" and rec.metric("m").values == [1.0]
+
+
+def test_threads_logging_into_one_run(store_path):
+    with trackhooks.start_run() as run:
+        def work(t):
+            for i in range(2000):
+                run.log_metric(f"t{t}", float(i), step=i)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    rec = read(run)
+    for t in range(4):
+        assert rec.metric(f"t{t}").values == [float(i) for i in range(2000)]
+
+
+def test_flush_timeout_returns_bool(store_path):
+    run = trackhooks.start_run()
+    run.log_metric("m", 1.0)
+    assert run.flush(timeout=30) is True
+    run.finish()
+
+
+def test_two_stores_in_one_process(tmp_path):
+    a = trackhooks.start_run(store=str(tmp_path / "a"))
+    b = trackhooks.start_run(store=str(tmp_path / "b"))
+    a.log_metric("m", 1.0)
+    b.log_metric("m", 2.0)
+    a.finish()
+    b.finish()
+    assert trackhooks.open_store(str(tmp_path / "a")).run(a.id).metric("m").values == [1.0]
+    assert trackhooks.open_store(str(tmp_path / "b")).run(b.id).metric("m").values == [2.0]
+    with pytest.raises(trackhooks.RunNotFoundError):
+        trackhooks.open_store(str(tmp_path / "a")).run(b.id)
+
+
+def test_local_store_as_mirror(tmp_path):
+    main, copy = str(tmp_path / "main"), str(tmp_path / "copy")
+    with trackhooks.start_run(store=main, mirrors=[copy]) as run:
+        run.log_metrics({"m": 1.0})
+    assert trackhooks.open_store(copy).run(run.id).metric("m").values == [1.0]
+
+
+def test_failing_mirror_is_isolated(store_path):
+    class Broken(trackhooks.Sink):
+        name = "broken"
+        calls = 0
+
+        def write(self, batch):
+            Broken.calls += 1
+            raise ConnectionError("down")
+
+    class Good(trackhooks.Sink):
+        name = "good"
+        points = 0
+
+        def write(self, batch):
+            Good.points += batch.n_points()
+
+    with pytest.warns(RuntimeWarning, match="broken failed"):
+        with trackhooks.start_run(mirrors=[Broken(), Good()]) as run:
+            for i in range(100):
+                run.log_metric("m", float(i))
+    assert Good.points == 100 and Broken.calls >= 1
+    assert len(read(run).metric("m")) == 100
+
+
+def test_unknown_mirror_scheme(store_path):
+    with pytest.raises(trackhooks.UnknownPluginError, match="nosuch"):
+        trackhooks.start_run(mirrors=["nosuch+http://x"])
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, trackhooks; heavy = [m for m in ('torch', 'numpy', 'keras', 'sklearn', 'xgboost', "
+            "'mlflow', 'lightning', 'pandas', 'sqlite3') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_public_names():
+    for name in ("start_run", "active_run", "open_store", "autolog", "plugin_manager", "TrackhooksError"):
+        assert hasattr(trackhooks, name)
+    with pytest.raises(AttributeError):
+        trackhooks.no_such_thing

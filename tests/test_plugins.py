@@ -1,0 +1,222 @@
+"""The plugin manager and every hook in hookspecs.py (a meta-test checks that each hook has a test here)."""
+
+import inspect
+import os
+import subprocess
+import sys
+
+import pluggy
+import pytest
+
+import trackhooks
+from trackhooks import hookspecs
+from trackhooks.plugins import BUILTIN_PLUGINS, make_plugin_manager
+
+TESTED_HOOKS = {
+    "trackhooks_collect_system_info": "test_hook_collect_system_info",
+    "trackhooks_make_sink": "test_hook_make_sink",
+    "trackhooks_autolog": "test_hook_autolog",
+}
+
+
+def test_every_hook_has_a_test_and_docs():
+    hooks = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("trackhooks_")]
+    assert sorted(hooks) == sorted(TESTED_HOOKS)
+    module = sys.modules[__name__]
+    docs = open(os.path.join(os.path.dirname(__file__), "..", "docs", "plugins.md")).read()
+    for hook, test in TESTED_HOOKS.items():
+        assert callable(getattr(module, test, None)), f"{hook} has no test {test}"
+        spec = getattr(hookspecs, hook)
+        assert "thread" in spec.__doc__ and ":return:" in spec.__doc__, f"{hook} docstring"
+        assert hook in docs, f"{hook} is not documented in docs/plugins.md"
+        for p in inspect.signature(spec).parameters.values():
+            assert p.annotation is not inspect.Parameter.empty, f"{hook}({p.name}) is untyped"
+
+
+def test_plugin_manager_is_pluggy_with_builtins():
+    pm = trackhooks.plugin_manager()
+    assert isinstance(pm, pluggy.PluginManager) and pm.project_name == "trackhooks"
+    assert pm is trackhooks.plugin_manager()
+    for name in BUILTIN_PLUGINS:
+        assert pm.get_plugin(name) is not None
+
+
+def test_disable_plugins_env(monkeypatch):
+    monkeypatch.setenv("TRACKHOOKS_DISABLE_PLUGINS", "sysinfo, nonexistent")
+    pm = make_plugin_manager()
+    assert pm.get_plugin("sysinfo") is None and pm.is_blocked("sysinfo")
+    assert pm.get_plugin("localstore") is not None
+
+
+def test_entry_points_are_loaded_in_a_fresh_process(tmp_path):
+    # a third-party plugin found only through its entry point, exactly like first-party ones
+    dist = tmp_path / "thirdparty-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[trackhooks]\nthirdparty = thirdparty_plugin\n")
+    (tmp_path / "thirdparty_plugin.py").write_text(
+        "from trackhooks.hookspecs import hookimpl\n"
+        "@hookimpl\n"
+        "def trackhooks_collect_system_info(run):\n"
+        "    return {'thirdparty': 'yes'}\n")
+    code = ("import trackhooks; pm = trackhooks.plugin_manager(); print(pm.get_plugin('thirdparty') is not None); "
+            "r = trackhooks.start_run(); r.finish(); "
+            "print(trackhooks.open_store().run(r.id).system.get('thirdparty'))")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "TRACKHOOKS_URI": str(tmp_path / "store")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["True", "yes"]
+    env["TRACKHOOKS_DISABLE_PLUGINS"] = "thirdparty"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["False", "None"]
+
+
+def test_broken_entry_point_only_warns(tmp_path):
+    dist = tmp_path / "broken-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[trackhooks]\nbroken = no_such_module_xyz\n")
+    code = "import trackhooks; pm = trackhooks.plugin_manager(); print(pm.get_plugin('localstore') is not None)"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "True" and "broken" in out.stderr
+
+
+class SysPlugin:
+    @trackhooks.hookimpl
+    def trackhooks_collect_system_info(self, run):
+        return {"gpu": "none", "run_seen": run.id}
+
+
+class FailingSysPlugin:
+    @trackhooks.hookimpl
+    def trackhooks_collect_system_info(self, run):
+        raise RuntimeError("plugin bug")
+
+
+def test_hook_collect_system_info(store_path):
+    pm = trackhooks.plugin_manager()
+    good, bad = SysPlugin(), FailingSysPlugin()
+    pm.register(good, name="test-sys")
+    pm.register(bad, name="test-sys-bad")
+    try:
+        with pytest.warns(RuntimeWarning, match="plugin bug"):
+            run = trackhooks.start_run()
+        run.finish()
+    finally:
+        pm.unregister(good)
+        pm.unregister(bad)
+    system = trackhooks.open_store().run(run.id).system
+    assert system["gpu"] == "none" and system["run_seen"] == run.id
+    # the built-in plugin still ran although another implementation failed
+    assert system["python"] and "argv" in system and "packages" in system
+
+
+class MemorySink(trackhooks.Sink):
+    def __init__(self, uri):
+        self.name = uri
+        self.points = []
+        self.status = []
+
+    def write(self, batch):
+        for run_id, per_key in batch.metrics.items():
+            for key, cols in per_key.items():
+                self.points.extend(zip([key] * len(cols.values), cols.steps, cols.values))
+        self.status.extend(s.status for s in batch.status)
+
+
+class MemoryScheme:
+    def __init__(self):
+        self.made = []
+
+    @trackhooks.hookimpl
+    def trackhooks_make_sink(self, uri, options):
+        if not uri.startswith("memory:"):
+            return None
+        sink = MemorySink(uri)
+        self.made.append(sink)
+        return sink
+
+
+def test_hook_make_sink(store_path):
+    pm = trackhooks.plugin_manager()
+    plugin = MemoryScheme()
+    pm.register(plugin, name="test-memory")
+    try:
+        with trackhooks.start_run(mirrors=["memory:one"]) as run:
+            run.log_metrics({"loss": 0.5}, step=3)
+        with trackhooks.start_run(mirrors=["memory:one"]) as run2:
+            run2.log_metric("loss", 0.25)
+    finally:
+        pm.unregister(plugin)
+    assert len(plugin.made) == 1  # one sink per URI per process, shared by runs
+    sink = plugin.made[0]
+    assert sink.points == [("loss", 3, 0.5), ("loss", 0, 0.25)]
+    assert sink.status == ["finished", "finished"]
+
+
+def test_mirrors_from_env(store_path, monkeypatch):
+    pm = trackhooks.plugin_manager()
+    plugin = MemoryScheme()
+    pm.register(plugin, name="test-memory-env")
+    monkeypatch.setenv("TRACKHOOKS_MIRRORS", "memory:env")
+    try:
+        with trackhooks.start_run() as run:
+            run.log_metric("m", 1.0)
+    finally:
+        pm.unregister(plugin)
+    assert plugin.made[0].points == [("m", 0, 1.0)]
+
+
+class FakeIntegration:
+    def __init__(self):
+        self.calls = []
+
+    @trackhooks.hookimpl
+    def trackhooks_autolog(self, options):
+        self.calls.append(options)
+
+
+def test_hook_autolog():
+    pm = trackhooks.plugin_manager()
+    a, b = FakeIntegration(), FakeIntegration()
+    pm.register(a, name="fake-a")
+    pm.register(b, name="fake-b")
+    try:
+        assert trackhooks.autolog("fake-a", log_every_n_steps=5) == ["fake-a"]
+        assert a.calls == [{"log_every_n_steps": 5}] and b.calls == []
+        called = trackhooks.autolog(disable=True)
+        assert "fake-a" in called and "fake-b" in called
+        assert b.calls == [{"disable": True}]
+        with pytest.raises(trackhooks.UnknownPluginError) as err:
+            trackhooks.autolog("tensorflow")
+        assert "tensorflow" in str(err.value) and "fake-a" in str(err.value)
+        assert isinstance(err.value, ValueError)
+    finally:
+        pm.unregister(a)
+        pm.unregister(b)
+
+
+def test_sysinfo_redacts_secrets_and_reads_git():
+    from trackhooks.builtin.sysinfo import git_info, redact_argv
+
+    argv = ["train.py", "--password", "hunter2", "--api-key=abc", "--token", "t", "--lr", "0.1",
+            "mlflow+http://user:pw@host/x", "--db-pass=s3"]
+    out = redact_argv(argv)
+    assert "hunter2" not in out and "--api-key=***" in out and "t" not in out[5:7] and "0.1" in out
+    assert "http://user:***@host/x" in out[-2] and out[-1] == "--db-pass=***"
+    info = git_info(os.path.dirname(__file__))
+    if info:
+        assert len(info["git.commit"]) == 40
+
+
+def test_sysinfo_env_only_when_allow_listed(store_path, monkeypatch):
+    monkeypatch.setenv("SECRET_THING", "s3cr3t")
+    monkeypatch.setenv("MY_VISIBLE", "1")
+    with trackhooks.start_run() as run:
+        pass
+    system = trackhooks.open_store().run(run.id).system
+    assert "s3cr3t" not in repr(system) and "env" not in system
+    monkeypatch.setenv("TRACKHOOKS_CAPTURE_ENV", "MY_VISIBLE")
+    with trackhooks.start_run() as run:
+        pass
+    assert trackhooks.open_store().run(run.id).system["env"] == {"MY_VISIBLE": "1"}

@@ -541,3 +541,40 @@ def test_public_names():
         assert hasattr(trackhooks, name)
     with pytest.raises(AttributeError):
         trackhooks.no_such_thing
+
+
+def test_artifact_source_deleted_before_copy_only_warns(store_path, tmp_path):
+    big = tmp_path / "big.bin"
+    import trackhooks.writer as w
+
+    small_limit = w.INLINE_ARTIFACT_BYTES
+    w.INLINE_ARTIFACT_BYTES = 10  # force the copy-at-write path
+    try:
+        big.write_bytes(b"x" * 100)
+        with trackhooks.start_run() as run:
+            run.log_artifact(big)
+            run.log_metric("m", 1.0)
+            run.flush()
+        assert [a.name for a in read(run).artifacts()] == ["big.bin"]
+    finally:
+        w.INLINE_ARTIFACT_BYTES = small_limit
+
+
+def test_sink_rejecting_a_batch_does_not_block_the_others(store_path):
+    class Picky(trackhooks.Sink):
+        name = "picky"
+        good = 0
+
+        def write(self, batch):
+            if batch.metrics:
+                raise TypeError("cannot take metrics")
+            Picky.good += 1
+
+    with pytest.warns(RuntimeWarning):
+        with trackhooks.start_run(mirrors=[Picky()]) as run:
+            run.log_metric("m", 1.0)
+            for _ in range(4):
+                run.flush()
+            run.set_tags({"after": "yes"})
+    assert read(run).metric("m").values == [1.0] and read(run).tags == {"after": "yes"}
+    assert Picky.good >= 1  # batches after the rejected one were delivered

@@ -22,6 +22,7 @@ import sqlite3
 import sys
 import threading
 import time
+import warnings
 from array import array
 from typing import Any, Iterator
 
@@ -117,8 +118,16 @@ CREATE INDEX IF NOT EXISTS datasets_by_digest ON datasets (digest);
 """
 
 
+def _json_default(value: Any) -> str:
+    # a plugin's system info or a dataset schema holding an odd object must not poison a batch
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, allow_nan=True, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, allow_nan=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
 def _connect(db_path: str, *, readonly: bool = False) -> sqlite3.Connection:
@@ -283,7 +292,13 @@ class LocalStoreSink(Sink):
                     conn.execute("UPDATE checkpoints SET best=0 WHERE run_id=? AND monitor IS ?", (u.run_id, row[1]))
                 conn.execute("UPDATE checkpoints SET best=? WHERE id=?", (int(u.best), row[0]))
         for a in batch.artifacts:
-            self._store_file(a)
+            try:
+                self._store_file(a)
+            except FileNotFoundError:
+                # the source vanished between logging and copying: nothing left to keep
+                warnings.warn(f"trackhooks: artifact {a.name!r}: {a.source} was deleted before it could be copied",
+                              RuntimeWarning, stacklevel=2)
+                continue
             conn.execute("INSERT OR REPLACE INTO artifacts (run_id, name, sha256, size, time) VALUES (?,?,?,?,?)",
                          (a.run_id, a.name, a.sha256, a.size, a.time))
         for d in batch.datasets:

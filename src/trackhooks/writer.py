@@ -16,6 +16,7 @@ import hashlib
 import math
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -54,6 +55,8 @@ DEFAULT_INTERVAL = float(os.environ.get("TRACKHOOKS_FLUSH_INTERVAL", "1.0"))
 MAX_BUFFERED = 200_000  # entries; beyond this the caller waits for the writer (never dropped)
 WAKE_AT = 20_000  # entries; the writer is woken early when the buffer holds this many
 HEARTBEAT_INTERVAL = 10.0
+INLINE_ARTIFACT_BYTES = 16 << 20
+POISON_RETRIES = 3  # a batch a sink rejects this often with a non-I/O error is dropped, loudly
 MIRROR_FLUSH_TIMEOUT = float(os.environ.get("TRACKHOOKS_MIRROR_TIMEOUT", "10"))
 
 
@@ -73,6 +76,7 @@ class Channel:
         self.retry_at: dict[int, float] = {i: 0.0 for i in range(len(sinks))}
         self.backoff: dict[int, float] = {i: 0.5 for i in range(len(sinks))}
         self.failed_once: set[int] = set()
+        self.poison: dict[int, int] = {}
 
 
 class RunState:
@@ -278,6 +282,10 @@ class Writer:
                     batch.checkpoint_updates.append(entry[2])
                 elif op == OP_ARTIFACT:
                     _, _, name, source, data, ts = entry
+                    if data is None and os.path.getsize(source) <= INLINE_ARTIFACT_BYTES:
+                        # read small files once: every sink gets the same bytes even if the file changes
+                        with open(source, "rb") as f:
+                            data = f.read()
                     if data is not None:
                         sha, size = hashlib.sha256(data).hexdigest(), len(data)
                     else:
@@ -347,6 +355,18 @@ class Writer:
             try:
                 sink.write(q[0])
             except Exception as exc:
+                if not isinstance(exc, (OSError, sqlite3.OperationalError, TimeoutError, ConnectionError)):
+                    # not an outage but a batch this sink cannot take: retrying forever would block
+                    # everything behind it
+                    n = ch.poison.get(id(q[0]), 0) + 1
+                    ch.poison[id(q[0])] = n
+                    if n >= POISON_RETRIES:
+                        bad = q.popleft()
+                        ch.poison.pop(id(bad), None)
+                        warnings.warn(f"trackhooks: {sink.name} rejected a batch ({bad.n_points()} points) "
+                                      f"{n} times ({type(exc).__name__}: {exc}); it was dropped for this sink",
+                                      RuntimeWarning, stacklevel=2)
+                        continue
                 if i not in ch.failed_once:
                     ch.failed_once.add(i)
                     warn_once(("sink", id(sink)),

@@ -543,21 +543,21 @@ def test_public_names():
         trackhooks.no_such_thing
 
 
-def test_artifact_source_deleted_before_copy_only_warns(store_path, tmp_path):
-    big = tmp_path / "big.bin"
-    import trackhooks.writer as w
-
-    small_limit = w.INLINE_ARTIFACT_BYTES
-    w.INLINE_ARTIFACT_BYTES = 10  # force the copy-at-write path
-    try:
-        big.write_bytes(b"x" * 100)
-        with trackhooks.start_run() as run:
-            run.log_artifact(big)
+def test_artifact_source_deleted_before_flush_only_warns(store_path, tmp_path):
+    src = tmp_path / "gone.bin"
+    src.write_bytes(b"x" * 100)
+    with trackhooks.start_run() as run:
+        run._writer.interval = 60  # keep the writer idle so the file is gone before it is read
+        try:
+            run.log_artifact(src)
             run.log_metric("m", 1.0)
-            run.flush()
-        assert [a.name for a in read(run).artifacts()] == ["big.bin"]
-    finally:
-        w.INLINE_ARTIFACT_BYTES = small_limit
+            os.unlink(src)
+            with pytest.warns(RuntimeWarning, match="gone.bin|No such file"):
+                run.flush()
+        finally:
+            run._writer.interval = 0.2
+    rec = read(run)
+    assert rec.artifacts() == [] and rec.metric("m").values == [1.0] and rec.status == "finished"
 
 
 def test_sink_rejecting_a_batch_does_not_block_the_others(store_path):

@@ -300,7 +300,7 @@ class Writer:
                     self._states.pop(st.run_id, None)
                     batch.status.append(StatusEvent(st.run_id, entry[2], entry[3]))
             except Exception as exc:
-                warn_once(("process", op, type(exc)),
+                warn_once(("process", st.run_id, op, type(exc)),
                           f"could not record an entry of run {st.run_id[:8]} ({type(exc).__name__}: {exc})")
         for ch, b in batches.items():
             self._deliver(ch, b)

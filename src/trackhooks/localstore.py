@@ -115,6 +115,16 @@ CREATE TABLE IF NOT EXISTS datasets (
     PRIMARY KEY (run_id, digest, context, name)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS datasets_by_digest ON datasets (digest);
+-- what each mirror has received of each run (see trackhooks.sync): JSON state, version for
+-- compare-and-swap updates by concurrent syncers (a live process and `trackhooks sync`)
+CREATE TABLE IF NOT EXISTS mirror_cursors (
+    mirror TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT '{}',
+    version INTEGER NOT NULL DEFAULT 0,
+    updated REAL,
+    PRIMARY KEY (mirror, run_id)
+) WITHOUT ROWID;
 """
 
 

@@ -109,6 +109,9 @@ class Batch:
     datasets: list[DatasetEvent] = field(default_factory=list)
     heartbeats: dict[str, float] = field(default_factory=dict)
     status: list[StatusEvent] = field(default_factory=list)
+    #: the local store directory these records were written to first (set by the writer), so that a
+    #: mirror shared by several stores can replay from the right one
+    store: str | None = None
 
     def n_points(self) -> int:
         return sum(len(c.values) for per_run in self.metrics.values() for c in per_run.values())

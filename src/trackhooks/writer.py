@@ -238,7 +238,7 @@ class Writer:
             st: RunState = entry[1]
             batch = batches.get(st.channel)
             if batch is None:
-                batch = batches[st.channel] = Batch()
+                batch = batches[st.channel] = Batch(store=getattr(st.channel.sinks[0], "path", None))
             try:
                 if op == OP_METRICS:
                     _, _, mapping, step, epoch, ts = entry

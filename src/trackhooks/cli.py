@@ -1,10 +1,651 @@
-"""Command line (placeholder until the CLI issue lands)."""
+"""The ``trackhooks`` command line: runs, show, compare, export, report, sync.
+
+Tables and colours come from ``rich``, imported only here (``import trackhooks`` never loads it).
+Every user string shown in a terminal goes through ``summaries.clean`` (no escape-sequence
+injection from a run name) and is wrapped in ``rich.text.Text`` (no markup interpretation).
+Errors the user can fix print one line on stderr and exit non-zero, never a traceback.
+"""
 
 from __future__ import annotations
 
+import argparse
+import csv
+import io
+import json
+import os
 import sys
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from . import summaries as sm
+from .errors import TrackhooksError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .localstore import RunRecord, Store
+
+PROG = "trackhooks"
+STATUSES = ("running", "finished", "failed", "killed")
+STATUS_STYLE = {"finished": "green", "running": "cyan", "failed": "bold red", "killed": "bold magenta"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    print("trackhooks: the command line is not built yet", file=sys.stderr)
-    return 2
+class CliError(Exception):
+    """A problem the user can fix: printed as one line on stderr, exit status 1."""
+
+
+# ---- output ----------------------------------------------------------------------------------
+
+
+class _Out:
+    """A rich console on stdout. Piped output (tests, ``| less``) gets whole rows instead of rich's
+    default 80 columns, and no trailing blanks from cell padding."""
+
+    def __init__(self) -> None:
+        try:
+            from rich.console import Console
+        except ImportError:  # pragma: no cover - rich is a dependency of the core
+            raise CliError("the command line needs the 'rich' package: pip install rich") from None
+        self.tty = sys.stdout.isatty()
+        self._buf = None if self.tty else io.StringIO()
+        width = None if self.tty else int(os.environ.get("COLUMNS") or 160)
+        self.console = Console(file=sys.stdout if self.tty else self._buf, width=width, markup=False,
+                               highlight=False, emoji=False, soft_wrap=False)
+
+    def print(self, *objects: Any, **kw: Any) -> None:
+        self.console.print(*objects, **kw)
+
+    def __enter__(self) -> "_Out":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._buf is not None:
+            sys.stdout.write("\n".join(line.rstrip() for line in self._buf.getvalue().split("\n")))
+            sys.stdout.flush()
+
+
+def _console() -> _Out:
+    return _Out()
+
+
+def _text(value: Any, style: str = ""):
+    from rich.text import Text
+
+    return Text(sm.clean(value), style=style)
+
+
+def _table(title: str | None = None, *columns: str, **kw: Any):
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
+              header_style="bold", pad_edge=False, show_edge=False, **kw)
+    for c in columns:
+        t.add_column(c)
+    return t
+
+
+def _status(status: str):
+    return _text(status, STATUS_STYLE.get(status, ""))
+
+
+def _print_json(data: Any) -> None:
+    json.dump(sm.jsonable(data), sys.stdout, indent=2, ensure_ascii=False, allow_nan=False)
+    sys.stdout.write("\n")
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"{PROG}: warning: {sm.clean(message)}\n")
+
+
+# ---- store access ----------------------------------------------------------------------------
+
+
+def _open(args: argparse.Namespace) -> "Store":
+    from .localstore import open_store
+
+    return open_store(args.store)
+
+
+def _all_runs(store: "Store") -> list["RunRecord"]:
+    recs = store.runs()
+    if not recs:
+        raise CliError(f"the store {store.path} has no runs yet (log one with trackhooks.start_run)")
+    return recs
+
+
+def _resolve(store: "Store", ref: str) -> "RunRecord":
+    _all_runs(store)  # an empty store says so instead of "no run X"
+    return store.run(ref)
+
+
+def _headline(rec: "RunRecord") -> list[tuple[str, float | None]]:
+    return [(k, sm.last_value(rec, k)) for k in sm.headline_keys(rec.metric_keys())]
+
+
+def _headline_text(rec: "RunRecord") -> str:
+    return "  ".join(f"{k}={sm.fmt_num(v)}" for k, v in _headline(rec))
+
+
+def _nested(recs: list["RunRecord"]) -> list[tuple["RunRecord", int]]:
+    """Runs in start order with each child right after its parent (depth for indentation)."""
+    ids = {r.id for r in recs}
+    kids: dict[str, list["RunRecord"]] = {}
+    roots = []
+    for r in recs:
+        if r.parent_id in ids and r.parent_id != r.id:
+            kids.setdefault(r.parent_id, []).append(r)
+        else:
+            roots.append(r)
+    out: list[tuple["RunRecord", int]] = []
+    seen: set[str] = set()
+
+    def walk(r: "RunRecord", depth: int) -> None:
+        if r.id in seen:
+            return
+        seen.add(r.id)
+        out.append((r, depth))
+        for c in kids.get(r.id, []):
+            walk(c, depth + 1)
+
+    for r in roots:
+        walk(r, 0)
+    for r in recs:  # parent cycles cannot happen through the API, but never drop a run
+        walk(r, 0)
+    return out
+
+
+# ---- runs ------------------------------------------------------------------------------------
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    store = _open(args)
+    every = _all_runs(store)
+    recs = every
+    if args.experiment is not None:
+        recs = [r for r in recs if r.experiment == args.experiment]
+    if args.status is not None:
+        recs = [r for r in recs if r.status == args.status]
+    if args.dataset is not None:
+        using = {r.id for r in store.runs_using(args.dataset)}
+        recs = [r for r in recs if r.id in using]
+    if args.json:
+        _print_json([sm.run_brief(r) for r in recs])
+        return 0
+    if not recs:
+        filters = ", ".join(f"{n}={getattr(args, n)!r}" for n in ("experiment", "status", "dataset")
+                            if getattr(args, n) is not None)
+        sys.stderr.write(f"{PROG}: no runs match {filters} ({len(every)} runs in {store.path})\n")
+        return 0
+    short = sm.short_ids(r.id for r in every)
+    t = _table(None, "id", "experiment", "name", "status", "start", "duration", "framework", "metrics")
+    for r, depth in _nested(recs):
+        name = ("  " * (depth - 1) + "└ " if depth else "") + sm.clean(r.name)
+        t.add_row(_text(short[r.id], "dim" if depth else "bold"), _text(r.experiment), _text(name),
+                  _status(r.status), sm.fmt_time(r.start_time), sm.fmt_duration(r.duration),
+                  _text(r.tags.get("framework", "")), _text(_headline_text(r)))
+    with _console() as con:
+        con.print(t)
+        con.print(f"{len(recs)} run{'s' if len(recs) != 1 else ''} in {sm.clean(store.path)}", style="dim")
+    return 0
+
+
+# ---- show ------------------------------------------------------------------------------------
+
+
+def _checkpoint_json(c: Any) -> dict[str, Any]:
+    return {"path": c.path, "step": c.step, "epoch": c.epoch, "metrics": sm.jsonable(c.metrics), "best": c.best,
+            "deleted": c.deleted, "exists": c.exists, "monitor": c.monitor, "mode": c.mode, "size": c.size,
+            "sha256": c.sha256, "time": c.time}
+
+
+def _dataset_json(d: Any) -> dict[str, Any]:
+    return {"name": d.name, "context": d.context, "digest": d.digest, "schema": d.schema, "n_rows": d.n_rows,
+            "source": d.source, "sampled": d.sampled, "time": d.time}
+
+
+def run_details(rec: "RunRecord") -> dict[str, Any]:
+    """Everything ``show`` prints, as JSON-ready data."""
+    out = sm.run_brief(rec, with_metrics=False)
+    out["system"] = rec.system
+    out["datasets"] = [_dataset_json(d) for d in rec.datasets()]
+    out["metrics"] = {k: sm.summarize(rec, k).to_json() for k in rec.metric_keys()}
+    out["checkpoints"] = [_checkpoint_json(c) for c in rec.checkpoints()]
+    out["artifacts"] = [{"name": a.name, "path": a.path, "size": a.size, "sha256": a.sha256, "time": a.time}
+                        for a in rec.artifacts()]
+    out["children"] = [sm.run_brief(c) for c in rec.children()]
+    return out
+
+
+def _kv_table(title: str, mapping: dict[str, Any]):
+    t = _table(title, "key", "value")
+    for k, v in mapping.items():
+        t.add_row(_text(k), _text(sm.fmt_value(v)))
+    return t
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _open(args)
+    rec = _resolve(store, args.run)
+    if args.json:
+        _print_json(run_details(rec))
+        return 0
+    with _console() as con:
+        _show(con, store, rec)
+    return 0
+
+
+def _show(con: _Out, store: "Store", rec: "RunRecord") -> None:
+    from rich.text import Text
+
+    head = Text()
+    head.append("run ", style="bold")
+    head.append(rec.id, style="bold")
+    head.append("  ")
+    head.append(sm.clean(rec.name), style="bold cyan")
+    head.append("  ")
+    head.append(rec.status, style=STATUS_STYLE.get(rec.status, ""))
+    con.print(head)
+    facts = [("experiment", rec.experiment), ("framework", rec.tags.get("framework")),
+             ("parent", rec.parent_id), ("start", sm.fmt_time(rec.start_time)),
+             ("end", sm.fmt_time(rec.end_time) if rec.end_time else None),
+             ("duration", sm.fmt_duration(rec.duration))]
+    for k, v in facts:
+        if v is not None:
+            con.print(Text(f"  {k:<11}", style="dim") + _text(v))
+    con.print()
+
+    def section(title: str, empty: str, renderable: Any | None) -> None:
+        if renderable is None:
+            con.print(Text(title, style="bold") + Text(f"  ({empty})", style="dim"))
+            con.print()
+        else:
+            con.print(renderable)
+            con.print()
+
+    section("params", "none", _kv_table("params", rec.params) if rec.params else None)
+    section("tags", "none", _kv_table("tags", rec.tags) if rec.tags else None)
+
+    datasets = rec.datasets()
+    if datasets:
+        t = _table("datasets", "context", "name", "digest", "rows", "schema", "source")
+        for d in datasets:
+            digest = d.digest[:16] + (" (sampled)" if d.sampled else "")
+            t.add_row(_text(d.context), _text(d.name), _text(digest), sm.fmt_num(d.n_rows),
+                      _text(sm.schema_text(d.schema, d.n_rows)), _text(d.source or ""))
+        section("datasets", "", t)
+    else:
+        section("datasets", "none recorded", None)
+
+    keys = rec.metric_keys()
+    if keys:
+        t = _table("metrics", "key", "count", "last", "min", "max", "steps", "epochs")
+        for c in ("count", "last", "min", "max"):
+            t.columns[["key", "count", "last", "min", "max"].index(c)].justify = "right"
+        for k in keys:
+            s = sm.summarize(rec, k)
+            t.add_row(_text(k), str(s.count), sm.fmt_num(s.last), sm.fmt_num(s.min), sm.fmt_num(s.max),
+                      sm.fmt_steps(s.min_step, s.max_step), sm.fmt_steps(s.min_epoch, s.max_epoch))
+        section("metrics", "", t)
+    else:
+        section("metrics", "none", None)
+
+    ckpts = rec.checkpoints()
+    if ckpts:
+        t = _table("checkpoints", "", "path", "step", "epoch", "metrics", "size", "sha256")
+        for c in ckpts:
+            flag = Text()
+            if c.best:
+                flag.append("★ best", style="bold green")
+            if c.deleted:
+                flag.append((" " if c.best else "") + "deleted", style="red")
+            elif not c.exists:
+                flag.append((" " if c.best else "") + "missing", style="yellow")
+            metrics = "  ".join(f"{k}={sm.fmt_num(v)}" for k, v in c.metrics.items())
+            t.add_row(flag, _text(c.path, "strike dim" if c.deleted else ""), sm.fmt_num(c.step),
+                      sm.fmt_num(c.epoch), _text(metrics), sm.fmt_size(c.size), (c.sha256 or "")[:12])
+        section("checkpoints", "", t)
+    else:
+        section("checkpoints", "none", None)
+
+    arts = rec.artifacts()
+    if arts:
+        t = _table("artifacts", "name", "size", "sha256", "stored at")
+        for a in arts:
+            t.add_row(_text(a.name), sm.fmt_size(a.size), a.sha256[:12], _text(a.path))
+        section("artifacts", "", t)
+    else:
+        section("artifacts", "none", None)
+
+    kids = rec.children()
+    if kids:
+        short = sm.short_ids(r.id for r in store.runs())
+        t = _table("children", "id", "name", "status", "duration", "metrics")
+        for c in kids:
+            t.add_row(_text(short.get(c.id, c.id[:8])), _text(c.name), _status(c.status),
+                      sm.fmt_duration(c.duration), _text(_headline_text(c)))
+        section("children", "", t)
+
+    if rec.system:
+        section("system", "", _kv_table("system", sm.flatten(rec.system)))
+    else:
+        section("system", "not recorded", None)
+
+
+# ---- compare ---------------------------------------------------------------------------------
+
+
+def comparison(recs: list["RunRecord"]) -> dict[str, Any]:
+    """Differing params, shared metrics with last/min/max and the best run per metric, warnings."""
+    ids = [r.id for r in recs]
+    param_keys = sorted({k for r in recs for k in r.params})
+    params: dict[str, dict[str, Any]] = {}
+    missing = object()
+    for k in param_keys:
+        vals = [r.params.get(k, missing) for r in recs]
+        if any(v is missing for v in vals) or len({json.dumps(v, sort_keys=True, default=str) for v in vals}) > 1:
+            params[k] = {rid: (None if v is missing else v) for rid, v in zip(ids, vals)}
+    keysets = [set(r.metric_keys()) for r in recs]
+    counts: dict[str, int] = {}
+    for ks in keysets:
+        for k in ks:
+            counts[k] = counts.get(k, 0) + 1
+    shared_min = 2 if len(recs) > 1 else 1
+    metrics: dict[str, Any] = {}
+    for k in sorted(k for k, n in counts.items() if n >= shared_min):
+        per: dict[str, Any] = {}
+        lasts: list[float | None] = []
+        for r, ks in zip(recs, keysets):
+            if k in ks:
+                s = sm.summarize(r, k)
+                per[r.id] = {"last": s.last, "min": s.min, "max": s.max, "count": s.count}
+                lasts.append(s.last)
+            else:
+                per[r.id] = None
+                lasts.append(None)
+        direction = sm.metric_direction(k)
+        best = sm.best_index(lasts, direction)
+        metrics[k] = {"direction": direction, "best": ids[best] if best is not None else None, "runs": per}
+    only = {r.id: sorted(k for k in ks if counts[k] < shared_min) for r, ks in zip(recs, keysets)}
+    warnings = []
+    w = sm.training_data_warning(recs)
+    if w:
+        warnings.append(w)
+    return {"runs": [sm.run_brief(r, with_metrics=False) for r in recs], "params": params, "metrics": metrics,
+            "only_in": {k: v for k, v in only.items() if v}, "warnings": warnings,
+            "best_rule": "best = best last value; lower is better for loss/error-like keys, higher otherwise"}
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    store = _open(args)
+    recs = [_resolve(store, ref) for ref in args.runs]
+    if len(recs) < 2:
+        raise CliError("compare needs at least two runs")
+    data = comparison(recs)
+    for w in data["warnings"]:
+        _warn(w)
+    if args.json:
+        _print_json(data)
+        return 0
+    with _console() as con:
+        _compare(con, store, recs, data)
+    return 0
+
+
+def _compare(con: _Out, store: "Store", recs: list["RunRecord"], data: dict[str, Any]) -> None:
+    from rich.text import Text
+
+    short = sm.short_ids(r.id for r in store.runs())
+    cols = [f"{short.get(r.id, r.id[:8])}" for r in recs]
+
+    def header_table(title: str, first: str):
+        t = _table(title, first)
+        for r, c in zip(recs, cols):
+            t.add_column(Text(c, style="bold") + Text("\n" + sm.clean(r.name), style="cyan"))
+        return t
+
+    t = header_table("runs", "")
+    t.add_row(_text("experiment", "dim"), *[_text(r.experiment) for r in recs])
+    t.add_row(_text("framework", "dim"), *[_text(r.tags.get("framework", "—")) for r in recs])
+    t.add_row(_text("status", "dim"), *[_status(r.status) for r in recs])
+    t.add_row(_text("duration", "dim"), *[sm.fmt_duration(r.duration) for r in recs])
+    con.print(t)
+    con.print()
+
+    if data["params"]:
+        t = header_table("params that differ", "param")
+        for k, per in data["params"].items():
+            t.add_row(_text(k), *[_text(sm.fmt_value(r.params[k])) if k in r.params else _text("—", "dim")
+                                  for r in recs])
+        con.print(t)
+        con.print()
+    else:
+        n = len({k for r in recs for k in r.params})
+        con.print(Text("params", style="bold") + Text(f"  (all {n} params are equal)", style="dim"))
+        con.print()
+
+    if data["metrics"]:
+        t = header_table("metrics", "metric")
+        for k, m in data["metrics"].items():
+            arrow = {"min": " ↓", "max": " ↑"}.get(m["direction"], "")
+            cells = []
+            for r in recs:
+                s = m["runs"][r.id]
+                if s is None:
+                    cells.append(_text("—", "dim"))
+                    continue
+                is_best = m["best"] == r.id
+                cell = Text(sm.fmt_num(s["last"]) + (" ★" if is_best else ""), style="bold green" if is_best else "")
+                cell.append(f"\n{sm.fmt_num(s['min'])} / {sm.fmt_num(s['max'])}", style="dim")
+                cells.append(cell)
+            t.add_row(_text(k) + Text(arrow, style="dim"), *cells)
+        con.print(t)
+        con.print(Text("last value, then min / max; ★ best last value (↓ lower is better, ↑ higher)", style="dim"))
+    else:
+        con.print(Text("metrics", style="bold") + Text("  (no metric is shared by two of these runs)", style="dim"))
+    for rid, keys in data["only_in"].items():
+        con.print(Text(f"only in {short.get(rid, rid[:8])}: ", style="dim") + _text(", ".join(keys), "dim"))
+
+
+# ---- export ----------------------------------------------------------------------------------
+
+CSV_COLUMNS = ["run_id", "key", "step", "epoch", "value", "timestamp", "text"]
+
+
+def _write_csv(rec: "RunRecord", out: io.TextIOBase) -> None:
+    # One tidy table that pandas reads without options: metric points first (text empty), then
+    # one row per param ("param.<key>") and tag ("tag.<key>"), whose value column holds the number
+    # when the param is numeric and whose text column holds the value as written.
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for key in rec.metric_keys():
+        s = rec.metric(key)
+        for step, epoch, value, ts in s:
+            w.writerow([rec.id, key, step, "" if epoch is None else epoch, repr(value), repr(ts), ""])
+    for k, v in rec.params.items():
+        num = repr(float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+        w.writerow([rec.id, f"param.{k}", "", "", num, "", sm.fmt_value(v)])
+    for k, v in rec.tags.items():
+        w.writerow([rec.id, f"tag.{k}", "", "", "", "", v])
+
+
+def export_json(rec: "RunRecord") -> dict[str, Any]:
+    data = run_details(rec)
+    data.pop("children", None)
+    data["children"] = [c.id for c in rec.children()]
+    data["metrics"] = {}
+    for key in rec.metric_keys():
+        s = rec.metric(key)
+        data["metrics"][key] = {"steps": s.steps, "epochs": s.epochs, "values": s.values, "timestamps": s.timestamps}
+    return data
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    store = _open(args)
+    rec = _resolve(store, args.run)
+    target = args.output
+    buf = io.StringIO()
+    if args.format == "csv":
+        _write_csv(rec, buf)
+    else:
+        json.dump(sm.jsonable(export_json(rec)), buf, ensure_ascii=False, allow_nan=False)
+        buf.write("\n")
+    if target in (None, "-"):
+        sys.stdout.write(buf.getvalue())
+        return 0
+    _write_file(target, buf.getvalue())
+    n = sum(len(rec.metric(k)) for k in rec.metric_keys())
+    if args.json:
+        _print_json({"path": os.path.abspath(target), "format": args.format, "points": n})
+    else:
+        sys.stderr.write(f"wrote {n} points of run {rec.id[:8]} to {target}\n")
+    return 0
+
+
+def _write_file(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CliError(f"cannot write {path}: directory {directory} does not exist")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    store = _open(args)
+    every = _all_runs(store)
+    if args.runs:
+        recs = [store.run(ref) for ref in args.runs]
+        if args.experiment is not None:
+            recs = [r for r in recs if r.experiment == args.experiment]
+    elif args.experiment is not None:
+        recs = [r for r in every if r.experiment == args.experiment]
+        if not recs:
+            raise CliError(f"no runs of experiment {args.experiment!r} in {store.path} "
+                           f"(experiments: {', '.join(store.experiments())})")
+    else:
+        recs = every
+    if not recs:
+        raise CliError("no runs selected for the report")
+    from .report import build_report
+
+    html, info = build_report(recs, store_path=store.path, title=args.title)
+    _write_file(args.output, html)
+    path = os.path.abspath(args.output)
+    if args.json:
+        _print_json({"path": path, **info})
+    else:
+        sys.stdout.write(f"wrote {path} ({info['runs']} runs, {info['charts']} charts); open it in a browser\n")
+    for w in info.get("warnings", []):
+        _warn(w)
+    return 0
+
+
+# ---- sync ------------------------------------------------------------------------------------
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__package__}.sync") is None:
+        raise CliError("sync is not available in this installation of trackhooks (trackhooks.sync is missing)")
+    from . import sync  # type: ignore[attr-defined]
+
+    return int(sync.main(args) or 0)
+
+
+# ---- parser ----------------------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    # On subcommands the defaults are suppressed so that `trackhooks --store X runs` and
+    # `trackhooks runs --store X` both work.
+    d: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--store", metavar="URI", default=d,
+                        help="store directory (default: $TRACKHOOKS_URI, else ./.trackhooks)")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="print machine-readable JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog=PROG, description="Look at and compare the runs trackhooks recorded.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    _common(p, suppress=False)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        _common(sp, suppress=True)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("runs", cmd_runs, "list runs, oldest first, children under their parent")
+    sp.add_argument("--experiment", "-e", metavar="E", help="only runs of this experiment")
+    sp.add_argument("--status", "-s", choices=STATUSES, help="only runs with this status")
+    sp.add_argument("--dataset", "-d", metavar="DIGEST", help="only runs that logged a dataset with this digest (prefix)")
+
+    sp = add("show", cmd_show, "everything recorded about one run")
+    sp.add_argument("run", metavar="RUN", help="run id or unique id prefix")
+
+    sp = add("compare", cmd_compare, "params that differ and shared metrics of several runs, best marked")
+    sp.add_argument("runs", metavar="RUN", nargs="+", help="run ids or unique id prefixes (two or more)")
+
+    sp = add("export", cmd_export, "every metric point and the params/tags of one run, as CSV or JSON")
+    sp.add_argument("run", metavar="RUN", help="run id or unique id prefix")
+    sp.add_argument("--format", "-f", choices=("csv", "json"), default="csv", help="output format (default csv)")
+    sp.add_argument("--output", "-o", metavar="PATH", help="write to PATH instead of stdout")
+
+    sp = add("report", cmd_report, "write one self-contained HTML report with interactive charts")
+    sp.add_argument("runs", metavar="RUN", nargs="*", help="runs to include (default: all, or --experiment's)")
+    sp.add_argument("--experiment", "-e", metavar="E", help="include the runs of this experiment")
+    sp.add_argument("--output", "-o", metavar="PATH", default="report.html", help="default report.html")
+    sp.add_argument("--title", default=None, help="page title")
+
+    sp = add("sync", cmd_sync, "replay stored runs into a mirror (mlflow+URI, tensorboard:DIR)")
+    sp.add_argument("--to", required=True, metavar="URI", help="mirror URI")
+    sp.add_argument("runs", metavar="RUN", nargs="*", help="runs to replay (default: all)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except (CliError, TrackhooksError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            return _broken_pipe()
+        sys.stderr.write(f"{PROG}: error: {sm.clean(_one_line(exc))}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except Exception as exc:  # a bug: still one line, the traceback only on request
+        if os.environ.get("TRACKHOOKS_DEBUG"):
+            raise
+        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {sm.clean(_one_line(exc))} "
+                         "(set TRACKHOOKS_DEBUG=1 for the traceback)\n")
+        return 3
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and not isinstance(exc, TrackhooksError) and exc.filename:
+        text = f"{exc.strerror or text}: {exc.filename}"
+    return " ".join(text.split())
+
+
+def _broken_pipe() -> int:
+    # `trackhooks export RUN | head`: the reader left; stop quietly like other Unix tools
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    return 141

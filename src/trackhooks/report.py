@@ -1,0 +1,333 @@
+"""The self-contained HTML report: one file, no network, interactive charts.
+
+Tables are rendered here with every user string HTML-escaped. Chart data travels as JSON inside
+``<script type="application/json">`` with ``<``, ``>`` and ``&`` written as ``\\u003c`` etc., so no
+run name, param value or metric key can close the script element. The chart code
+(``static/report.js``, written for this report, no third-party library) and the stylesheet are
+inlined, and a Content-Security-Policy that allows exactly those two inline blocks (by hash) and no
+network access makes an injection that slipped through inert anyway.
+
+Long series are downsampled for display: above ``MAX_POINTS`` points a series is cut into
+``BUCKETS`` index buckets and each bucket keeps its minimum and maximum point (so spikes stay
+visible); the chart says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import math
+import os
+import time
+from importlib import resources
+from typing import Any, Sequence
+
+from . import summaries as sm
+
+MAX_POINTS = 5000
+BUCKETS = 2000
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+           "#9c755f", "#bab0ac", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#17becf")
+
+
+def _static(name: str) -> str:
+    return resources.files("trackhooks").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def esc(value: Any) -> str:
+    return html.escape(sm.clean(value) if not isinstance(value, str) else value, quote=True)
+
+
+def json_for_script(data: Any) -> str:
+    """JSON that is safe inside a <script> element (cannot close it or open a comment)."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _num(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+def epoch_positions(epochs: Sequence[int | None]) -> list[float | None] | None:
+    """x positions for the epoch axis: a point logged once per epoch sits on its epoch; the points
+    of an epoch logged per step are spread evenly over [epoch, epoch + 1). None if no epochs."""
+    if all(e is None for e in epochs):
+        return None
+    out: list[float | None] = [None] * len(epochs)
+    i = 0
+    n = len(epochs)
+    while i < n:
+        e = epochs[i]
+        j = i
+        while j < n and epochs[j] == e:
+            j += 1
+        if e is not None:
+            m = j - i
+            for k in range(i, j):
+                out[k] = e + (k - i) / m if m > 1 else float(e)
+        i = j
+    return out
+
+
+def downsample_indices(values: Sequence[float], max_points: int = MAX_POINTS, buckets: int = BUCKETS) -> list[int]:
+    """Indices to draw: all if few, else per bucket the min and max point, in order (first and
+    last always kept)."""
+    n = len(values)
+    if n <= max_points:
+        return list(range(n))
+    keep = {0, n - 1}
+    size = n / buckets
+    for b in range(buckets):
+        lo, hi = int(b * size), min(n, int((b + 1) * size))
+        if lo >= hi:
+            continue
+        best_lo = best_hi = None
+        for i in range(lo, hi):
+            v = values[i]
+            if v != v:
+                continue
+            if best_lo is None or v < values[best_lo]:
+                best_lo = i
+            if best_hi is None or v > values[best_hi]:
+                best_hi = i
+        if best_lo is None:
+            keep.add(lo)  # an all-NaN bucket: keep one point so the gap shows
+        else:
+            keep.add(best_lo)
+            keep.add(best_hi)  # type: ignore[arg-type]
+    return sorted(keep)
+
+
+def _series(run_index: int, s: Any) -> dict[str, Any]:
+    values = s.values
+    steps = s.steps
+    epochs = s.epochs
+    ex = epoch_positions(epochs)
+    idx = downsample_indices(values)
+    full = len(idx) == len(values)
+    return {
+        "run": run_index,
+        "n": len(values),
+        "shown": len(idx),
+        "step": steps if full else [steps[i] for i in idx],
+        "epoch": None if ex is None else (ex if full else [ex[i] for i in idx]),
+        "y": [_num(values[i]) for i in idx],
+        "nonfinite": sum(1 for v in values if not math.isfinite(v)),
+    }
+
+
+def _run_row(i: int, r: Any, short: dict[str, str]) -> dict[str, Any]:
+    return {"id": r.id, "short": short[r.id], "name": r.name, "experiment": r.experiment, "status": r.status,
+            "framework": r.tags.get("framework", ""), "color": PALETTE[i % len(PALETTE)],
+            "parent": r.parent_id}
+
+
+def build_data(recs: Sequence[Any]) -> dict[str, Any]:
+    """The JSON the page's charts read."""
+    short = sm.short_ids(r.id for r in recs)
+    runs = [_run_row(i, r, short) for i, r in enumerate(recs)]
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for i, r in enumerate(recs):
+        for k in r.metric_keys():
+            by_key.setdefault(k, []).append(_series(i, r.metric(k)))
+    ckpts: dict[str, list[dict[str, Any]]] = {}
+    for i, r in enumerate(recs):
+        for c in r.checkpoints():
+            for k, v in c.metrics.items():
+                if k in by_key and isinstance(v, (int, float)) and math.isfinite(v):
+                    ckpts.setdefault(k, []).append({"run": i, "step": c.step, "epoch": c.epoch, "y": v,
+                                                    "best": c.best, "deleted": c.deleted,
+                                                    "path": os.path.basename(c.path)})
+    charts = [{"key": k, "direction": sm.metric_direction(k), "series": by_key[k], "checkpoints": ckpts.get(k, [])}
+              for k in sorted(by_key, key=_chart_order)]
+    return {"runs": runs, "charts": charts, "max_points": MAX_POINTS}
+
+
+def _chart_order(key: str) -> tuple[int, str]:
+    low = key.lower()
+    if low.startswith(("train", "loss")) or low in ("acc", "accuracy"):
+        rank = 0
+    elif low.startswith("val"):
+        rank = 1
+    elif low.startswith("test"):
+        rank = 2
+    elif sm.metric_direction(key) is None or key in ("epoch_duration_s", "samples_per_s", "fit_time_s"):
+        rank = 4
+    else:
+        rank = 3
+    return rank, key
+
+
+# ---- HTML ------------------------------------------------------------------------------------
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
+    """rows hold already-escaped HTML cells."""
+    th = "".join(f"<th>{esc(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _swatch(i: int) -> str:
+    return f'<span class="swatch" data-run="{i}"></span>'
+
+
+def _run_label(i: int, r: Any, short: dict[str, str]) -> str:
+    return f'{_swatch(i)}<code>{esc(short[r.id])}</code> {esc(r.name)}'
+
+
+def _runs_section(recs: Sequence[Any], short: dict[str, str]) -> str:
+    rows = []
+    for i, r in enumerate(recs):
+        head = "  ".join(f"{k}={sm.fmt_num(sm.last_value(r, k))}" for k in sm.headline_keys(r.metric_keys()))
+        parent = f'<span class="muted">↳ {esc(short.get(r.parent_id, (r.parent_id or "")[:8]))}</span> ' \
+            if r.parent_id else ""
+        rows.append([
+            f'<label class="toggle"><input type="checkbox" checked data-run="{i}">{_swatch(i)}</label>',
+            f"<code>{esc(short[r.id])}</code>", esc(r.experiment), parent + esc(r.name),
+            f'<span class="status status-{esc(r.status)}">{esc(r.status)}</span>',
+            esc(sm.fmt_time(r.start_time)), esc(sm.fmt_duration(r.duration)),
+            esc(r.tags.get("framework", "")), f'<span class="metrics">{esc(head)}</span>'])
+    return _table(["", "id", "experiment", "name", "status", "start", "duration", "framework", "metrics"], rows,
+                  "runs")
+
+
+def _params_section(recs: Sequence[Any], short: dict[str, str]) -> str:
+    keys = sorted({k for r in recs for k in r.params})
+    if not keys:
+        return '<p class="muted">No params recorded.</p>'
+    missing = object()
+
+    def differs(k: str) -> bool:
+        vals = [r.params.get(k, missing) for r in recs]
+        return any(v is missing for v in vals) or \
+            len({json.dumps(v, sort_keys=True, default=str) for v in vals}) > 1
+
+    diff = [k for k in keys if differs(k)] if len(recs) > 1 else keys
+    same = [k for k in keys if k not in diff]
+    head = ["param"] + [f"{short[r.id]} {r.name}" for r in recs]
+
+    def rows(ks: list[str]) -> list[list[str]]:
+        return [[f"<code>{esc(k)}</code>"] + [esc(sm.fmt_value(r.params[k])) if k in r.params
+                                              else '<span class="muted">—</span>' for r in recs] for k in ks]
+
+    out = []
+    if diff:
+        title = "Params that differ" if len(recs) > 1 else "Params"
+        out.append(f"<h3>{title} ({len(diff)})</h3>" + _table(head, rows(diff), "params wide"))
+    else:
+        out.append(f'<p class="muted">All {len(keys)} params are equal across these runs.</p>')
+    if same:
+        out.append(f"<details><summary>Params shared by every run ({len(same)})</summary>"
+                   + _table(["param", "value"], [[f"<code>{esc(k)}</code>", esc(sm.fmt_value(recs[0].params[k]))]
+                                                  for k in same], "params") + "</details>")
+    return "".join(out)
+
+
+def _datasets_section(recs: Sequence[Any], short: dict[str, str]) -> str:
+    rows = []
+    for i, r in enumerate(recs):
+        for d in r.datasets():
+            rows.append([_run_label(i, r, short), esc(d.context), esc(d.name),
+                         f"<code>{esc(d.digest[:16])}</code>" + (" (sampled)" if d.sampled else ""),
+                         esc(sm.fmt_num(d.n_rows)), esc(sm.schema_text(d.schema, d.n_rows))])
+    if not rows:
+        return '<p class="muted">No datasets recorded.</p>'
+    return _table(["run", "context", "name", "digest", "rows", "schema"], rows, "datasets")
+
+
+def _checkpoints_section(recs: Sequence[Any], short: dict[str, str]) -> str:
+    rows = []
+    for i, r in enumerate(recs):
+        for c in r.checkpoints():
+            flags = []
+            if c.best:
+                flags.append('<span class="best">★ best</span>')
+            if c.deleted:
+                flags.append('<span class="deleted">deleted</span>')
+            metrics = "  ".join(f"{k}={sm.fmt_num(v)}" for k, v in c.metrics.items())
+            path_cls = ' class="struck"' if c.deleted else ""
+            rows.append([_run_label(i, r, short), " ".join(flags), f"<code{path_cls}>{esc(c.path)}</code>",
+                         esc(sm.fmt_num(c.step)), esc(sm.fmt_num(c.epoch)), esc(metrics), esc(sm.fmt_size(c.size))])
+    if not rows:
+        return '<p class="muted">No checkpoints recorded.</p>'
+    return _table(["run", "", "path", "step", "epoch", "metrics at save", "size"], rows, "checkpoints")
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+
+
+def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(html, info) for these runs; info holds counts and warnings."""
+    recs = list(recs)
+    short = sm.short_ids(r.id for r in recs)
+    data = build_data(recs)
+    warnings = []
+    w = sm.training_data_warning(recs) if len(recs) > 1 else None
+    if w:
+        warnings.append(w)
+    title = title or ("trackhooks report: " + ", ".join(sorted({r.experiment for r in recs}))[:120])
+    script = _static("report.js")
+    style = _static("report.css")
+    csp = (f"default-src 'none'; script-src {_csp_hash(script)}; style-src {_csp_hash(style)}; "
+           "img-src data:; base-uri 'none'; form-action 'none'")
+    n_points = sum(s["n"] for c in data["charts"] for s in c["series"])
+    sub = (f"{len(recs)} run{'s' if len(recs) != 1 else ''} · {len(data['charts'])} metrics · "
+           f"{n_points:,} points · generated {sm.fmt_time(time.time())}")
+    warn_html = "".join(f'<div class="warning">⚠ {esc(x)}</div>' for x in warnings)
+    store_html = f'<div class="muted small">store <code>{esc(store_path)}</code></div>' if store_path else ""
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="trackhooks">
+<title>{esc(title)}</title>
+<style>{style}</style>
+</head>
+<body>
+<header>
+<h1>{esc(title)}</h1>
+<div class="sub">{esc(sub)}</div>
+{store_html}
+</header>
+<main>
+{warn_html}
+<section id="runs"><h2>Runs</h2>{_runs_section(recs, short)}</section>
+<section id="charts"><h2>Metrics</h2>
+<div class="toolbar">
+<span class="seg" role="group" aria-label="x axis"><span class="muted">x axis</span>
+<button type="button" data-x="step" class="on">step</button><button type="button" data-x="epoch">epoch</button></span>
+<input type="search" id="filter" placeholder="filter metrics" aria-label="filter metrics">
+<span class="muted small">drag on a chart to zoom, double-click to reset; click a legend entry to hide a run</span>
+</div>
+<div id="chart-grid" class="grid" data-charts="{len(data['charts'])}"></div>
+<noscript><p class="warning">The charts need JavaScript; the tables work without it.</p></noscript>
+</section>
+<section id="params"><h2>Params</h2>{_params_section(recs, short)}</section>
+<section id="datasets"><h2>Data</h2>{_datasets_section(recs, short)}</section>
+<section id="checkpoints"><h2>Checkpoints</h2>{_checkpoints_section(recs, short)}</section>
+</main>
+<footer class="muted small">Written by trackhooks. Works offline: everything this page needs is inside this file.</footer>
+<script type="application/json" id="trackhooks-data">{json_for_script(data)}</script>
+<script>{script}</script>
+</body>
+</html>
+"""
+    info = {"runs": len(recs), "charts": len(data["charts"]), "points": n_points, "warnings": warnings,
+            "downsampled": [c["key"] for c in data["charts"] if any(s["shown"] < s["n"] for s in c["series"])]}
+    return page, info
+
+
+def write_report(recs: Sequence[Any], path: str | os.PathLike, *, store_path: str | None = None,
+                 title: str | None = None) -> dict[str, Any]:
+    """Write the report for these runs to ``path``; returns counts and warnings."""
+    page, info = build_report(recs, store_path=store_path, title=title)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(page)
+    return info

@@ -116,9 +116,12 @@
         if (y > y1) y1 = y;
       }
     });
-    if (zoom) { x0 = zoom[0]; x1 = zoom[1]; }
     if (!(x1 >= x0) || !(y1 >= y0)) return null;
-    if (x1 === x0) { x0 -= 1; x1 += 1; }
+    if (zoom) { x0 = zoom[0]; x1 = zoom[1]; }
+    if (x1 === x0) { x0 -= 1; x1 += 1; } else if (!zoom) {
+      var xp = (x1 - x0) * 0.015;  // room for the end points and checkpoint markers
+      x0 -= xp; x1 += xp;
+    }
     if (y1 === y0) { var d = Math.abs(y0) * 0.1 || 1; y0 -= d; y1 += d; }
     var pad = (y1 - y0) * 0.06;
     return { x0: x0, x1: x1, y0: y0 - pad, y1: y1 + pad };

@@ -68,3 +68,4 @@ def test_sigkill_keeps_flushed_points_and_store_valid(store_path):
         values = rec.metric("m").values
         assert len(values) >= flushed
         assert values == [float(i) for i in range(len(values))]
+

@@ -495,3 +495,14 @@ def autolog(*names: str, **options: Any) -> list[str]:
 
 
 __all__ = ["Run", "start_run", "active_run", "autolog", "StoreError"]
+
+
+def _after_fork_in_child() -> None:
+    # SQLite connections and sinks must not be shared across fork: a forked child opens its own
+    _stores.clear()
+    _mirrors.clear()
+    _channels.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

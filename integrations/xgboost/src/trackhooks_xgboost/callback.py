@@ -87,7 +87,7 @@ class TrackhooksCallback(TrainingCallback):
         self._log_datasets = bool(log_datasets)
         self._run: Any = None
         self._reset()
-        patch.install()
+        patch.mark_explicit()
 
     def _reset(self) -> None:
         self._owned = False
@@ -101,6 +101,7 @@ class TrackhooksCallback(TrainingCallback):
         self._series: list[tuple] = []
         self._config_logged = False
         self._logging = False
+        self._broken = False
         self._monitor: str | None = None
         self._mode = "min"
         self._best_value: float | None = None
@@ -130,6 +131,8 @@ class TrackhooksCallback(TrainingCallback):
         try:
             self._begin(model)
         except Exception as exc:
+            self._logging = False
+            self._broken = True  # one warning for this training, not one per hook
             self._internal("start", exc)
         return model
 
@@ -158,12 +161,15 @@ class TrackhooksCallback(TrainingCallback):
             if self._every is not None and not self._is_cv and (epoch + 1) % self._every == 0:
                 self._checkpoint(model, step, values)
         except Exception as exc:
-            self._logging = False  # one warning, then the training runs untouched
+            self._logging = False
+            self._broken = True  # one warning, then the training runs untouched
             self._internal("iteration", exc)
         return False
 
     def after_training(self, model: Any) -> Any:
-        if self._run is None:
+        if self._run is None or self._broken:
+            if patch.current_call(self) is None:
+                self._complete()
             return model
         try:
             self._end(model)
@@ -342,3 +348,6 @@ class TrackhooksCallback(TrainingCallback):
             top = sorted(per_feature.items(), key=lambda kv: -kv[1])[:IMPORTANCE_METRICS_MAX]
             out.update({f"importance.{kind}.{feature}": value for feature, value in top})
         return out
+
+
+patch.mark_explicit()  # importing the class is explicit use (unless autolog imports it)

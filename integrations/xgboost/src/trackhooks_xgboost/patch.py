@@ -6,9 +6,12 @@ that gap: when a ``TrackhooksCallback`` takes part in a call they publish the ar
 a context variable and, if the call raises, mark its run failed before the exception propagates
 unchanged. With ``autolog()`` on they also add a callback to calls that have none.
 
-The wrappers are installed by ``autolog()`` and by constructing a ``TrackhooksCallback``;
-``autolog(disable=True)`` puts the original functions back. A call without our callback and without
-autolog costs one signature bind and one list scan.
+The wrappers are installed by ``autolog()`` and by importing or constructing ``TrackhooksCallback``
+(at import, so that ``xgb.train(..., callbacks=[TrackhooksCallback()])`` is seen although
+``xgb.train`` is looked up before the callback exists). ``autolog(disable=True)`` stops adding
+callbacks and puts the original functions back, unless ``TrackhooksCallback`` is in explicit use in
+this process: then the wrappers stay as pass-throughs that add nothing. A call without our callback
+and without autolog costs one signature bind and one list scan.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from trackhooks.writer import warn_once
 _lock = threading.RLock()
 _installed: list[tuple[Any, str, Any, Any]] = []  # (owner, attribute, original, wrapper)
 _autolog_options: dict[str, Any] | None = None
+_explicit = False  # TrackhooksCallback imported or built by the user (not by autolog)
+_internal_use = False  # set while autolog imports or builds a callback itself
 
 
 @dataclass
@@ -61,9 +66,33 @@ def current_call(callback: Any) -> CallContext | None:
 
 
 def _callback_class() -> type:
-    from .callback import TrackhooksCallback
-
+    global _internal_use
+    with _lock:
+        _internal_use = True
+        try:
+            from .callback import TrackhooksCallback
+        finally:
+            _internal_use = False
     return TrackhooksCallback
+
+
+def _new_callback(options: dict[str, Any]) -> Any:
+    global _internal_use
+    cls = _callback_class()
+    with _lock:
+        _internal_use = True
+        try:
+            return cls(**options)
+        finally:
+            _internal_use = False
+
+
+def mark_explicit() -> None:
+    """The user uses TrackhooksCallback directly: keep the wrappers for it (unless called by autolog)."""
+    global _explicit
+    if not _internal_use:
+        _explicit = True
+    install()
 
 
 def _plan(sig: inspect.Signature, api: str, args: tuple, kwargs: dict) -> tuple[dict, CallContext] | None:
@@ -79,7 +108,7 @@ def _plan(sig: inspect.Signature, api: str, args: tuple, kwargs: dict) -> tuple[
         options = _autolog_options
         if options is None:
             return None
-        cb = cls(**options)
+        cb = _new_callback(options)
         kwargs = dict(kwargs)
         kwargs["callbacks"] = [*(callbacks or ()), cb]
         ours = [cb]
@@ -191,8 +220,9 @@ def autolog(*, disable: bool = False, **options: Any) -> None:
     with _lock:
         if disable:
             _autolog_options = None
-            uninstall()
+            if not _explicit:
+                uninstall()
             return
-        _callback_class()(**options)  # raises now, not at the first fit, on a bad option
+        _new_callback(options)  # raises now, not at the first fit, on a bad option
         _autolog_options = dict(options)
         install()

@@ -578,3 +578,16 @@ def test_sink_rejecting_a_batch_does_not_block_the_others(store_path):
             run.set_tags({"after": "yes"})
     assert read(run).metric("m").values == [1.0] and read(run).tags == {"after": "yes"}
     assert Picky.good >= 1  # batches after the rejected one were delivered
+
+
+def test_metric_summaries(store_path):
+    with trackhooks.start_run() as run:
+        run.log_metric("m", math.nan)
+        run.log_metrics({"m": 3.0})
+        run.flush()
+        run.log_metric("m", -1.0)
+        run.log_metric("m", 2.0, step=10)
+        run.log_metric("only_nan", math.nan)
+    s = read(run).metric_summaries()
+    assert s["m"] == {"count": 4, "last_step": 10, "last": 2.0, "min": -1.0, "max": 3.0}
+    assert s["only_nan"] == {"count": 1, "last_step": 0, "last": None, "min": None, "max": None}

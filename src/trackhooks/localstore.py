@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS metric_keys (
     key TEXT NOT NULL,
     n INTEGER NOT NULL DEFAULT 0,
     last_step INTEGER,
+    last_value REAL,
+    min_value REAL,
+    max_value REAL,
     UNIQUE (run_id, key)
 );
 CREATE TABLE IF NOT EXISTS metric_blocks (
@@ -346,10 +349,21 @@ class LocalStoreSink(Sink):
                              _pack("d", cols.values), _pack("d", cols.timestamps)))
                 state[1] += 1
                 state[2] += n
-                key_updates.append((state[2], cols.steps[-1], state[0]))
+                vals = cols.values
+                lo, hi = min(vals), max(vals)
+                if lo != lo or hi != hi:  # NaN first in the list poisons min/max: ignore NaNs
+                    finite = [v for v in vals if v == v]
+                    lo, hi = (min(finite), max(finite)) if finite else (None, None)
+                last = vals[-1] if vals[-1] == vals[-1] else None
+                key_updates.append((state[2], cols.steps[-1], last, lo, lo, hi, hi, state[0]))
         conn.executemany("INSERT INTO metric_blocks (key_id, seq, n, steps, epochs, vals, times) VALUES (?,?,?,?,?,?,?)",
                          rows)
-        conn.executemany("UPDATE metric_keys SET n=?, last_step=? WHERE id=?", key_updates)
+        # summaries for listing and sorting many runs without reading their series (NaN -> NULL)
+        conn.executemany(
+            "UPDATE metric_keys SET n=?, last_step=?, last_value=?, "
+            "min_value=CASE WHEN ? IS NULL THEN min_value ELSE min(COALESCE(min_value, ?), ?) END, "
+            "max_value=CASE WHEN ? IS NULL THEN max_value ELSE max(COALESCE(max_value, ?), ?) END WHERE id=?",
+            [(n_, ls, last, lo, lo, lo, hi, hi, hi, kid) for n_, ls, last, lo, _, hi, _, kid in key_updates])
 
     def _store_file(self, a) -> None:
         dest = artifact_path(self.path, a.sha256)
@@ -583,6 +597,13 @@ class RunRecord:
     def metric_keys(self) -> list[str]:
         return [r[0] for r in self._store._db().execute(
             "SELECT key FROM metric_keys WHERE run_id=? AND n > 0 ORDER BY key", (self.id,))]
+
+    def metric_summaries(self) -> dict[str, dict[str, Any]]:
+        """Per key: count, last step, last/min/max value (NaN points ignored), without reading series."""
+        rows = self._store._db().execute(
+            "SELECT key, n, last_step, last_value, min_value, max_value FROM metric_keys WHERE run_id=? AND n > 0 "
+            "ORDER BY key", (self.id,)).fetchall()
+        return {k: {"count": n, "last_step": ls, "last": lv, "min": lo, "max": hi} for k, n, ls, lv, lo, hi in rows}
 
     def metric(self, key: str) -> Series:
         conn = self._store._db()

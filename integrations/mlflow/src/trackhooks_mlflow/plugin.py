@@ -1,0 +1,17 @@
+"""Entry point of the MLflow mirror: light on purpose (imports neither mlflow nor requests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trackhooks.hookspecs import hookimpl
+
+
+@hookimpl
+def trackhooks_make_sink(uri: str, options: dict[str, Any]):
+    """The MLflow mirror for ``mlflow+<tracking uri>``, else None."""
+    if not isinstance(uri, str) or not uri.startswith("mlflow+"):
+        return None
+    from .mirror import MlflowMirror
+
+    return MlflowMirror(uri, options)

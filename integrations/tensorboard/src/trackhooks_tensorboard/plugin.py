@@ -1,0 +1,17 @@
+"""Entry point of the TensorBoard mirror: light on purpose (tensorboard is imported on first write)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trackhooks.hookspecs import hookimpl
+
+
+@hookimpl
+def trackhooks_make_sink(uri: str, options: dict[str, Any]):
+    """The TensorBoard mirror for ``tensorboard:<log dir>``, else None."""
+    if not isinstance(uri, str) or not uri.startswith("tensorboard:"):
+        return None
+    from .mirror import TensorBoardMirror
+
+    return TensorBoardMirror(uri, options)

@@ -93,6 +93,8 @@ def world(tmp_path_factory):
         for s in range(4):
             run.log_metric("val_loss", 0.6 - 0.05 * s, step=s)
         run.log_metric(XSS_KEY, 1.0, step=0)
+        run.log_metric(XSS_KEY, 2.0, step=1)
+        run.log_metric("test_" + XSS_KEY, 0.5)  # once: a single value, not a chart
         for j in range(2):
             with trackhooks.start_run("cross", f"cand{j}", params={"max_depth": 3 + j}, parent=run,
                                       store=store) as child:
@@ -225,6 +227,7 @@ def test_compare_across_frameworks_on_a_shared_metric(world):
     assert d["metrics"]["val_loss"]["best"] == k  # 0.3 < 0.45
     assert d["warnings"] == [] and p.stderr == ""  # same training data: no warning
     assert set(d["only_in"][k]) == {"val_accuracy", "weird"}
+    assert set(d["only_in"][x]) == {XSS_KEY, "test_" + XSS_KEY}
     assert set(d["params"]) == {"units", "note", "max_depth"}
     out = cli("compare", k, x, "--store", world["store"]).stdout
     line = next(l for l in out.splitlines() if l.startswith("val_loss"))
@@ -350,6 +353,8 @@ def test_report_is_self_contained_and_escapes_user_strings(world, tmp_path):
     assert {c["key"] for c in data["charts"]} >= {"val_loss", "train_loss", XSS_KEY}
     assert data["runs"][[r["id"] for r in data["runs"]].index(world["ids"]["xgb"])]["name"] == XSS_NAME
     assert "different training data" in html
+    assert "test_" + XSS_KEY not in {c["key"] for c in data["charts"]}  # single values go to a table
+    assert 'id="values"' in html and "test_&lt;script&gt;" in html
 
 
 def test_report_selection_by_runs_and_experiment(world, tmp_path):

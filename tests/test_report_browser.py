@@ -52,6 +52,7 @@ def _make_store(path: str) -> None:
             for e in range(5):
                 run.log_metrics({"val_loss": 1.5 * math.exp(-e / (1.5 + i)), "val_acc": 0.6 + 0.07 * e - 0.03 * i},
                                 step=e * 60 + 59, epoch=e)
+            run.log_metric("test_accuracy", 0.9 + 0.02 * i)
             ckpt = os.path.join(path, f"c{i}.ckpt")
             with open(ckpt, "wb") as f:
                 f.write(b"weights")
@@ -60,6 +61,8 @@ def _make_store(path: str) -> None:
     with trackhooks.start_run("digits", XSS_NAME, params={"note": XSS_PARAM, "lr": 0.1},
                               tags={"framework": "keras"}, store=path) as run:
         run.log_metric(XSS_KEY, 1.0, step=0)
+        run.log_metric(XSS_KEY, 1.5, step=1)
+        run.log_metric("test_accuracy", 0.91)
         # a 100k-point series: the page must downsample it and say so
         for i in range(100_000):
             run.log_metric("train_loss", 1.5 + math.sin(i / 4000) * 0.5 + (2.0 if i == 55_555 else 0.0),
@@ -88,7 +91,7 @@ def test_report_in_headless_chromium(tmp_path):
     assert len(charts) == res["expected_charts"] == 4  # train_loss, val_acc, val_loss, the XSS key
     assert all(c["points"] > 0 and c["width"] > 0 for c in charts), charts
     by_key = {c["key"]: c for c in charts}
-    assert by_key[XSS_KEY]["points"] == 1
+    assert by_key[XSS_KEY]["points"] == 2
     assert by_key["train_loss"]["series"] == 3 and by_key["train_loss"]["points"] <= 600 + 4002
     assert any("downsampled for display, 100,000 → " in n for n in res["notes"]), res["notes"]
     assert res["tooltip_rows"] >= 1 and res["zoom"]  # hover read-out and drag-to-zoom work

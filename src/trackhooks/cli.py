@@ -410,11 +410,21 @@ def _compare(con: _Out, store: "Store", recs: list["RunRecord"], data: dict[str,
     con.print()
 
     if data["params"]:
-        t = header_table("params that differ", "param")
-        for k, per in data["params"].items():
-            t.add_row(_text(k), *[_text(sm.fmt_value(r.params[k])) if k in r.params else _text("—", "dim")
-                                  for r in recs])
-        con.print(t)
+        # keys one run alone has (typical across frameworks) would fill the table with dashes
+        owners = {k: [r for r in recs if k in r.params] for k in data["params"]}
+        shared = [k for k in data["params"] if len(owners[k]) > 1 or len(recs) == 2]
+        if shared:
+            t = header_table("params that differ", "param")
+            for k in shared:
+                t.add_row(_text(k), *[_text(sm.fmt_value(r.params[k])) if k in r.params else _text("—", "dim")
+                                      for r in recs])
+            con.print(t)
+        for r in recs:
+            own = [f"{k}={sm.fmt_value(r.params[k])}" for k in data["params"] if k not in shared
+                   and owners[k] == [r]]
+            if own:
+                con.print(Text(f"{len(own)} params only in {short.get(r.id, r.id[:8])}: ", style="dim")
+                          + _text(sm.some(own, 6), "dim"))
         con.print()
     else:
         n = len({k for r in recs for k in r.params})
@@ -441,7 +451,8 @@ def _compare(con: _Out, store: "Store", recs: list["RunRecord"], data: dict[str,
     else:
         con.print(Text("metrics", style="bold") + Text("  (no metric is shared by two of these runs)", style="dim"))
     for rid, keys in data["only_in"].items():
-        con.print(Text(f"only in {short.get(rid, rid[:8])}: ", style="dim") + _text(", ".join(keys), "dim"))
+        con.print(Text(f"{len(keys)} metrics only in {short.get(rid, rid[:8])}: ", style="dim")
+                  + _text(sm.some(keys, 8), "dim"))
 
 
 # ---- export ----------------------------------------------------------------------------------

@@ -133,6 +133,9 @@ def build_data(recs: Sequence[Any]) -> dict[str, Any]:
     for i, r in enumerate(recs):
         for k in r.metric_keys():
             by_key.setdefault(k, []).append(_series(i, r.metric(k)))
+    # a metric logged once per run (test scores, feature importances) is a value, not a curve:
+    # it goes to the "single values" table instead of a chart of dots
+    by_key = {k: v for k, v in by_key.items() if any(s["n"] > 1 for s in v)}
     ckpts: dict[str, list[dict[str, Any]]] = {}
     for i, r in enumerate(recs):
         for c in r.checkpoints():
@@ -208,6 +211,9 @@ def _params_section(recs: Sequence[Any], short: dict[str, str]) -> str:
 
     diff = [k for k in keys if differs(k)] if len(recs) > 1 else keys
     same = [k for k in keys if k not in diff]
+    # params one run alone has (typical across frameworks) are folded away per run
+    lone = {k for k in diff if len(recs) > 2 and sum(k in r.params for r in recs) == 1}
+    diff = [k for k in diff if k not in lone]
     head = ["param"] + [f"{short[r.id]} {r.name}" for r in recs]
 
     def rows(ks: list[str]) -> list[list[str]]:
@@ -218,13 +224,63 @@ def _params_section(recs: Sequence[Any], short: dict[str, str]) -> str:
     if diff:
         title = "Params that differ" if len(recs) > 1 else "Params"
         out.append(f"<h3>{title} ({len(diff)})</h3>" + _table(head, rows(diff), "params wide"))
-    else:
+    elif not lone:
         out.append(f'<p class="muted">All {len(keys)} params are equal across these runs.</p>')
+    for i, r in enumerate(recs):
+        own = sorted(k for k in lone if k in r.params)
+        if own:
+            out.append(f"<details><summary>Params only {_run_label(i, r, short)} has ({len(own)})</summary>"
+                       + _table(["param", "value"], [[f"<code>{esc(k)}</code>", esc(sm.fmt_value(r.params[k]))]
+                                                      for k in own], "params") + "</details>")
     if same:
         out.append(f"<details><summary>Params shared by every run ({len(same)})</summary>"
                    + _table(["param", "value"], [[f"<code>{esc(k)}</code>", esc(sm.fmt_value(recs[0].params[k]))]
                                                   for k in same], "params") + "</details>")
     return "".join(out)
+
+
+def single_value_keys(recs: Sequence[Any]) -> list[str]:
+    """Metrics that every run logged at most once (shown as a table, not as charts)."""
+    counts: dict[str, int] = {}
+    for r in recs:
+        for k in r.metric_keys():
+            counts[k] = max(counts.get(k, 0), len(r.metric(k)))
+    return sorted((k for k, n in counts.items() if n <= 1), key=lambda k: (sm.headline_rank(k), k))
+
+
+def _values_section(recs: Sequence[Any], short: dict[str, str]) -> str:
+    keys = single_value_keys(recs)
+    if not keys:
+        return ""
+    values = {k: [sm.last_value(r, k) if k in r.metric_keys() else None for r in recs] for k in keys}
+    shared = [k for k in keys if sum(v is not None for v in values[k]) > 1]
+    main = shared if len(shared) >= 1 and len(keys) > 20 else keys
+    rest = [k for k in keys if k not in main]
+    head = ["metric"] + [f"{short[r.id]} {r.name}" for r in recs]
+
+    def rows(ks: list[str]) -> list[list[str]]:
+        out = []
+        for k in ks:
+            vals = values[k]
+            best = sm.best_index(vals, sm.metric_direction(k)) if sum(v is not None for v in vals) > 1 else None
+            cells = [f"<code>{esc(k)}</code>"]
+            for i, v in enumerate(vals):
+                if v is None:
+                    cells.append('<span class="muted">—</span>')
+                elif i == best:
+                    cells.append(f'<span class="best">{esc(sm.fmt_num(v))} ★</span>')
+                else:
+                    cells.append(esc(sm.fmt_num(v)))
+            out.append(cells)
+        return out
+
+    html_ = '<p class="muted small">Metrics logged once per run; ★ marks the best run (see docs/cli.md for the rule).</p>'
+    if main:
+        html_ += _table(head, rows(main), "values wide")
+    if rest:
+        html_ += (f"<details><summary>{len(rest)} more single values (one run each)</summary>"
+                  + _table(head, rows(rest), "values wide") + "</details>")
+    return f'<section id="values"><h2>Single values</h2>{html_}</section>'
 
 
 def _datasets_section(recs: Sequence[Any], short: dict[str, str]) -> str:
@@ -275,8 +331,9 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
     style = _static("report.css")
     csp = (f"default-src 'none'; script-src {_csp_hash(script)}; style-src {_csp_hash(style)}; "
            "img-src data:; base-uri 'none'; form-action 'none'")
-    n_points = sum(s["n"] for c in data["charts"] for s in c["series"])
-    sub = (f"{len(recs)} run{'s' if len(recs) != 1 else ''} · {len(data['charts'])} metrics · "
+    n_points = sum(len(r.metric(k)) for r in recs for k in r.metric_keys())
+    n_keys = len({k for r in recs for k in r.metric_keys()})
+    sub = (f"{len(recs)} run{'s' if len(recs) != 1 else ''} · {n_keys} metrics · "
            f"{n_points:,} points · generated {sm.fmt_time(time.time())}")
     warn_html = "".join(f'<div class="warning">⚠ {esc(x)}</div>' for x in warnings)
     store_html = f'<div class="muted small">store <code>{esc(store_path)}</code></div>' if store_path else ""
@@ -309,6 +366,7 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
 <div id="chart-grid" class="grid" data-charts="{len(data['charts'])}"></div>
 <noscript><p class="warning">The charts need JavaScript; the tables work without it.</p></noscript>
 </section>
+{_values_section(recs, short)}
 <section id="params"><h2>Params</h2>{_params_section(recs, short)}</section>
 <section id="datasets"><h2>Data</h2>{_datasets_section(recs, short)}</section>
 <section id="checkpoints"><h2>Checkpoints</h2>{_checkpoints_section(recs, short)}</section>

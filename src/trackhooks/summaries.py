@@ -16,7 +16,7 @@ from typing import Any, Iterable
 # "test_rmse", "mean_absolute_error", "fit_time_s"); otherwise higher is better ("acc", "f1", "auc",
 # "score", ...). Keys that describe the training schedule rather than quality are never ranked.
 LOWER_IS_BETTER = ("loss", "error", "err", "mse", "mae", "rmse", "rmsle", "logloss", "mape", "mphe",
-                   "nloglik", "deviance", "perplexity", "time", "duration")
+                   "nloglik", "deviance", "perplexity", "rank", "time", "duration")
 NOT_RANKED = ("lr", "learning_rate", "epoch", "step", "momentum", "weight_decay", "batch_size")
 _WORDS = re.compile(r"[A-Za-z]+")
 # keys that are bookkeeping: never headline metrics
@@ -89,7 +89,7 @@ def last_value(rec: Any, key: str) -> float | None:
     return rec.metric(key).last
 
 
-def _headline_rank(key: str) -> int:
+def headline_rank(key: str) -> int:
     low = key.lower()
     if low.startswith("test"):
         return 0
@@ -103,8 +103,8 @@ def _headline_rank(key: str) -> int:
 def headline_keys(keys: Iterable[str], limit: int = 3) -> list[str]:
     """The few metrics a one-line listing shows: test, then validation, then quality metrics."""
     cands = [k for k in keys if k not in _BOOKKEEPING and metric_direction(k) is not None
-             and not k.endswith(("_time_s", "_duration_s"))]
-    return sorted(cands, key=lambda k: (_headline_rank(k), k))[:limit]
+             and not {"time", "duration", "rank"} & set(_words(k))]
+    return sorted(cands, key=lambda k: (headline_rank(k), k))[:limit]
 
 
 def best_index(values: list[float | None], direction: str | None) -> int | None:
@@ -244,6 +244,12 @@ def clean(text: Any) -> str:
     if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in s):
         s = "".join(c if (32 <= ord(c) < 127 or ord(c) >= 160) else repr(c)[1:-1] for c in s)
     return s
+
+
+def some(keys: list[str], limit: int = 12) -> str:
+    """A comma-separated list that stays one readable line."""
+    head = ", ".join(keys[:limit])
+    return head + (f", … (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -352,14 +352,19 @@ def test_bad_options_raise_at_construction_and_autolog():
     assert xgb_patch._autolog_options is None
 
 
-def test_internal_failure_warns_once_and_training_goes_on(store_path, dmats):
+@pytest.mark.parametrize("broken", ["finished run", "unusable store"])
+def test_internal_failure_warns_once_and_training_goes_on(store_path, dmats, tmp_path, broken):
     dtrain, dval = dmats
-    finished = trackhooks.start_run()
-    finished.finish()
+    if broken == "finished run":
+        finished = trackhooks.start_run()
+        finished.finish()
+        cb = TrackhooksCallback(run=finished)
+    else:
+        (tmp_path / "a_file").write_text("not a store")
+        cb = TrackhooksCallback(store=str(tmp_path / "a_file"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bst = xgb.train(PARAMS, dtrain, 5, evals=[(dval, "val")], callbacks=[TrackhooksCallback(run=finished)],
-                        verbose_eval=False)
+        bst = xgb.train(PARAMS, dtrain, 5, evals=[(dval, "val")], callbacks=[cb], verbose_eval=False)
     assert bst.num_boosted_rounds() == 5
     ours = [w for w in caught if "trackhooks" in str(w.message)]
     assert len(ours) == 1 and "TrackhooksCallback failed" in str(ours[0].message)

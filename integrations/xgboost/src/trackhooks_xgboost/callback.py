@@ -188,6 +188,8 @@ class TrackhooksCallback(TrainingCallback):
 
     def _finish(self, status: str) -> None:
         self._logging = False
+        # drop what pins the user's data and XGBoost's history; the callback may live on in an estimator
+        self._ctx, self._log_ref, self._series = None, None, []
         run = self._run
         if run is None or not self._owned or run.status != "running":
             return

@@ -1,0 +1,427 @@
+#!/usr/bin/env python
+"""Benchmark harness: trackhooks against no tracking and the peers, side by side.
+
+    python benchmarks/run.py [--quick] [--only NAME[,NAME]] [--repeats N] [--out PATH]
+
+Every measurement runs in a fresh process (see workloads/_bench.py); configurations are interleaved
+(A B C A B C ...) with at least 3 repeats; each framework row is reported as the median, the min-max
+and the ratio to the no-tracking baseline of the same workload measured in the same invocation, with
+setup (run creation, store init, logger construction) and fit (training plus the logger's own
+finalization) apart. Writes benchmarks/RESULTS.md (and the raw rows to RESULTS.jsonl next to it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WORKLOADS_DIR = os.path.join(HERE, "workloads")
+NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
+FRAMEWORK_RATIO_TARGET = 1.05
+
+
+@dataclass
+class Workload:
+    key: str  # what --only matches
+    title: str
+    script: str
+    configs: list[str]  # the first one is the baseline of a framework workload
+    kind: str = "framework"  # framework | micro
+    args: list[str] = field(default_factory=list)
+    quick_configs: list[str] | None = None  # a smaller set for --quick, when the full set does not fit 5 minutes
+
+
+_LIGHTNING = ["none", "trackhooks", "CSVLogger", "TensorBoardLogger", "MLFlowLogger(sqlite)", "MLFlowLogger(file)",
+              "WandbLogger(offline)", "trackhooks+mlflow mirror"]
+_HOT = ["floor: dict copy + deque append", "trackhooks log_metrics (writer idle)", "trackhooks log_metrics (sustained)",
+        "mlflow.log_metrics (sqlite)", "TensorBoard add_scalar x4", "wandb.log (offline)"]
+_STORE = ["ingest", "store write only", "read 1M-point series", "import trackhooks", "start_run"]
+_HASH = ["dataset hash: hashlib.sha256 floor", "dataset hash: fingerprint", "dataset hash: log_dataset + flush"]
+
+WORKLOADS = [
+    Workload("core", "Core micro-benchmarks (caller thread, store, import, start_run)", "core_micro.py",
+             _HOT + _STORE, kind="micro"),
+    Workload("datasets", "Dataset hashing (issue 11)", "core_micro.py", _HASH, kind="micro"),
+    Workload("lightning", "Lightning: tiny Linear model, self.log every step, Trainer(log_every_n_steps=1)",
+             "lightning_bench.py", _LIGHTNING, args=["--log-every-n-steps", "1"]),
+    Workload("lightning-n50", "Lightning: same model, Trainer(log_every_n_steps=50)", "lightning_bench.py",
+             _LIGHTNING[:-1], args=["--log-every-n-steps", "50"],
+             quick_configs=["none", "trackhooks", "CSVLogger", "TensorBoardLogger", "MLFlowLogger(sqlite)"]),
+    Workload("keras", "Keras 3 (torch backend): tiny Dense model", "keras_bench.py",
+             ["none", "trackhooks", "trackhooks autolog", "CSVLogger", "mlflow.keras.autolog"]),
+    Workload("xgboost", "XGBoost: binary:logistic on 5000x20, one eval set", "xgboost_bench.py",
+             ["none", "trackhooks", "trackhooks autolog", "mlflow.xgboost.autolog"]),
+    Workload("sklearn", "scikit-learn: GridSearchCV (20 candidates x 3 folds) + one small fit", "sklearn_bench.py",
+             ["none", "trackhooks autolog", "trackhooks track()", "mlflow.sklearn.autolog(log_models=False)",
+              "mlflow.sklearn.autolog()"],
+             quick_configs=["none", "trackhooks autolog", "trackhooks track()",
+                            "mlflow.sklearn.autolog(log_models=False)"]),
+]
+
+# micro rows with a target: config -> (target text, predicate on the median value)
+MICRO_TARGETS: dict[str, tuple[str, Any]] = {
+    "trackhooks log_metrics (sustained)": ("≤ 2 µs median", lambda v: v <= 2.0),
+    "ingest": ("≥ 1 M points/s", lambda v: v >= 1_000_000),
+    "read 1M-point series": ("< 0.2 s", lambda v: v < 0.2),
+    "import trackhooks": ("< 50 ms", lambda v: v < 50),
+    "start_run": ("< 30 ms", lambda v: v < 30),
+    "dataset hash: fingerprint": ("≥ 500 MB/s", lambda v: v >= 500),
+    "dataset hash: log_dataset + flush": ("≥ 500 MB/s", lambda v: v >= 500),
+}
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"KERAS_BACKEND": "torch", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+                "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "MLFLOW_ALLOW_FILE_STORE": "true",
+                "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"})
+    for k in ("TRACKHOOKS_URI", "TRACKHOOKS_MIRRORS", "MLFLOW_TRACKING_URI", "TRACKHOOKS_DISABLE_PLUGINS"):
+        env.pop(k, None)
+    return env
+
+
+def parse_rows(stdout: str) -> list[dict[str, Any]]:
+    rows = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue  # frameworks print banners to stdout
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "config" in row and "status" in row:
+            rows.append(row)
+    return rows
+
+
+def run_command(cmd: list[str], timeout: float, log) -> tuple[list[dict[str, Any]], str]:
+    log(f"$ {' '.join(shlex.quote(c) for c in cmd)}")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env(), cwd=ROOT)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return parse_rows(out), f"timed out after {timeout:.0f} s"
+    rows = parse_rows(proc.stdout)
+    err = ""
+    if proc.returncode != 0 or not rows:
+        err = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1][:300]
+    return rows, err
+
+
+def measure_workload(w: Workload, size: str, repeats: int, fork: bool, timeout: float, log) -> list[dict[str, Any]]:
+    script = os.path.join(WORKLOADS_DIR, w.script)
+    configs = w.configs
+    base = [sys.executable, script, "--size", size, *w.args]
+    if fork and w.kind == "framework":
+        cmd = base + ["--config", ",".join(configs), "--repeats", str(repeats), "--fork"]
+        rows, err = run_command(cmd, timeout * len(configs) * repeats, log)
+        if err:
+            log(f"  {w.key}: {err}")
+        seen = {(r["config"], r.get("repeat")) for r in rows}
+        for rep in range(repeats):
+            for c in configs:
+                if (c, rep) not in seen:
+                    rows.append({"workload": w.key, "config": c, "repeat": rep, "status": "error",
+                                 "detail": err or "no result"})
+        return rows
+    rows = []
+    for rep in range(repeats):  # interleaved: A B C A B C ...
+        for c in configs:
+            got, err = run_command(base + ["--config", c], timeout, log)
+            if not got:
+                got = [{"config": c, "status": "error", "detail": err or "no result"}]
+            for r in got:
+                r["repeat"] = rep
+            rows.extend(got)
+    return rows
+
+
+# ---- report ---------------------------------------------------------------------------------------
+
+
+def _med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def fmt_s(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+
+
+def fmt_num(x: float, unit: str) -> str:
+    if unit == "points/s":
+        return f"{x / 1e6:.2f} M"
+    if unit == "µs/call":
+        return f"{x:,.2f}" if x < 100 else f"{x:,.0f}"
+    if unit == "ms":
+        return f"{x:.1f}"
+    if unit == "s":
+        return f"{x:.3f}"
+    if unit == "MB/s":
+        return f"{x:,.0f}"
+    return f"{x:.3g}"
+
+
+def _status_text(rows: list[dict[str, Any]]) -> str | None:
+    bad = [r for r in rows if r.get("status") != "ok"]
+    if not bad or len(bad) < len(rows):
+        return None
+    r = bad[0]
+    detail = r.get("detail", "")
+    return f"{r['status']}" + (f" ({detail})" if detail else "")
+
+
+def _by_config(w: Workload, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by config, in the workload's order."""
+    order = list(dict.fromkeys([*w.configs, *(r["config"] for r in rows)]))
+    return {c: [r for r in rows if r["config"] == c] for c in order if any(r["config"] == c for r in rows)}
+
+
+def framework_table(w: Workload, rows: list[dict[str, Any]], targets: list[dict[str, Any]]) -> list[str]:
+    by = _by_config(w, rows)
+    baseline = w.configs[0]
+    ok_base = [r for r in by.get(baseline, []) if r.get("status") == "ok"]
+    b_fit = _med([r["fit_s"] for r in ok_base]) if ok_base else None
+    b_tot = _med([r["setup_s"] + r["fit_s"] for r in ok_base]) if ok_base else None
+    out = ["| config | n | setup s (median) | fit s (median) | total s (median) | total min–max | fit × none "
+           "| total × none | target |", "|---|---|---|---|---|---|---|---|---|"]
+    for c, rs in by.items():
+        ok = [r for r in rs if r.get("status") == "ok"]
+        status = _status_text(rs)
+        if status:
+            out.append(f"| {c} | 0 | {status} | | | | | | |")
+            continue
+        setup = _med([r["setup_s"] for r in ok])
+        fit = _med([r["fit_s"] for r in ok])
+        tots = [r["setup_s"] + r["fit_s"] for r in ok]
+        tot = _med(tots)
+        rf = f"{fit / b_fit:.2f}×" if b_fit else "–"
+        rt = f"{tot / b_tot:.2f}×" if b_tot else "–"
+        target = ""
+        if c.startswith("trackhooks") and "mirror" not in c and b_tot:
+            met = tot / b_tot <= FRAMEWORK_RATIO_TARGET
+            target = f"≤ {FRAMEWORK_RATIO_TARGET}×: {'met' if met else 'MISSED'}"
+            targets.append({"what": f"{w.key}: {c} total vs none", "target": f"≤ {FRAMEWORK_RATIO_TARGET}×",
+                            "measured": f"{tot / b_tot:.2f}× (fit {rf})", "met": met})
+        failed = len(rs) - len(ok)
+        n = f"{len(ok)}" + (f" (+{failed} failed)" if failed else "")
+        out.append(f"| {c} | {n} | {fmt_s(setup)} | {fmt_s(fit)} | {fmt_s(tot)} | {fmt_s(min(tots))}–{fmt_s(max(tots))} "
+                   f"| {rf} | {rt} | {target} |")
+    return out
+
+
+_DETAIL_KEYS = ("fetch_s", "first_new_store_ms", "second_in_process_ms", "heavy_modules_imported", "log_s",
+                "drain_after_last_call_s", "caller_s", "sampled", "calls", "points", "mb")
+
+
+def micro_table(w: Workload, rows: list[dict[str, Any]], targets: list[dict[str, Any]]) -> list[str]:
+    by = _by_config(w, rows)
+    floor = [r["value"] for r in by.get("floor: dict copy + deque append", []) if r.get("status") == "ok"]
+    hash_floor = [r["value"] for r in by.get("dataset hash: hashlib.sha256 floor", []) if r.get("status") == "ok"]
+    out = ["| measurement | n | median | min–max | unit | vs floor | target | details (median of processes) |",
+           "|---|---|---|---|---|---|---|---|"]
+    for c, rs in by.items():
+        ok = [r for r in rs if r.get("status") == "ok"]
+        status = _status_text(rs)
+        if status:
+            out.append(f"| {c} | 0 | {status} | | | | | |")
+            continue
+        vals = [r["value"] for r in ok]
+        v = _med(vals)
+        unit = ok[0]["unit"]
+        vs = ""
+        if unit == "µs/call" and floor and not c.startswith("floor"):
+            vs = f"{v / _med(floor):.1f}×"
+        elif unit == "MB/s" and hash_floor and "floor" not in c:
+            vs = f"{v / _med(hash_floor):.2f}×"
+        target = ""
+        if c in MICRO_TARGETS:
+            text, pred = MICRO_TARGETS[c]
+            met = bool(pred(v))
+            target = f"{text}: {'met' if met else 'MISSED'}"
+            targets.append({"what": c, "target": text, "measured": f"{fmt_num(v, unit)} {unit}", "met": met})
+        details = []
+        for k in _DETAIL_KEYS:
+            xs = [r[k] for r in ok if k in r]
+            if not xs:
+                continue
+            if isinstance(xs[0], bool) or isinstance(xs[0], list) or xs[0] is None:
+                details.append(f"{k}={xs[0]}")
+            elif isinstance(xs[0], (int, float)):
+                m = _med(xs)
+                details.append(f"{k}={m:.3g}" if isinstance(m, float) else f"{k}={m}")
+        note = ok[0].get("note")
+        if note:
+            details.append(note)
+        out.append(f"| {c} | {len(ok)} | {fmt_num(v, unit)} | {fmt_num(min(vals), unit)}–{fmt_num(max(vals), unit)} "
+                   f"| {unit} | {vs} | {target} | {'; '.join(details)} |")
+    return out
+
+
+def versions() -> list[tuple[str, str]]:
+    out = [("python", platform.python_version())]
+    for d in ("trackhooks", "trackhooks-lightning", "trackhooks-keras", "trackhooks-sklearn", "trackhooks-xgboost",
+              "trackhooks-mlflow", "torch", "lightning", "keras", "scikit-learn", "xgboost-cpu", "numpy", "mlflow",
+              "tensorboard", "wandb", "pluggy"):
+        try:
+            out.append((d, metadata.version(d)))
+        except metadata.PackageNotFoundError:
+            out.append((d, "not installed"))
+    return out
+
+
+def machine() -> list[tuple[str, str]]:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return [("platform", platform.platform()), ("cpu", cpu), ("cores", str(os.cpu_count())), ("memory", mem)]
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True,
+                               cwd=ROOT, timeout=10).stdout.strip()
+        return sha + (" (src/ modified)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def old_notes(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return ""
+    if NOTES_BEGIN in text and NOTES_END in text:
+        return text[text.index(NOTES_BEGIN) + len(NOTES_BEGIN):text.index(NOTES_END)].strip("\n")
+    return ""
+
+
+def render(results: list[tuple[Workload, list[dict[str, Any]]]], info: dict[str, Any], notes: str) -> str:
+    targets: list[dict[str, Any]] = []
+    sections = []
+    for w, rows in results:
+        table = micro_table(w, rows, targets) if w.kind == "micro" else framework_table(w, rows, targets)
+        size = next((r.get("size") for r in rows if r.get("size")), info["size"])
+        sections += [f"### {w.title}", "", f"`--only {w.key}`, size `{size}`.", "", *table, ""]
+    lines = ["# Benchmark results", "",
+             "Generated by `benchmarks/run.py` (see [README.md](README.md) for the method). "
+             "Every number is a median over fresh processes.", "",
+             f"- date: {info['date']}",
+             f"- command: `{info['command']}`",
+             f"- mode: {info['size']}, {info['repeats']} interleaved repeats, "
+             f"{'forked children of a pre-imported parent' if info['fork'] else 'a new interpreter per measurement'}",
+             f"- wall time of the whole command: {info['elapsed_s']:.0f} s",
+             f"- load average before / after: {info['load_before']} / {info['load_after']}",
+             f"- trackhooks commit: {info['commit']}", "",
+             "## Machine", "", *[f"- {k}: {v}" for k, v in info["machine"]], "",
+             "## Versions", "", " · ".join(f"{k} {v}" for k, v in info["versions"]), "",
+             "## Targets", "", "| what | target | measured | |", "|---|---|---|---|"]
+    body_targets = []
+    for t in targets:
+        body_targets.append(f"| {t['what']} | {t['target']} | {t['measured']} | {'met' if t['met'] else 'MISSED'} |")
+    lines += body_targets or ["| (no targeted rows measured) | | | |"]
+    lines += ["", "## Notes", "", NOTES_BEGIN, notes or "(none yet)", NOTES_END, "", "## Tables", "", *sections]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer steps and repeats: < 5 minutes on 2 idle cores")
+    ap.add_argument("--size", choices=["full", "quick", "tiny"], help="workload size (default: full, or quick with --quick)")
+    ap.add_argument("--only", action="append", default=[],
+                    help="workload key or prefix, comma-separated or repeated: "
+                         + ", ".join(w.key for w in WORKLOADS))
+    ap.add_argument("--repeats", type=int, help="interleaved repeats per configuration (default 5, 3 with --quick)")
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--fork", action="store_true", default=None,
+                       help="framework workloads: fork each measurement from a pre-imported parent (default with --quick)")
+    group.add_argument("--spawn", action="store_true", help="framework workloads: a new interpreter per measurement "
+                                                            "(default without --quick)")
+    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"), help="report path (default benchmarks/RESULTS.md)")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per measurement before it counts as failed")
+    ap.add_argument("--list", action="store_true", help="list workloads and configurations and exit")
+    a = ap.parse_args(argv)
+
+    if a.list:
+        for w in WORKLOADS:
+            print(f"{w.key}: {w.title}")
+            for c in w.configs:
+                print(f"    {c}")
+        return 0
+    size = a.size or ("quick" if a.quick else "full")
+    repeats = a.repeats or (3 if a.quick else 5)
+    fork = (not a.spawn) and (a.fork or a.quick)
+    wanted = [s.strip() for o in a.only for s in o.split(",") if s.strip()]
+    chosen = [w for w in WORKLOADS if not wanted or any(w.key == s or w.key.startswith(s) for s in wanted)]
+    if not chosen:
+        ap.error(f"--only matches no workload; known: {', '.join(w.key for w in WORKLOADS)}")
+    if repeats < 3:
+        print(f"note: {repeats} repeat(s); the method asks for at least 3", file=sys.stderr)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    t0 = time.time()
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results = []
+    for w in chosen:
+        if a.quick and w.quick_configs:
+            w = Workload(w.key, w.title, w.script, w.quick_configs, w.kind, w.args)
+        log(f"== {w.key} ({size}, {repeats} repeats)")
+        t = time.time()
+        rows = measure_workload(w, size, repeats, fork, a.timeout, log)
+        log(f"   {w.key}: {len(rows)} rows in {time.time() - t:.0f} s")
+        results.append((w, rows))
+    info = {
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python benchmarks/run.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])),
+        "size": size, "repeats": repeats, "fork": fork, "elapsed_s": time.time() - t0,
+        "load_before": load_before, "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "commit": git_commit(), "machine": machine(), "versions": versions(),
+    }
+    report = render(results, info, old_notes(a.out))
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w", encoding="utf-8") as f:
+        f.write(report)
+    raw = os.path.splitext(a.out)[0] + ".jsonl"
+    with open(raw, "w", encoding="utf-8") as f:
+        for w, rows in results:
+            for r in rows:
+                f.write(json.dumps({"workload_key": w.key, **r}) + "\n")
+    print(report)
+    log(f"wrote {a.out} and {raw} in {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

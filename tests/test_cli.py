@@ -437,3 +437,50 @@ def test_csv_export_in_process_matches_columns(world):
     _write_csv(trackhooks.open_store(world["store"]).run(world["ids"]["cand0"]), buf)
     rows = list(csv.reader(io.StringIO(buf.getvalue())))
     assert rows[0] == CSV_COLUMNS and rows[1][1] == "mean_test_score" and rows[-1][1] == "param.max_depth"
+
+
+# ---- real framework runs ---------------------------------------------------------------------
+
+
+def test_real_xgboost_and_sklearn_runs_compare_and_show_their_data(tmp_path):
+    pytest.importorskip("trackhooks_xgboost")
+    pytest.importorskip("trackhooks_sklearn")
+    import xgboost as xgb
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    from trackhooks_sklearn import track
+    from trackhooks_xgboost import TrackhooksCallback
+
+    X, y = load_digits(return_X_y=True)
+    X = (X[:400] / 16.0).astype("float32")
+    y = y[:400]
+    store = str(tmp_path / "s")
+    ids = []
+    for name, n in (("xgb-all", 400), ("xgb-half", 200)):
+        with trackhooks.start_run("frameworks", name, store=store) as run:
+            clf = xgb.XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1, eval_metric="mlogloss",
+                                    callbacks=[TrackhooksCallback(run=run)])
+            clf.fit(X[:n], y[:n], eval_set=[(X[:n], y[:n])], verbose=False)
+        ids.append(run.id)
+    with trackhooks.start_run("frameworks", "sk", store=store) as run:
+        track(LogisticRegression(max_iter=300), run=run).fit(X, y)
+    ids.append(run.id)
+
+    runs = {r["name"]: r for r in cli_json("runs", "--store", store)}
+    assert runs["xgb-all"]["framework"] == "xgboost" and runs["sk"]["framework"] == "sklearn"
+    shown = cli_json("show", ids[0], "--store", store)
+    assert any(d["context"] == "train" for d in shown["datasets"])
+    assert shown["metrics"]["validation_0-mlogloss"]["count"] == 5
+
+    # same training data in two frameworks: no warning; different data: warned
+    same = cli("compare", ids[0], ids[2], "--store", store, "--json")
+    assert json.loads(same.stdout)["runs"][1]["framework"] == "sklearn"
+    assert json.loads(same.stdout)["warnings"] == [], same.stdout
+    differ = cli("compare", ids[0], ids[1], "--store", store, "--json")
+    assert json.loads(differ.stdout)["warnings"] and "different training data" in differ.stderr
+    d = json.loads(differ.stdout)
+    assert d["metrics"]["validation_0-mlogloss"]["direction"] == "min"
+    assert d["metrics"]["validation_0-mlogloss"]["best"] in ids[:2]
+    digest = next(x["digest"] for x in shown["datasets"] if x["context"] == "train")
+    assert ids[1] not in {r["id"] for r in cli_json("runs", "--store", store, "--dataset", digest[:12])}

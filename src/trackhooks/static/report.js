@@ -7,7 +7,7 @@
   var RUNS = DATA.runs;
   var state = { x: "step", hidden: {}, filter: "" };
   var charts = [];
-  var PAD = { l: 58, r: 14, t: 10, b: 28 };
+  var PAD0 = { l: 58, r: 14, t: 10, b: 28 };
   var FONT = "11px system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif";
 
   function el(tag, cls, text) {
@@ -58,6 +58,7 @@
   function Chart(spec) {
     var self = this;
     this.spec = spec;
+    this.pad = { l: PAD0.l, r: PAD0.r, t: PAD0.t, b: PAD0.b };
     this.zoom = null;
     this.drag = null;
     this.hover = null;
@@ -128,6 +129,7 @@
   };
 
   Chart.prototype.draw = function () {
+    var PAD = this.pad;
     var c = this.canvas;
     var dpr = window.devicePixelRatio || 1;
     var w = c.clientWidth || 460, h = c.clientHeight || 240;
@@ -157,20 +159,25 @@
         : "no points to show";
       ctx.fillText(msg, w / 2, h / 2);
     } else {
+      var yt = niceTicks(b.y0, b.y1, 5);
+      var ylabels = yt.ticks.map(function (t) { return fmtTick(t, yt.step); });
+      var lw = 0;
+      ylabels.forEach(function (t) { lw = Math.max(lw, ctx.measureText(t).width); });
+      PAD.l = Math.max(36, Math.ceil(lw) + 14);  // room for the longest y label
       var pw = w - PAD.l - PAD.r, ph = h - PAD.t - PAD.b;
       var sx = function (x) { return PAD.l + (x - b.x0) / (b.x1 - b.x0) * pw; };
       var sy = function (y) { return PAD.t + (1 - (y - b.y0) / (b.y1 - b.y0)) * ph; };
       this.sx = sx; this.sy = sy;
-      var yt = niceTicks(b.y0, b.y1, 5), xt = niceTicks(b.x0, b.x1, Math.max(3, Math.floor(pw / 90)));
+      var xt = niceTicks(b.x0, b.x1, Math.max(3, Math.floor(pw / 90)));
       ctx.strokeStyle = "#eaeef2";
       ctx.lineWidth = 1;
       ctx.fillStyle = "#656d76";
       ctx.textAlign = "right";
       ctx.textBaseline = "middle";
-      yt.ticks.forEach(function (t) {
+      yt.ticks.forEach(function (t, i) {
         var y = Math.round(sy(t)) + 0.5;
         ctx.beginPath(); ctx.moveTo(PAD.l, y); ctx.lineTo(w - PAD.r, y); ctx.stroke();
-        ctx.fillText(fmtTick(t, yt.step), PAD.l - 6, y);
+        ctx.fillText(ylabels[i], PAD.l - 6, y);
       });
       ctx.textAlign = "center";
       ctx.textBaseline = "top";
@@ -243,6 +250,7 @@
   };
 
   Chart.prototype.overlay = function () {
+    var PAD = this.pad;
     var c = this.canvas, ctx = c.getContext("2d");
     var dpr = c.width / (this.w || 1);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
@@ -292,7 +300,7 @@
   };
 
   Chart.prototype.bindEvents = function () {
-    var self = this, c = this.canvas;
+    var self = this, c = this.canvas, PAD = this.pad;
     function mx(ev) {
       var r = c.getBoundingClientRect();
       return Math.max(PAD.l, Math.min(r.width - PAD.r, ev.clientX - r.left));

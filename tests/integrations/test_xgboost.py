@@ -135,10 +135,11 @@ def test_regressor_and_ranker(store_path):
 
 def test_cv_records_mean_and_std_per_round(store_path, dmats):
     dtrain, _ = dmats
-    res = xgb.cv({**PARAMS, "eval_metric": "logloss"}, dtrain, 6, nfold=3, seed=1,
+    res = xgb.cv({**PARAMS, "eval_metric": "auc"}, dtrain, 6, nfold=3, seed=1, metrics="logloss",
                  callbacks=[TrackhooksCallback()], as_pandas=False)
     rec = only_run(store_path)
     assert rec.tags["xgboost.api"] == "cv" and rec.params["nfold"] == 3 and rec.params["num_boost_round"] == 6
+    assert rec.params["metrics"] == ["logloss"] and rec.params["seed"] == 1
     for col in ("train-logloss-mean", "train-logloss-std", "test-logloss-mean", "test-logloss-std"):
         assert rec.metric(col).values == pytest.approx(res[col]), col
         assert rec.metric(col).steps == list(range(6))

@@ -234,7 +234,10 @@ class TrackhooksCallback(TrainingCallback):
         params["model.class"] = type(skl.estimator).__name__ if skl is not None else "Booster"
         for key in ("num_boost_round", "early_stopping_rounds", "nfold", "stratified", "seed", "metrics"):
             if key in args and (key == "num_boost_round" or key == "early_stopping_rounds" or self._is_cv):
-                params[key] = list(args[key]) if key == "metrics" else args[key]
+                value = args[key]
+                if key == "metrics":  # a str or a sequence of str
+                    value = [value] if isinstance(value, str) else list(value)
+                params[key] = value
         dtrain = args.get("dtrain")
         evals = [(d, n) for d, n in (args.get("evals") or ())]
         if dtrain is not None:

@@ -1,0 +1,70 @@
+"""The ``lightning`` entry point: ``trackhooks.autolog("lightning")`` adds a TrackhooksCallback to every
+Trainer that has none. Light on purpose: Lightning is imported only when autolog is called."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any
+
+from trackhooks.hookspecs import hookimpl
+from trackhooks.writer import warn_once
+
+_TREES = ("lightning.pytorch", "pytorch_lightning")
+_patched: dict[type, Any] = {}  # Trainer class -> its original __init__
+_options: dict[str, Any] = {}
+
+
+@hookimpl
+def trackhooks_autolog(options: dict[str, Any]) -> None:
+    enable(options)
+
+
+def enable(options: dict[str, Any]) -> None:
+    """Patch (or with ``disable=True`` restore) the Trainer of every installed Lightning tree."""
+    options = dict(options)
+    if options.pop("disable", False):
+        for trainer_cls, original in list(_patched.items()):
+            trainer_cls.__init__ = original
+        _patched.clear()
+        _options.clear()
+        return
+    from .callback import TrackhooksCallback
+
+    TrackhooksCallback(**options)  # fail here, at the autolog call, on an unknown option
+    _options.clear()
+    _options.update(options)
+    for module in _TREES:
+        try:
+            trainer_cls = importlib.import_module(module).Trainer
+        except ImportError:
+            continue
+        if trainer_cls not in _patched:
+            _patched[trainer_cls] = trainer_cls.__init__
+            trainer_cls.__init__ = _patched_init(trainer_cls.__init__)
+
+
+def _patched_init(original: Any) -> Any:
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        try:
+            _inject(self)
+        except Exception as exc:  # never break building a Trainer
+            warn_once(("lightning", "autolog", type(exc)),
+                      f"lightning autolog: could not add the callback ({type(exc).__name__}: {exc})")
+
+    return __init__
+
+
+def _inject(trainer: Any) -> None:
+    from .callback import TrackhooksCallback
+
+    callbacks = trainer.callbacks
+    if any(isinstance(cb, TrackhooksCallback) for cb in callbacks):
+        return
+    cb = TrackhooksCallback(**_options)
+    # before the checkpoint callbacks, where Lightning itself would have put a user callback
+    checkpoints = set(map(id, trainer.checkpoint_callbacks))
+    at = next((i for i, c in enumerate(callbacks) if id(c) in checkpoints), len(callbacks))
+    callbacks.insert(at, cb)

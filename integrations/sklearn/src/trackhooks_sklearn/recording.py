@@ -1,0 +1,603 @@
+"""What one scikit-learn fit records, shared by ``track()`` and ``autolog()``.
+
+Only the outermost fit of a thread records: ``_guard.depth`` counts the recorded fits (and the
+metric computations, which fit small helpers such as ``LabelBinarizer``) in progress on this thread,
+and every nested fit, ``partial_fit`` or cross-validation sees ``depth > 0`` and runs untouched. That
+check is one thread-local read, so the inner fits of a search pay next to nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trackhooks
+from trackhooks.errors import TrackhooksError
+from trackhooks.writer import warn_once
+
+_guard = threading.local()
+MAX_FEATURE_NAMES = 1000  # longer column lists are recorded by count only (params are for reading)
+
+
+def depth() -> int:
+    return getattr(_guard, "depth", 0)
+
+
+class suppressed:
+    """Within this block, fits on this thread are not recorded (they are inner fits)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        _guard.depth = getattr(_guard, "depth", 0) + 1
+
+    def __exit__(self, *exc: Any) -> None:
+        _guard.depth -= 1
+
+
+def _warn(stage: str, exc: BaseException) -> None:
+    warn_once(("sklearn", stage, type(exc).__name__),
+              f"sklearn integration: {stage} failed and was skipped ({type(exc).__name__}: {exc}); "
+              "the fit itself is unaffected")
+
+
+def _safe(stage: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # tracking must never break the user's fit
+        _warn(stage, exc)
+        return None
+
+
+# ---- runs -----------------------------------------------------------------------------------------
+
+
+class RunRef:
+    """Which run recorded an estimator's fit, so that ``log_eval`` can add to it later."""
+
+    __slots__ = ("run", "id", "store")
+
+    def __init__(self, run: trackhooks.Run):
+        self.run, self.id, self.store = run, run.id, run.store
+
+
+#: fitted estimator -> the run that recorded its last fit (weak: the map never keeps a model alive)
+fitted_runs: "weakref.WeakKeyDictionary[Any, RunRef]" = weakref.WeakKeyDictionary()
+_fitted_lock = threading.Lock()
+
+
+def remember(est: Any, run: trackhooks.Run) -> None:
+    try:
+        with _fitted_lock:
+            fitted_runs[est] = RunRef(run)
+    except TypeError:  # an estimator class without weakref support: log_eval then needs run=
+        pass
+
+
+def open_run(run: trackhooks.Run | None, run_kwargs: Mapping[str, Any] | None) -> tuple[trackhooks.Run | None, bool]:
+    """(run, owned): the given run, or a new one started with ``run_kwargs``; (None, False) on failure."""
+    try:
+        if run is None:
+            kwargs = dict(run_kwargs or {})
+            tags = {"framework": "sklearn", **dict(kwargs.pop("tags", None) or {})}
+            return trackhooks.start_run(tags=tags, **kwargs), True
+        run.set_tags({"framework": "sklearn"})
+        return run, False
+    except Exception as exc:
+        _warn("starting the run", exc)
+        return None, False
+
+
+def end_run(run: trackhooks.Run, exc: BaseException | None) -> None:
+    status = "finished" if exc is None else "killed" if isinstance(exc, KeyboardInterrupt) else "failed"
+    _safe("finishing the run", run.finish, status)
+
+
+def _mirrors_of(run: trackhooks.Run) -> list[Any] | None:
+    # children go to exactly the sinks of their parent (Sink objects are accepted as mirrors)
+    try:
+        return list(run._state.channel.sinks[1:])
+    except Exception:
+        return None
+
+
+# ---- params -----------------------------------------------------------------------------------
+
+
+def _is_estimator(value: Any) -> bool:
+    return hasattr(value, "get_params") and not isinstance(value, type)
+
+
+def _param(value: Any) -> Any:
+    if _is_estimator(value):
+        return type(value).__name__
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, tuple) and len(v) >= 2 and isinstance(v[0], str) for v in value):
+        return [v[0] for v in value]  # Pipeline steps, FeatureUnion/ColumnTransformer parts: their names
+    return value
+
+
+def estimator_params(est: Any) -> dict[str, Any]:
+    """``get_params(deep=True)`` with "__" turned into "." and estimator objects into their class name."""
+    out: dict[str, Any] = {}
+    try:
+        params = est.get_params(deep=True)
+    except Exception as exc:
+        _warn("reading get_params()", exc)
+        params = {}
+    for key, value in params.items():
+        out[key.replace("__", ".")] = _param(value)
+    out["model.class"] = type(est).__name__
+    return out
+
+
+def log_params(run: trackhooks.Run, params: Mapping[str, Any]) -> None:
+    """log_params that keeps what it can when a reused run already has other values for some keys."""
+    from trackhooks.values import flatten_params, same_param
+
+    flat = flatten_params(params)
+    have = run.params
+    conflicts = [k for k, v in flat.items() if k in have and not same_param(have[k], v)]
+    if conflicts:
+        warn_once(("sklearn", "param-conflict", run.id),
+                  f"sklearn integration: run {run.id[:8]} already has other values for {', '.join(conflicts[:5])}; "
+                  "kept the first values (use one run per fit to record each)")
+        flat = {k: v for k, v in flat.items() if k not in conflicts}
+    run.log_params(flat)
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+
+def data_params(X: Any, y: Any) -> dict[str, Any]:
+    """n_samples, n_features, dtypes and feature names of the training data (cheap: no data pass)."""
+    out: dict[str, Any] = {}
+    shape = getattr(X, "shape", None)
+    if shape is not None:
+        out["data.n_samples"] = int(shape[0])
+        if len(shape) > 1:
+            out["data.n_features"] = int(shape[1])
+    elif hasattr(X, "__len__"):
+        out["data.n_samples"] = len(X)
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None and not isinstance(dtypes, str) and hasattr(dtypes, "__iter__"):
+        out["data.dtypes"] = sorted({str(d) for d in dtypes})
+    elif getattr(X, "dtype", None) is not None:
+        out["data.dtypes"] = [str(X.dtype)]
+    columns = getattr(X, "columns", None)
+    if columns is not None:
+        names = [str(c) for c in columns]
+        if len(names) <= MAX_FEATURE_NAMES:
+            out["data.feature_names"] = names
+    if y is not None and getattr(y, "dtype", None) is not None:
+        out["data.y_dtype"] = str(y.dtype)
+    return out
+
+
+def log_data(run: trackhooks.Run, X: Any, y: Any, context: str) -> None:
+    """X and y as dataset records (digest + schema), named X_<context> and y_<context>."""
+    for label, data in (("X", X), ("y", y)):
+        if data is None:
+            continue
+        name = f"{label}_{context}"
+        try:
+            run.log_dataset(data, name=name, context=context)
+        except TrackhooksError as exc:
+            # a container the core cannot fingerprint yet (e.g. a DataFrame before the core handles
+            # pandas): its numeric content as an array; anything else only warns
+            arr = _numeric_array(data)
+            if arr is None:
+                warn_once(("sklearn", "dataset", type(data).__name__),
+                          f"sklearn integration: cannot fingerprint {label} of type {type(data).__name__}: {exc}")
+                continue
+            run.log_dataset(arr, name=name, context=context)
+
+
+def _numeric_array(data: Any) -> Any:
+    to_numpy = getattr(data, "to_numpy", None)
+    if to_numpy is None:
+        return None
+    try:
+        import numpy as np
+
+        arr = np.ascontiguousarray(to_numpy())
+    except Exception:
+        return None
+    return arr if arr.dtype.kind in "biufcmM" else None  # object arrays would hash pointers
+
+
+# ---- metrics ------------------------------------------------------------------------------------
+
+
+def _task(est: Any) -> str | None:
+    from sklearn.base import is_classifier, is_regressor
+
+    if is_classifier(est):
+        return "classifier"
+    if is_regressor(est):
+        return "regressor"
+    return None
+
+
+def task_metrics(est: Any, X: Any, y: Any, prefix: str, *, strict: bool = False) -> dict[str, float]:
+    """The metrics of a fitted classifier or regressor on (X, y), keys "<prefix>_<metric>".
+
+    With ``strict`` an error of ``predict`` itself propagates (log_eval); otherwise nothing is recorded.
+    """
+    if y is None or _task(est) is None:
+        return {}
+    with suppressed():
+        try:
+            y_pred = est.predict(X)
+        except Exception:
+            if strict:
+                raise
+            return {}
+        proba = classes = None
+        if hasattr(est, "predict_proba") and _task(est) == "classifier":
+            try:
+                proba, classes = est.predict_proba(X), est.classes_
+            except Exception:
+                proba = None
+        return prediction_metrics(est, y, y_pred, prefix, proba, classes)
+
+
+def prediction_metrics(est: Any, y: Any, y_pred: Any, prefix: str, proba: Any = None,
+                       classes: Any = None) -> dict[str, float]:
+    """Classifier: accuracy, balanced_accuracy, f1_macro (+ log_loss, roc_auc from ``proba``);
+    regressor: r2, mse, rmse, mae. A metric that is undefined here (one class only, multi-label
+    targets, ...) is left out."""
+    task = _task(est)
+    if y is None or task is None:
+        return {}
+    from sklearn import metrics as m
+
+    out: dict[str, float] = {}
+
+    def put(name: str, fn: Callable[[], Any]) -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                value = float(fn())
+        except Exception:
+            return
+        if not math.isnan(value):
+            out[f"{prefix}_{name}"] = value
+
+    with suppressed():
+        if task == "classifier":
+            put("accuracy", lambda: m.accuracy_score(y, y_pred))
+            put("balanced_accuracy", lambda: m.balanced_accuracy_score(y, y_pred))
+            put("f1_macro", lambda: m.f1_score(y, y_pred, average="macro"))
+            if proba is not None and getattr(proba, "ndim", 0) == 2:
+                put("log_loss", lambda: m.log_loss(y, proba, labels=classes))
+                if proba.shape[1] == 2:
+                    put("roc_auc", lambda: m.roc_auc_score(y, proba[:, 1]))
+                else:
+                    put("roc_auc", lambda: m.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+        else:
+            put("r2", lambda: m.r2_score(y, y_pred))
+            put("mse", lambda: m.mean_squared_error(y, y_pred))
+            if f"{prefix}_mse" in out:
+                out[f"{prefix}_rmse"] = math.sqrt(out[f"{prefix}_mse"])
+            put("mae", lambda: m.mean_absolute_error(y, y_pred))
+    return out
+
+
+# ---- iteration curves ---------------------------------------------------------------------------
+
+
+def final_estimator(est: Any) -> Any:
+    """The model at the end of trackers, fitted searches and Pipelines."""
+    for _ in range(20):
+        inner = est.__dict__.get("estimator_") if type(est).__name__ == "TrackedEstimator" else None
+        if inner is None:
+            inner = getattr(est, "best_estimator_", None) if hasattr(est, "cv_results_") else None
+        if inner is None and hasattr(est, "steps") and hasattr(est, "_final_estimator"):
+            inner = est._final_estimator
+        if inner is None or inner is est or isinstance(inner, str):
+            return est
+        est = inner
+    return est
+
+
+def curves(est: Any) -> dict[str, tuple[list[float], bool]]:
+    """Per-iteration series the fitted model exposes: name -> (values, steps are epochs)."""
+    from sklearn.ensemble import (
+        GradientBoostingClassifier,
+        GradientBoostingRegressor,
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+    )
+
+    def series(attr: str) -> list[float] | None:
+        values = getattr(est, attr, None)
+        if values is None:
+            return None
+        try:
+            out = [float(v) for v in values]
+        except (TypeError, ValueError):
+            return None
+        return out or None
+
+    found: dict[str, tuple[list[float], bool]] = {}
+    if isinstance(est, (GradientBoostingClassifier, GradientBoostingRegressor)):
+        pairs = (("train_score_", "train_loss"), ("oob_improvement_", "oob_improvement"))
+        epochs = False
+    elif isinstance(est, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)):
+        pairs = (("train_score_", "train_score"), ("validation_score_", "validation_score"))
+        epochs = False
+    elif hasattr(est, "loss_curve_"):  # MLPClassifier / MLPRegressor (sgd and adam solvers)
+        pairs = (("loss_curve_", "loss"), ("validation_scores_", "validation_score"))
+        epochs = True
+    else:
+        return found
+    for attr, name in pairs:
+        values = series(attr)
+        if values is not None:
+            found[name] = (values, epochs)
+    return found
+
+
+def log_curves(run: trackhooks.Run, est: Any) -> None:
+    for name, (values, epochs) in curves(final_estimator(est)).items():
+        for i, v in enumerate(values):
+            run.log_metric(name, v, step=i, epoch=i if epochs else None)
+
+
+# ---- search estimators ---------------------------------------------------------------------------
+
+
+def log_search(run: trackhooks.Run, search: Any) -> None:
+    """One child run per candidate; best params, score and index on the parent.
+
+    Successive-halving searches evaluate a candidate in several iterations: its child run holds one
+    point per iteration (step = iteration) instead of one child per (candidate, iteration) row.
+    """
+    res = search.cv_results_
+    cand_params = res["params"]
+    iters = res.get("iter")
+    groups: dict[str, list[int]] = {}
+    for row, p in enumerate(cand_params):
+        groups.setdefault(repr(sorted((k, repr(v)) for k, v in p.items())), []).append(row)
+    keys = [k for k in res if k.startswith(("mean_", "std_", "rank_")) or k == "n_resources"]
+    best = getattr(search, "best_index_", None)
+    best_child: str | None = None
+    mirrors = _mirrors_of(run)
+    for i, rows in enumerate(groups.values()):
+        params = {k.replace("__", "."): _param(v) for k, v in cand_params[rows[0]].items()}
+        params["candidate_index"] = i
+        child = trackhooks.start_run(run.experiment, f"{run.name}.{i}", parent=run, store=run.store, mirrors=mirrors,
+                                     tags={"framework": "sklearn", "sklearn.role": "candidate"}, params=params)
+        for row in rows:
+            step = int(iters[row]) if iters is not None else 0
+            values = {}
+            for key in keys:
+                try:
+                    values[key] = float(res[key][row])
+                except (TypeError, ValueError):
+                    continue
+            if "mean_fit_time" in values:
+                values["fit_time_s"] = values["mean_fit_time"]
+            child.log_metrics(values, step=step)
+            if best is not None and row == best:
+                best_child = child.id
+        child.finish()
+    if best is not None:
+        run.log_params({"best_index": int(best)})
+        best_params = getattr(search, "best_params_", None)
+        if best_params is not None:
+            log_params(run, {f"best_params.{k.replace('__', '.')}": _param(v) for k, v in best_params.items()})
+    score = getattr(search, "best_score_", None)
+    if score is not None:
+        run.log_metric("best_score", float(score))
+    if best_child is not None:
+        run.set_tags({"sklearn.best_run": best_child})
+
+
+# ---- model artifact -------------------------------------------------------------------------------
+
+
+def log_model(run: trackhooks.Run, model: Any) -> None:
+    import joblib
+
+    tmp = tempfile.mkdtemp(prefix="trackhooks-sklearn-")
+    try:
+        path = os.path.join(tmp, "model.joblib")
+        joblib.dump(model, path)
+        run.log_artifact(path, name="model.joblib")
+        run.flush()  # the writer copies the file: keep it until then
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- one recorded fit ----------------------------------------------------------------------------
+
+
+def record_fit(est: Any, call: Callable[[], Any], X: Any, y: Any, *, run: trackhooks.Run | None = None,
+               run_kwargs: Mapping[str, Any] | None = None, model: Callable[[], Any] | None = None,
+               params_of: Any = None, save_model: bool = False, training_metrics: bool = True,
+               kind: str = "fit") -> Any:
+    """Run ``call()`` (the user's fit) as the outermost, recorded fit of this thread.
+
+    ``model()`` gives the fitted model to evaluate and save (default ``est``); ``params_of`` the
+    estimator whose params are recorded (default ``est``). The user's exception propagates unchanged
+    after an owned run is marked failed (killed for KeyboardInterrupt).
+    """
+    with suppressed():
+        run, owned = open_run(run, run_kwargs)
+        if run is not None:
+            _safe("recording params and data", _log_start, run, params_of if params_of is not None else est, X, y, kind)
+        t0 = time.perf_counter()
+        try:
+            result = call()
+        except BaseException as exc:
+            if run is not None and owned:
+                end_run(run, exc)
+            raise
+        fit_time = time.perf_counter() - t0
+        if run is not None:
+            fitted = est if model is None else _safe("reading the fitted model", model)
+            _safe("recording fit results", _log_end, run, fitted, X, y, fit_time, training_metrics)
+            if save_model and fitted is not None:
+                _safe("saving the model", log_model, run, fitted)
+            remember(est, run)
+            if owned:
+                end_run(run, None)
+        return result
+
+
+def _log_start(run: trackhooks.Run, est: Any, X: Any, y: Any, kind: str) -> None:
+    params = estimator_params(est)
+    params.update(data_params(X, y))
+    log_params(run, params)
+    run.set_tags({"sklearn.kind": kind})
+    log_data(run, X, y, "train")
+
+
+def _log_end(run: trackhooks.Run, fitted: Any, X: Any, y: Any, fit_time: float, training_metrics: bool) -> None:
+    values: dict[str, float] = {"fit_time_s": fit_time}
+    if training_metrics and fitted is not None:
+        values.update(task_metrics(fitted, X, y, "train"))
+    run.log_metrics(values)
+    if fitted is None:
+        return
+    _safe("recording iteration curves", log_curves, run, fitted)
+    search = fitted
+    if type(search).__name__ == "TrackedEstimator":
+        search = search.__dict__.get("estimator_")
+    if hasattr(search, "cv_results_"):
+        _safe("recording search candidates", log_search, run, search)
+
+
+# ---- partial_fit: one run per estimator, one step per call --------------------------------------
+
+
+class _PartialState:
+    __slots__ = ("run", "owned", "step", "seen", "__weakref__")
+
+    def __init__(self, run: trackhooks.Run, owned: bool):
+        self.run, self.owned, self.step, self.seen = run, owned, 0, 0
+
+
+_partial: "weakref.WeakKeyDictionary[Any, _PartialState]" = weakref.WeakKeyDictionary()
+
+
+def _finish_quietly(run: trackhooks.Run) -> None:
+    if run.status == "running":
+        try:
+            run.finish("finished", timeout=0)
+        except Exception:
+            pass
+
+
+def end_partial(est: Any) -> None:
+    """Finish the run of an estimator's partial_fit calls (a new fit() starts a new run)."""
+    state = _partial.pop(est, None) if _partial else None
+    if state is not None and state.owned:
+        end_run(state.run, None)
+
+
+def record_partial_fit(est: Any, call: Callable[[], Any], X: Any, y: Any, *, run: trackhooks.Run | None = None,
+                       run_kwargs: Mapping[str, Any] | None = None, model: Callable[[], Any] | None = None,
+                       params_of: Any = None, training_metrics: bool = True) -> Any:
+    """Each partial_fit call is one step of one run per estimator (finished when the estimator is
+    garbage-collected, refitted with fit(), or at interpreter exit)."""
+    with suppressed():
+        state = _partial.get(est)
+        if state is None or state.run.status != "running":
+            new_run, owned = open_run(run, run_kwargs)
+            if new_run is not None:
+                state = _PartialState(new_run, owned)
+                try:
+                    _partial[est] = state
+                    if owned:
+                        weakref.finalize(est, _finish_quietly, new_run)
+                except TypeError:
+                    pass
+                _safe("recording params", _log_start_partial, new_run,
+                      params_of if params_of is not None else est, X, y)
+        t0 = time.perf_counter()
+        try:
+            result = call()
+        except BaseException as exc:
+            if state is not None:
+                _partial.pop(est, None)
+                if state.owned:
+                    end_run(state.run, exc)
+            raise
+        dt = time.perf_counter() - t0
+        if state is not None:
+            _safe("recording a partial_fit step", _log_partial_step, state, est if model is None else model(),
+                  X, y, dt, training_metrics)
+            remember(est, state.run)
+        return result
+
+
+def _log_start_partial(run: trackhooks.Run, est: Any, X: Any, y: Any) -> None:
+    params = estimator_params(est)
+    params.update({k: v for k, v in data_params(X, y).items() if k != "data.n_samples"})
+    log_params(run, params)
+    run.set_tags({"sklearn.kind": "partial_fit"})
+
+
+def _log_partial_step(state: _PartialState, fitted: Any, X: Any, y: Any, dt: float, training_metrics: bool) -> None:
+    shape = getattr(X, "shape", None)
+    n = int(shape[0]) if shape is not None else (len(X) if hasattr(X, "__len__") else 0)
+    state.seen += n
+    values: dict[str, float] = {"fit_time_s": dt, "n_samples_seen": state.seen}
+    loss = getattr(final_estimator(fitted), "loss_", None)
+    if isinstance(loss, (int, float)):
+        values["loss"] = float(loss)
+    if training_metrics:
+        values.update(task_metrics(fitted, X, y, "train"))
+    state.run.log_metrics(values, step=state.step)
+    state.step += 1
+
+
+# ---- held-out evaluation ---------------------------------------------------------------------------
+
+
+def log_eval(estimator: Any, X: Any, y: Any, prefix: str = "test", run: trackhooks.Run | None = None,
+             **start_run_kwargs: Any) -> dict[str, float]:
+    """Record the task metrics of a fitted estimator on held-out ``(X, y)`` as ``<prefix>_<metric>``,
+    and ``X``/``y`` as datasets with context ``prefix``. Returns the metrics.
+
+    The run is ``run`` if given, else the run that recorded the estimator's fit (continued with
+    ``resume`` if it has finished), else the active run, else a new run (``start_run_kwargs``).
+    An error of ``predict`` itself (e.g. not fitted) propagates; tracking failures only warn.
+    """
+    metrics = task_metrics(estimator, X, y, prefix, strict=True)
+    target, owned = run, False
+    if target is None:
+        ref = fitted_runs.get(estimator)
+        run_id = ref.id if ref is not None else getattr(estimator, "run_id_", None)
+        if ref is not None and ref.run.status == "running":
+            target = ref.run
+        elif run_id is not None:
+            store = ref.store if ref is not None else getattr(estimator, "run_store_", None)
+            target = _safe("resuming the run", trackhooks.start_run, resume=run_id, store=store)
+            owned = target is not None
+        else:
+            target = trackhooks.active_run()
+            if target is None:
+                target, owned = open_run(None, start_run_kwargs)
+    elif target.status != "running":
+        target = _safe("resuming the run", trackhooks.start_run, resume=target.id, store=target.store)
+        owned = target is not None
+    if target is None:
+        return metrics
+    with suppressed():
+        _safe("recording evaluation metrics", target.log_metrics, metrics)
+        _safe("recording evaluation data", log_data, target, X, y, prefix)
+    if owned:
+        end_run(target, None)
+    return metrics

@@ -618,7 +618,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("sync", cmd_sync, "replay stored runs into a mirror (mlflow+URI, tensorboard:DIR)")
     sp.add_argument("--to", required=True, metavar="URI", help="mirror URI")
     sp.add_argument("runs", metavar="RUN", nargs="*", help="runs to replay (default: all)")
+
+    sp = add("ui", cmd_ui, "browse, compare and watch runs in a local web app (read-only)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sp.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     return p
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    try:
+        from .ui import server
+    except ImportError as exc:
+        raise CliError(f"the web UI needs its extra: pip install 'trackhooks[ui]' ({exc})") from None
+    store = _open(args)  # a clear one-line error for a missing or invalid store
+    server.serve(store.path, host=args.host, port=args.port)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,328 @@
+"""`trackhooks ui`: a read-only local web app over a store (Starlette + uPlot, no CDN).
+
+The server only ever reads. Series are downsampled on the server (min and max per bucket, so
+spikes survive) and live views ask only for the points after the ones they already have, so a
+browser never receives a whole long series twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .. import summaries as sm
+from ..errors import AmbiguousRunError, RunNotFoundError
+from ..localstore import RunRecord, Store, artifact_path, effective_status, open_store
+
+MAX_POINTS = 2000  # points per series sent for display; above this: min/max per bucket
+PAGE_SIZE = 50
+RUN_COLUMNS = ("id", "name", "experiment", "status", "start_time", "duration", "framework")
+STATIC_DIR = str(resources.files("trackhooks").joinpath("ui", "static"))
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+    return v
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    body = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str)
+    return Response(body, status_code=status, media_type="application/json",
+                    headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+def downsample(n: int, values: list[float], max_points: int = MAX_POINTS) -> list[int] | None:
+    """Indices to keep: first and last point, and per bucket the min and the max (NaN-safe)."""
+    if n <= max_points:
+        return None
+    buckets = max(1, max_points // 2)
+    keep = {0, n - 1}
+    size = n / buckets
+    for b in range(buckets):
+        lo, hi = int(b * size), min(n, int((b + 1) * size))
+        if lo >= hi:
+            continue
+        i_min = i_max = None
+        for i in range(lo, hi):
+            v = values[i]
+            if v != v:
+                continue
+            if i_min is None or v < values[i_min]:
+                i_min = i
+            if i_max is None or v > values[i_max]:
+                i_max = i
+        if i_min is None:
+            keep.add(lo)
+        else:
+            keep.add(i_min)
+            keep.add(i_max)
+    return sorted(keep)
+
+
+class UIStore:
+    """Queries the UI needs, in bulk (10 k runs list in tens of milliseconds)."""
+
+    def __init__(self, path: str):
+        self.store: Store = open_store(path)
+
+    def _db(self) -> sqlite3.Connection:
+        return self.store._db()
+
+    def rows(self) -> list[dict[str, Any]]:
+        db = self._db()
+        framework = dict(db.execute("SELECT run_id, value FROM tags WHERE key='framework'"))
+        out = []
+        now = time.time()
+        for (rid, name, exp, status, parent, start, end, pid, host, pid_start, hb) in db.execute(
+                "SELECT id, name, experiment, status, parent_id, start_time, end_time, pid, host, pid_start, "
+                "heartbeat FROM runs ORDER BY start_time, rowid"):
+            eff = effective_status(status, host, pid, pid_start, hb)
+            stop = end if end is not None else (now if eff == "running" else hb)
+            out.append({"id": rid, "name": name, "experiment": exp, "status": eff, "parent_id": parent,
+                        "start_time": start, "duration": None if stop is None else max(0.0, stop - start),
+                        "framework": framework.get(rid)})
+        return out
+
+    def list_runs(self, *, experiment: str | None, status: str | None, q: str | None, sort: str, order: str,
+                  offset: int, limit: int, top_level: bool, metrics: list[str] | None,
+                  params: list[str] | None) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        rows = self.rows()
+        experiments = sorted({r["experiment"] for r in rows})
+        if top_level:
+            rows = [r for r in rows if r["parent_id"] is None]
+        if experiment:
+            rows = [r for r in rows if r["experiment"] == experiment]
+        if status:
+            rows = [r for r in rows if r["status"] == status]
+        if q:
+            needle = q.lower()
+            rows = [r for r in rows if needle in r["name"].lower() or needle in r["id"]
+                    or needle in r["experiment"].lower() or needle in (r["framework"] or "").lower()]
+        db = self._db()
+        ids = {r["id"] for r in rows}
+        if metrics is None:
+            counts: dict[str, int] = {}
+            for key, n in db.execute("SELECT key, COUNT(*) FROM metric_keys WHERE n > 0 GROUP BY key"):
+                counts[key] = n
+            metrics = sm.headline_keys(sorted(counts, key=lambda k: -counts[k]), limit=4)
+        sort_values: dict[str, Any] = {}
+        if sort.startswith("metric:"):
+            sort_values = dict(db.execute("SELECT run_id, last_value FROM metric_keys WHERE key=?", (sort[7:],)))
+        elif sort.startswith("param:"):
+            sort_values = {rid: json.loads(v) for rid, v in
+                           db.execute("SELECT run_id, value FROM params WHERE key=?", (sort[6:],))}
+
+        def sort_key(r: dict[str, Any]) -> tuple:
+            if sort.startswith(("metric:", "param:")):
+                v = sort_values.get(r["id"])
+            else:
+                v = r.get(sort if sort in RUN_COLUMNS else "start_time")
+            missing = v is None or (isinstance(v, float) and v != v)
+            # missing values last in either order; numbers before strings
+            return (missing, 0 if isinstance(v, (int, float)) else 1, v if isinstance(v, (int, float)) else str(v))
+
+        present = [r for r in rows if not sort_key(r)[0]]
+        absent = [r for r in rows if sort_key(r)[0]]
+        present.sort(key=sort_key, reverse=(order == "desc"))
+        rows = present + absent
+        total = len(rows)
+        page = rows[offset: offset + limit]
+        page_ids = [r["id"] for r in page]
+        if page_ids:
+            marks = ",".join("?" * len(page_ids))
+            metric_vals: dict[tuple[str, str], Any] = {}
+            for rid, key, v in db.execute(f"SELECT run_id, key, last_value FROM metric_keys WHERE run_id IN ({marks})",
+                                          page_ids):
+                metric_vals[(rid, key)] = v
+            param_vals: dict[str, dict[str, Any]] = {}
+            for rid, key, v in db.execute(f"SELECT run_id, key, value FROM params WHERE run_id IN ({marks})", page_ids):
+                param_vals.setdefault(rid, {})[key] = json.loads(v)
+            if params is None:
+                # the params that differ between the runs shown, at most 4
+                keys = sorted({k for p in param_vals.values() for k in p})
+                params = [k for k in keys if len({json.dumps(param_vals.get(i, {}).get(k), default=str)
+                                                  for i in page_ids}) > 1][:4]
+            for r in page:
+                r["metrics"] = {k: _num(metric_vals.get((r["id"], k))) for k in metrics}
+                r["params"] = {k: sm.jsonable(param_vals.get(r["id"], {}).get(k)) for k in params}
+        return {"total": total, "offset": offset, "limit": limit, "runs": page, "experiments": experiments,
+                "metric_columns": metrics, "param_columns": params or [], "query_ms": (time.perf_counter() - t0) * 1000,
+                "n_all": len(ids)}
+
+    def record(self, run_id: str) -> RunRecord:
+        try:
+            return self.store.run(run_id)
+        except (RunNotFoundError, AmbiguousRunError) as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    def run_detail(self, run_id: str) -> dict[str, Any]:
+        rec = self.record(run_id)
+        summaries = rec.metric_summaries()
+        children = []
+        for c in rec.children():
+            cs = c.metric_summaries()
+            children.append({"id": c.id, "name": c.name, "status": c.status, "params": sm.jsonable(c.params),
+                             "metrics": {k: _num(v["last"]) for k, v in cs.items()}})
+        return {
+            "id": rec.id, "name": rec.name, "experiment": rec.experiment, "status": rec.status,
+            "parent_id": rec.parent_id, "start_time": rec.start_time, "end_time": rec.end_time,
+            "duration": rec.duration, "params": sm.jsonable(rec.params), "tags": rec.tags,
+            "system": sm.jsonable(rec.system),
+            "metrics": {k: {kk: _num(vv) for kk, vv in v.items()} for k, v in summaries.items()},
+            "checkpoints": [{"path": c.path, "step": c.step, "epoch": c.epoch, "metrics": sm.jsonable(c.metrics),
+                             "monitor": c.monitor, "mode": c.mode, "best": c.best, "deleted": c.deleted,
+                             "exists": c.exists, "size": c.size, "sha256": c.sha256} for c in rec.checkpoints()],
+            "artifacts": [{"name": a.name, "size": a.size, "sha256": a.sha256} for a in rec.artifacts()],
+            "datasets": [{"name": d.name, "context": d.context, "digest": d.digest, "n_rows": d.n_rows,
+                          "schema": sm.jsonable(d.schema), "sampled": d.sampled} for d in rec.datasets()],
+            "children": children,
+        }
+
+    def series(self, run_id: str, key: str, since: int | None, max_points: int) -> dict[str, Any]:
+        rec = self.record(run_id)
+        try:
+            s = rec.metric(key)
+        except KeyError:
+            raise HTTPException(404, f"run {rec.id[:8]} has no metric {key!r}") from None
+        steps, epochs, values, times = s.steps, s.epochs, s.values, s.timestamps
+        n = len(values)
+        start = 0 if since is None else max(0, min(since, n))
+        idx = None
+        if since is None:
+            idx = downsample(n, values, max_points)
+        if idx is not None:
+            steps = [steps[i] for i in idx]
+            epochs = [epochs[i] for i in idx]
+            values = [values[i] for i in idx]
+            times = [times[i] for i in idx]
+        elif start:
+            steps, epochs, values, times = steps[start:], epochs[start:], values[start:], times[start:]
+        return {"key": key, "run": rec.id, "n": n, "from": start, "downsampled": idx is not None,
+                "shown": len(values), "steps": steps, "epochs": epochs, "values": [_num(v) for v in values],
+                "timestamps": times}
+
+    def live(self, ids: list[str]) -> dict[str, Any]:
+        db = self._db()
+        out: dict[str, Any] = {}
+        for rid in ids[:100]:
+            row = db.execute("SELECT status, host, pid, pid_start, heartbeat, end_time FROM runs WHERE id=?",
+                             (rid,)).fetchone()
+            if row is None:
+                continue
+            status = effective_status(row[0], row[1], row[2], row[3], row[4])
+            counts = dict(db.execute("SELECT key, n FROM metric_keys WHERE run_id=?", (rid,)))
+            out[rid] = {"status": status, "counts": counts, "end_time": row[5]}
+        return out
+
+    def artifact_file(self, run_id: str, name: str) -> str:
+        rec = self.record(run_id)
+        row = self._db().execute("SELECT sha256 FROM artifacts WHERE run_id=? AND name=?", (rec.id, name)).fetchone()
+        if row is None:
+            raise HTTPException(404, f"run {rec.id[:8]} has no artifact {name!r}")
+        # the file is addressed by its hash from the database, never by a user-supplied path
+        sha = row[0]
+        if not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            raise HTTPException(404, "bad artifact record")
+        path = artifact_path(self.store.path, sha)
+        if not os.path.isfile(path):
+            raise HTTPException(404, f"artifact {name!r} is missing from the store")
+        return path
+
+
+def create_app(store: str | os.PathLike | None = None) -> Starlette:
+    """The Starlette app for a store (read-only)."""
+    ui = UIStore(store if store is None else os.fspath(store))
+
+    def _int(request: Request, name: str, default: int, lo: int = 0, hi: int = 10**9) -> int:
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return max(lo, min(hi, int(raw)))
+        except ValueError:
+            raise HTTPException(400, f"{name} must be an integer, got {raw!r}") from None
+
+    def _list(request: Request, name: str) -> list[str] | None:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return None
+        return [x for x in raw.split(",") if x]
+
+    async def index(request: Request) -> Response:
+        return FileResponse(os.path.join(STATIC_DIR, "index.html"),
+                            headers={"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                                     "style-src 'self' 'unsafe-inline'; connect-src 'self'; object-src 'none'",
+                                     "Cache-Control": "no-store"})
+
+    async def api_runs(request: Request) -> Response:
+        qp = request.query_params
+        return _json(ui.list_runs(
+            experiment=qp.get("experiment") or None, status=qp.get("status") or None, q=qp.get("q") or None,
+            sort=qp.get("sort") or "start_time", order="asc" if qp.get("order") == "asc" else "desc",
+            offset=_int(request, "offset", 0), limit=_int(request, "limit", PAGE_SIZE, 1, 1000),
+            top_level=qp.get("all") != "1", metrics=_list(request, "metrics"), params=_list(request, "params")))
+
+    async def api_run(request: Request) -> Response:
+        return _json(ui.run_detail(request.path_params["run_id"]))
+
+    async def api_series(request: Request) -> Response:
+        since = request.query_params.get("since")
+        return _json(ui.series(request.path_params["run_id"], request.path_params["key"],
+                               None if since in (None, "") else _int(request, "since", 0),
+                               _int(request, "max_points", MAX_POINTS, 10, 100_000)))
+
+    async def api_live(request: Request) -> Response:
+        return _json(ui.live(_list(request, "ids") or []))
+
+    async def api_artifact(request: Request) -> Response:
+        name = request.path_params["name"]
+        path = ui.artifact_file(request.path_params["run_id"], name)
+        return FileResponse(path, filename=os.path.basename(name),
+                            headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
+
+    async def not_found(request: Request, exc: HTTPException) -> Response:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
+
+    routes = [
+        Route("/", index),
+        Route("/favicon.ico", favicon),
+        Route("/api/runs", api_runs),
+        Route("/api/runs/{run_id}", api_run),
+        Route("/api/runs/{run_id}/metrics/{key:path}", api_series),
+        Route("/api/runs/{run_id}/artifacts/{name:path}", api_artifact),
+        Route("/api/live", api_live),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+
+
+def serve(store: str | None = None, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Run the UI with uvicorn until interrupted."""
+    import sys
+
+    import uvicorn
+
+    app = create_app(store)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"trackhooks ui: WARNING: listening on {host}: anyone who can reach this machine on port {port} "
+              "can read every run in the store (there is no authentication)", file=sys.stderr)
+    print(f"trackhooks ui: serving {store or 'the default store'} "
+          f"read-only on http://{host}:{port}/ (Ctrl+C to stop)", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

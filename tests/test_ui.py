@@ -1,0 +1,215 @@
+"""`trackhooks ui`: API through Starlette's test client, and the real app in headless Chromium."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+import trackhooks
+
+pytest.importorskip("starlette")
+from starlette.testclient import TestClient  # noqa: E402
+
+from trackhooks.ui.server import create_app, downsample  # noqa: E402
+
+XSS = "<script>window.__xss=1</script><img src=x onerror=window.__xss=2>"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
+ARTIFACTS = os.path.join(ROOT, "test-artifacts")
+
+
+def _fill(store):
+    runs = []
+    with trackhooks.start_run(store=store, experiment="exp", name="alpha", params={"lr": 0.1, "model": XSS},
+                              tags={"framework": "keras"}) as r:
+        for i in range(300):
+            r.log_metrics({"loss": 1 / (i + 1), XSS: float(i)}, step=i, epoch=i // 100)
+        src = os.path.join(store, "..", "notes.txt")
+        with open(src, "w") as f:
+            f.write("hello")
+        r.log_artifact(src, name="docs/notes.txt")
+        r.log_checkpoint(src, step=299, epoch=2, metrics={"loss": 0.01}, best=True, monitor="loss", mode="min")
+        runs.append(r)
+    with trackhooks.start_run(store=store, experiment="exp", name=XSS, params={"lr": 0.2, "model": XSS},
+                              tags={"framework": "xgboost"}) as r:
+        for i in range(200):
+            r.log_metric("loss", 2 / (i + 1), step=i)
+        for k in range(3):
+            with trackhooks.start_run(store=store, experiment="exp", name=f"cand{k}", parent=r,
+                                      params={"depth": k}) as c:
+                c.log_metric("score", k / 10)
+        runs.append(r)
+    return runs
+
+
+@pytest.fixture
+def client(tmp_path):
+    store = str(tmp_path / "store")
+    runs = _fill(store)
+    return TestClient(create_app(store)), runs
+
+
+def test_runs_list_sort_filter_paginate(client):
+    c, (a, b) = client
+    d = c.get("/api/runs").json()
+    assert d["total"] == 2 and d["experiments"] == ["exp"]
+    assert [r["name"] for r in d["runs"]] == [XSS, "alpha"]  # newest first by default
+    assert d["param_columns"] == ["lr"] and "loss" in d["metric_columns"]
+    assert {r["framework"] for r in d["runs"]} == {"keras", "xgboost"}
+    d = c.get("/api/runs?sort=metric:loss&order=asc").json()
+    assert [r["name"] for r in d["runs"]] == ["alpha", XSS]
+    assert d["runs"][0]["metrics"]["loss"] == pytest.approx(1 / 300)
+    d = c.get("/api/runs?sort=param:lr&order=desc").json()
+    assert [r["params"]["lr"] for r in d["runs"]] == [0.2, 0.1]
+    assert c.get("/api/runs?q=alph").json()["total"] == 1
+    assert c.get("/api/runs?status=failed").json()["total"] == 0
+    assert c.get("/api/runs?all=1").json()["total"] == 5
+    d = c.get("/api/runs?limit=1&offset=1").json()
+    assert len(d["runs"]) == 1 and d["total"] == 2
+    assert c.get("/api/runs?limit=x").status_code == 400
+
+
+def test_run_detail(client):
+    c, (a, b) = client
+    d = c.get(f"/api/runs/{a.id[:8]}").json()
+    assert d["name"] == "alpha" and d["params"]["model"] == XSS and d["tags"]["framework"] == "keras"
+    assert d["metrics"]["loss"]["count"] == 300 and d["metrics"]["loss"]["min"] == pytest.approx(1 / 300)
+    assert d["checkpoints"][0]["best"] and d["artifacts"][0]["name"] == "docs/notes.txt"
+    assert d["system"]["python"]
+    kids = c.get(f"/api/runs/{b.id}").json()["children"]
+    assert [k["name"] for k in kids] == ["cand0", "cand1", "cand2"]
+    assert [k["metrics"]["score"] for k in kids] == [0.0, 0.1, 0.2]
+    assert c.get("/api/runs/ffffffffffff").status_code == 404
+
+
+def test_series_downsampled_and_incremental(client):
+    c, (a, b) = client
+    s = c.get(f"/api/runs/{a.id}/metrics/loss?max_points=50").json()
+    assert s["n"] == 300 and s["downsampled"] and s["shown"] <= 52
+    assert s["steps"][0] == 0 and s["steps"][-1] == 299
+    full = c.get(f"/api/runs/{a.id}/metrics/loss").json()
+    assert not full["downsampled"] and full["steps"] == list(range(300)) and full["epochs"][150] == 1
+    tail = c.get(f"/api/runs/{a.id}/metrics/loss?since=298").json()
+    assert tail["steps"] == [298, 299] and tail["from"] == 298
+    key = urllib.request.quote(XSS, safe="")
+    assert c.get(f"/api/runs/{a.id}/metrics/{key}").json()["n"] == 300
+    assert c.get(f"/api/runs/{a.id}/metrics/nope").status_code == 404
+
+
+def test_downsample_keeps_extremes():
+    values = [0.0] * 10000
+    values[1234] = 99.0
+    values[8765] = -5.0
+    values[500] = float("nan")
+    idx = downsample(len(values), values, 100)
+    assert 1234 in idx and 8765 in idx and idx[0] == 0 and idx[-1] == 9999 and len(idx) <= 102
+
+
+def test_live_counts(client):
+    c, (a, b) = client
+    d = c.get(f"/api/live?ids={a.id},{b.id},unknown").json()
+    assert d[a.id]["status"] == "finished" and d[a.id]["counts"]["loss"] == 300 and "unknown" not in d
+
+
+def test_artifact_download_cannot_escape(client):
+    c, (a, b) = client
+    r = c.get(f"/api/runs/{a.id}/artifacts/docs/notes.txt")
+    assert r.status_code == 200 and r.text == "hello" and r.headers["x-content-type-options"] == "nosniff"
+    for bad in ("../../trackhooks.db", "..%2F..%2Ftrackhooks.db", "/etc/passwd", "docs/../notes.txt"):
+        assert c.get(f"/api/runs/{a.id}/artifacts/{bad}").status_code == 404
+
+
+def test_read_only_and_static(client):
+    c, (a, b) = client
+    for method in ("post", "put", "delete"):
+        assert getattr(c, method)("/api/runs").status_code == 405
+    page = c.get("/")
+    assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+    assert "uPlot" in c.get("/static/vendor/uPlot.iife.min.js").text
+    assert "textContent" in c.get("/static/app.js").text
+
+
+def test_import_trackhooks_does_not_load_the_ui():
+    code = "import sys, trackhooks; trackhooks.start_run; print('starlette' in sys.modules, 'uvicorn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url, proc, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stderr.read()}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer")
+
+
+LIVE = """
+import sys, time, trackhooks
+run = trackhooks.start_run(experiment="exp", name="live-run")
+print(run.id, flush=True)
+for i in range(400):
+    run.log_metric("live_metric", float(i), step=i)
+    run.flush()
+    time.sleep(0.1)
+run.finish()
+"""
+
+
+def test_ui_in_headless_chromium(tmp_path):
+    chromium = os.environ.get("TRACKHOOKS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    node = shutil.which("node")
+    if chromium is None:
+        pytest.skip("chromium not found (apt-get install chromium, or set TRACKHOOKS_CHROMIUM)")
+    if node is None or not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+        pytest.skip("node or playwright-core missing: run `npm ci` in tests/browser")
+    store = str(tmp_path / "store")
+    _fill(store)
+    env = {**os.environ, "TRACKHOOKS_URI": store}
+    live = subprocess.Popen([sys.executable, "-c", LIVE], env=env, stdout=subprocess.PIPE, text=True)
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "trackhooks", "ui", "--store", store, "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        live_id = live.stdout.readline().strip()
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(base + "/api/runs", server)
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        r = subprocess.run([node, "check_ui.mjs", base, live_id, ARTIFACTS, chromium], cwd=BROWSER_DIR,
+                           capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr[-3000:]
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+    finally:
+        server.terminate()
+        live.terminate()
+        server.wait(10)
+        live.wait(10)
+    assert out["console_errors"] == [] and out["page_errors"] == [] and out["dialogs"] == []
+    assert out["external_requests"] == []
+    assert out["runs_listed"] == 3 and XSS in out["run_names"] and "live-run" in out["run_names"]
+    assert out["sorted_names"] != out["run_names"] or out["sorted_names"] == sorted(out["run_names"])
+    assert out["filtered"] == ["alpha"]
+    assert out["compare_series"]["loss"] == 2 and out["compare_series"][XSS] == 1
+    assert out["diff_rows"] >= 1
+    assert out["live_after"] > out["live_before"] > 0 and out["no_reload"]
+    assert out["live_status"] == "running"
+    assert out["xss"] is None
+    for section in ("Params", "Metrics", "Checkpoints", "Artifacts", "Datasets"):
+        assert any(h.startswith(section) for h in out["run_sections"])
+    assert os.path.getsize(os.path.join(ARTIFACTS, "ui-compare.png")) > 10_000

@@ -13,6 +13,7 @@ blocks of that key (primary key ``(key_id, seq)``), never other runs.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -570,6 +571,24 @@ class MetricNotFoundError(TrackhooksError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def _damaged_store_error(fn):
+    """Reads of a damaged database (truncated, overwritten) raise a StoreError naming the store and
+    the remedy instead of a bare ``sqlite3.DatabaseError``; busy/locked errors pass unchanged."""
+
+    @functools.wraps(fn)
+    def read(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            store = getattr(self, "_store", self)
+            raise StoreError(f"the store {store.path} is damaged ({exc}): restore {store.db_path} from a backup, "
+                             "or move it away and start a new store") from exc
+
+    return read
+
+
 class RunRecord:
     """A run as stored. Params, tags and system info are loaded with the record; metrics,
     checkpoints, artifacts and children are read when asked for."""
@@ -594,10 +613,12 @@ class RunRecord:
             end = self.heartbeat if self.status != "running" else time.time()
         return None if end is None else max(0.0, end - self.start_time)
 
+    @_damaged_store_error
     def metric_keys(self) -> list[str]:
         return [r[0] for r in self._store._db().execute(
             "SELECT key FROM metric_keys WHERE run_id=? AND n > 0 ORDER BY key", (self.id,))]
 
+    @_damaged_store_error
     def metric_summaries(self) -> dict[str, dict[str, Any]]:
         """Per key: count, last step, last/min/max value (NaN points ignored), without reading series."""
         rows = self._store._db().execute(
@@ -605,6 +626,7 @@ class RunRecord:
             "ORDER BY key", (self.id,)).fetchall()
         return {k: {"count": n, "last_step": ls, "last": lv, "min": lo, "max": hi} for k, n, ls, lv, lo, hi in rows}
 
+    @_damaged_store_error
     def metric(self, key: str) -> Series:
         conn = self._store._db()
         row = conn.execute("SELECT id FROM metric_keys WHERE run_id=? AND key=?", (self.id, key)).fetchone()
@@ -615,6 +637,7 @@ class RunRecord:
         return Series(key, _unpack("q", [b[0] for b in blocks]), _unpack("q", [b[1] for b in blocks]),
                       _unpack("d", [b[2] for b in blocks]), _unpack("d", [b[3] for b in blocks]))
 
+    @_damaged_store_error
     def checkpoints(self) -> list[CheckpointRecord]:
         rows = self._store._db().execute(
             "SELECT path, step, epoch, metrics, best, sha256, size, monitor, mode, deleted, time FROM checkpoints "
@@ -622,11 +645,13 @@ class RunRecord:
         return [CheckpointRecord(p, s, e, json.loads(m), bool(b), sha, size, mon, mode, bool(d), t)
                 for p, s, e, m, b, sha, size, mon, mode, d, t in rows]
 
+    @_damaged_store_error
     def artifacts(self) -> list[ArtifactRecord]:
         rows = self._store._db().execute(
             "SELECT name, sha256, size, time FROM artifacts WHERE run_id=? ORDER BY time, name", (self.id,)).fetchall()
         return [ArtifactRecord(n, artifact_path(self._store.path, sha), sha, size, t) for n, sha, size, t in rows]
 
+    @_damaged_store_error
     def datasets(self) -> list[DatasetRecord]:
         rows = self._store._db().execute(
             "SELECT name, context, digest, schema, n_rows, source, sampled, time FROM datasets WHERE run_id=? "
@@ -669,6 +694,7 @@ class Store:
             self._local.conn = conn
         return conn
 
+    @_damaged_store_error
     def _select(self, where: str = "", args: tuple = ()) -> list[RunRecord]:
         try:
             rows = self._db().execute(f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY start_time, rowid",
@@ -710,6 +736,7 @@ class Store:
         return self._select("WHERE id IN (SELECT run_id FROM datasets WHERE digest LIKE ? ESCAPE '\\')",
                             (escaped + "%",))
 
+    @_damaged_store_error
     def experiments(self) -> list[str]:
         return [r[0] for r in self._db().execute("SELECT DISTINCT experiment FROM runs ORDER BY experiment")]
 

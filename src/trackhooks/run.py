@@ -246,7 +246,8 @@ class Run:
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything logged so far is in the local store (and offered to mirrors).
 
-        Returns False if ``timeout`` seconds passed first.
+        Returns False if ``timeout`` seconds passed first, or if the local store could not be written
+        (disk full, not writable): the records are then kept in memory and retried in the background.
         """
         return self._writer.flush(timeout)
 

@@ -170,7 +170,7 @@ class Writer:
         self.ensure_started()
         self._woken = True
         self._event.set()
-        return done.wait(timeout)
+        return done.wait(timeout) and getattr(done, "durable", True)
 
     # ---- writer side ------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -202,7 +202,11 @@ class Writer:
                                 sink.flush()
                             except Exception as exc:
                                 warn_once(("flush", id(sink)), f"{sink.name}: flush failed: {exc}")
+                    # a local store that is failing (disk full, read-only) still holds the records in
+                    # memory for a retry: flush() then returns False instead of claiming durability
+                    durable = not any(ch.pending[0] for ch in self._channels if ch.sinks)
                     for ev in flushes:
+                        ev.durable = durable  # type: ignore[attr-defined]
                         ev.set()
                 if not buf:
                     break

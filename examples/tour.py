@@ -13,6 +13,7 @@ integration is not installed is skipped with a note. Under 2 minutes on 2 CPU co
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import subprocess
@@ -59,6 +60,8 @@ def tour_lightning(data, workdir: str) -> str:
 
     X_train, X_val, X_test, y_train, y_val, y_test = data
     torch.manual_seed(0)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning_utilities"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # no banner lines in the tour
 
     class MLP(L.LightningModule):
         def __init__(self, hidden: int = 64, lr: float = 3e-3):
@@ -91,7 +94,7 @@ def tour_lightning(data, workdir: str) -> str:
     model = MLP()
     with trackhooks.start_run(EXPERIMENT, "lightning-mlp") as run:
         trainer = L.Trainer(
-            max_epochs=8, log_every_n_steps=5, logger=False, enable_progress_bar=False,
+            max_epochs=6, log_every_n_steps=5, logger=False, enable_progress_bar=False,
             enable_model_summary=False, default_root_dir=workdir,
             callbacks=[TrackhooksCallback(run=run),  # <- the one line
                        L.pytorch.callbacks.ModelCheckpoint(dirpath=os.path.join(workdir, "lightning"),
@@ -115,7 +118,7 @@ def tour_keras(data, workdir: str) -> str:
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     with trackhooks.start_run(EXPERIMENT, "keras-mlp") as run:
-        model.fit(X_train, y_train, validation_data=(X_val, y_val), epochs=8, batch_size=64, verbose=0,
+        model.fit(X_train, y_train, validation_data=(X_val, y_val), epochs=6, batch_size=64, verbose=0,
                   callbacks=[TrackhooksCallback(run=run)])  # <- the one line
         run.log_metric("test_accuracy", accuracy(model.predict(X_test, verbose=0).argmax(1), y_test))
     return run.id

@@ -391,7 +391,8 @@ def test_report_downsamples_long_series(tmp_path):
     ("val_loss", "min"), ("train_loss", "min"), ("test_rmse", "min"), ("validation_0-mlogloss", "min"),
     ("merror", "min"), ("mean_absolute_error", "min"), ("fit_time_s", "min"), ("val_acc", "max"),
     ("test_accuracy", "max"), ("auc", "max"), ("mean_test_score", "max"), ("mean_test_neg_log_loss", "max"),
-    ("lr", None), ("lr.0", None), ("learning_rate", None), ("epoch", None)])
+    ("rank_test_score", "min"), ("std_test_score", None), ("lr", None), ("lr.0", None), ("learning_rate", None),
+    ("epoch", None)])
 def test_metric_direction(key, direction):
     assert sm.metric_direction(key) == direction
 

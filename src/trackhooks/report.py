@@ -167,15 +167,21 @@ def _chart_order(key: str) -> tuple[int, str]:
 # ---- HTML ------------------------------------------------------------------------------------
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
-    """rows hold already-escaped HTML cells."""
-    th = "".join(f"<th>{esc(h)}</th>" for h in head)
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "", *, raw_head: bool = False) -> str:
+    """rows (and head when raw_head) hold already-escaped HTML cells."""
+    th = "".join(f"<th>{h if raw_head else esc(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _swatch(i: int) -> str:
     return f'<span class="swatch" data-run="{i}"></span>'
+
+
+def _run_head(recs: Sequence[Any], short: dict[str, str], first: str) -> list[str]:
+    """Header cells of a run-per-column table: swatch and id, the name below."""
+    return [esc(first)] + [f'{_swatch(i)}<code>{esc(short[r.id])}</code><br><span class="colname">{esc(r.name)}</span>'
+                           for i, r in enumerate(recs)]
 
 
 def _run_label(i: int, r: Any, short: dict[str, str]) -> str:
@@ -214,7 +220,7 @@ def _params_section(recs: Sequence[Any], short: dict[str, str]) -> str:
     # params one run alone has (typical across frameworks) are folded away per run
     lone = {k for k in diff if len(recs) > 2 and sum(k in r.params for r in recs) == 1}
     diff = [k for k in diff if k not in lone]
-    head = ["param"] + [f"{short[r.id]} {r.name}" for r in recs]
+    head = _run_head(recs, short, "param")
 
     def rows(ks: list[str]) -> list[list[str]]:
         return [[f"<code>{esc(k)}</code>"] + [esc(sm.fmt_value(r.params[k])) if k in r.params
@@ -223,7 +229,7 @@ def _params_section(recs: Sequence[Any], short: dict[str, str]) -> str:
     out = []
     if diff:
         title = "Params that differ" if len(recs) > 1 else "Params"
-        out.append(f"<h3>{title} ({len(diff)})</h3>" + _table(head, rows(diff), "params wide"))
+        out.append(f"<h3>{title} ({len(diff)})</h3>" + _table(head, rows(diff), "params wide", raw_head=True))
     elif not lone:
         out.append(f'<p class="muted">All {len(keys)} params are equal across these runs.</p>')
     for i, r in enumerate(recs):
@@ -256,7 +262,7 @@ def _values_section(recs: Sequence[Any], short: dict[str, str]) -> str:
     shared = [k for k in keys if sum(v is not None for v in values[k]) > 1]
     main = shared if len(shared) >= 1 and len(keys) > 20 else keys
     rest = [k for k in keys if k not in main]
-    head = ["metric"] + [f"{short[r.id]} {r.name}" for r in recs]
+    head = _run_head(recs, short, "metric")
 
     def rows(ks: list[str]) -> list[list[str]]:
         out = []
@@ -276,10 +282,10 @@ def _values_section(recs: Sequence[Any], short: dict[str, str]) -> str:
 
     html_ = '<p class="muted small">Metrics logged once per run; ★ marks the best run (see docs/cli.md for the rule).</p>'
     if main:
-        html_ += _table(head, rows(main), "values wide")
+        html_ += _table(head, rows(main), "values wide", raw_head=True)
     if rest:
         html_ += (f"<details><summary>{len(rest)} more single values (one run each)</summary>"
-                  + _table(head, rows(rest), "values wide") + "</details>")
+                  + _table(head, rows(rest), "values wide", raw_head=True) + "</details>")
     return f'<section id="values"><h2>Single values</h2>{html_}</section>'
 
 

@@ -30,15 +30,15 @@ def _words(key: str) -> list[str]:
 def metric_direction(key: str) -> str | None:
     """"min" if lower is better for this metric key, "max" if higher is better, None if unranked.
 
-    The rule (documented in docs/cli.md): learning rates, momentum, epoch and step counters are
-    not ranked ("lr", "lr.0", "learning_rate"); scikit-learn's negated scores ("neg_log_loss") are
+    The rule (documented in docs/cli.md): learning rates, momentum, epoch and step counters and
+    spreads are not ranked ("lr", "lr.0", "learning_rate", "std_test_score"); scikit-learn's negated scores ("neg_log_loss") are
     higher-is-better; keys with a word (or a word ending) from LOWER_IS_BETTER are lower-is-better
     ("val_loss", "test_rmse", "mlogloss", "merror", "fit_time_s"); every other key is
     higher-is-better ("acc", "f1", "auc", "score").
     """
     words = _words(key)
     joined = "_".join(words)
-    if not words or joined in NOT_RANKED or "lr" in words or joined.endswith("learning_rate"):
+    if not words or joined in NOT_RANKED or "lr" in words or "std" in words or joined.endswith("learning_rate"):
         return None
     if "neg" in words:
         return "max"

@@ -485,3 +485,13 @@ def test_real_xgboost_and_sklearn_runs_compare_and_show_their_data(tmp_path):
     assert d["metrics"]["validation_0-mlogloss"]["best"] in ids[:2]
     digest = next(x["digest"] for x in shown["datasets"] if x["context"] == "train")
     assert ids[1] not in {r["id"] for r in cli_json("runs", "--store", store, "--dataset", digest[:12])}
+
+
+def test_terminal_escapes_and_rich_markup_in_user_strings_are_shown_as_text(tmp_path):
+    store = str(tmp_path / "s")
+    with trackhooks.start_run("e", "evil\x1b[2J\x1b]0;pwn\x07name", params={"p": "[bold]x[/bold]"},
+                              store=store) as run:
+        run.log_metric("m\x1b[1m", 1.0)
+    out = cli("runs", "--store", store).stdout + cli("show", run.id, "--store", store).stdout
+    assert "\x1b" not in out and "\x07" not in out
+    assert "evil\\x1b[2J\\x1b]0;pwn\\x07name" in out and "[bold]x[/bold]" in out and "m\\x1b[1m" in out

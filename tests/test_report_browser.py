@@ -97,3 +97,5 @@ def test_report_in_headless_chromium(tmp_path):
     assert res["tooltip_rows"] >= 1 and res["zoom"]  # hover read-out and drag-to-zoom work
     assert len(res["epoch_points"]) == 4 and all(n > 0 for n in res["epoch_points"][:3])
     assert os.path.getsize(shot) > 10_000
+    print(f"report: first render {res['render_ms']:.0f} ms, hover {res['hover_ms_per_move']:.1f} ms per move, "
+          f"page load {res['load_ms']} ms")

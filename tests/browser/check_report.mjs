@@ -27,6 +27,7 @@ try {
   await page.waitForSelector("body[data-ready='1']", { timeout: 15000 });
   out.load_ms = Date.now() - t0;
   out.expected_charts = Number(await page.getAttribute("#chart-grid", "data-charts"));
+  out.render_ms = await page.evaluate(() => window.__trackhooks.render_ms);
   out.charts = await page.$$eval(".chart canvas", (cs) => cs.map((c) => ({
     key: c.parentElement.getAttribute("data-key"), points: Number(c.getAttribute("data-points") || 0),
     series: Number(c.getAttribute("data-series") || 0), width: c.width, height: c.height })));
@@ -42,6 +43,12 @@ try {
     await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.5);
     out.tooltip_rows = await page.$$eval(".tip", (ts) => Math.max(0, ...ts.map((t) => t.style.display === "block" ? t.children.length : 0)));
     await page.screenshot({ path: shot.replace(/\.png$/, "-hover.png"), fullPage: false });
+    // responsiveness with the largest series: time a sweep of hover moves (reported, not asserted)
+    const moves = 40, t1 = Date.now();
+    for (let i = 0; i < moves; i++) await page.mouse.move(box.x + box.width * (0.1 + 0.8 * i / moves), box.y + box.height * 0.5);
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+    out.hover_ms_per_move = (Date.now() - t1) / moves;
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.5);
     await page.mouse.down();
     await page.mouse.move(box.x + box.width * 0.8, box.y + box.height * 0.5, { steps: 4 });
     await page.mouse.up();

@@ -123,7 +123,12 @@
       var xp = (x1 - x0) * 0.015;  // room for the end points and checkpoint markers
       x0 -= xp; x1 += xp;
     }
-    if (y1 === y0) { var d = Math.abs(y0) * 0.1 || 1; y0 -= d; y1 += d; }
+    if (y1 - y0 <= Math.max(Math.abs(y0), Math.abs(y1)) * 1e-6) {
+      // constant (up to float32 rounding, e.g. a learning rate): centre it instead of
+      // magnifying rounding noise into the whole plot height
+      var mid = (y0 + y1) / 2, d = Math.abs(mid) * 0.1 || 1;
+      y0 = mid - d; y1 = mid + d;
+    }
     var pad = (y1 - y0) * 0.06;
     return { x0: x0, x1: x1, y0: y0 - pad, y1: y1 + pad };
   };
@@ -388,8 +393,10 @@
       if (pending) clearTimeout(pending);
       pending = setTimeout(drawAll, 120);
     });
+    var t0 = (window.performance && performance.now()) || 0;
     drawAll();
-    window.__trackhooks = { charts: charts.length, ready: true };
+    var t1 = (window.performance && performance.now()) || 0;
+    window.__trackhooks = { charts: charts.length, ready: true, render_ms: t1 - t0 };
     document.body.setAttribute("data-ready", "1");
   }
 

@@ -82,7 +82,18 @@ class UIStore:
         return self.store._db()
 
     def rows(self) -> list[dict[str, Any]]:
+        # the runs view polls every few seconds: reuse the list while nothing was committed and no
+        # run is running (whose status and duration change with time alone)
         db = self._db()
+        version = (db.execute("PRAGMA data_version").fetchone()[0], db.total_changes)
+        cached = getattr(self, "_rows_cache", None)
+        if cached is not None and cached[0] == version and not cached[2]:
+            return [dict(r) for r in cached[1]]
+        out = self._rows(db)
+        self._rows_cache = (version, out, any(r["status"] == "running" for r in out))
+        return [dict(r) for r in out]
+
+    def _rows(self, db: sqlite3.Connection) -> list[dict[str, Any]]:
         framework = dict(db.execute("SELECT run_id, value FROM tags WHERE key='framework'"))
         out = []
         now = time.time()
@@ -135,10 +146,11 @@ class UIStore:
             # missing values last in either order; numbers before strings
             return (missing, 0 if isinstance(v, (int, float)) else 1, v if isinstance(v, (int, float)) else str(v))
 
-        present = [r for r in rows if not sort_key(r)[0]]
-        absent = [r for r in rows if sort_key(r)[0]]
-        present.sort(key=sort_key, reverse=(order == "desc"))
-        rows = present + absent
+        keyed = [(sort_key(r), r) for r in rows]
+        present = [kr for kr in keyed if not kr[0][0]]
+        absent = [kr[1] for kr in keyed if kr[0][0]]
+        present.sort(key=lambda kr: kr[0], reverse=(order == "desc"))
+        rows = [kr[1] for kr in present] + absent
         total = len(rows)
         page = rows[offset: offset + limit]
         page_ids = [r["id"] for r in page]

@@ -112,8 +112,13 @@ def _all_runs(store: "Store") -> list["RunRecord"]:
 
 
 def _resolve(store: "Store", ref: str) -> "RunRecord":
-    _all_runs(store)  # an empty store says so instead of "no run X"
-    return store.run(ref)
+    from .errors import RunNotFoundError
+
+    try:
+        return store.run(ref)
+    except RunNotFoundError:
+        _all_runs(store)  # an empty store says so instead of "no run X"
+        raise
 
 
 def _headline(rec: "RunRecord") -> list[tuple[str, float | None]]:
@@ -527,7 +532,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = _open(args)
     every = _all_runs(store)
     if args.runs:
-        recs = [store.run(ref) for ref in args.runs]
+        recs = [_resolve(store, ref) for ref in args.runs]
         if args.experiment is not None:
             recs = [r for r in recs if r.experiment == args.experiment]
     elif args.experiment is not None:

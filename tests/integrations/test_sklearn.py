@@ -130,6 +130,49 @@ def test_log_eval_into_explicit_run_and_new_run(store_path):
         log_eval(LogisticRegression(), X, y)
 
 
+def _sk(task, y, y_pred, proba=None, classes=None):
+    return {k: v for k, v in recording._sklearn_metrics(task, y, y_pred, proba, classes).items() if not np.isnan(v)}
+
+
+@pytest.mark.parametrize("case", ["binary", "multiclass", "strings", "class-missing", "regression", "multi-output"])
+def test_fast_metrics_equal_sklearn_metrics(case):
+    if case == "regression":
+        X, y = DIABETES
+        est = Ridge().fit(X, y)
+        got = recording.prediction_metrics(est, y, est.predict(X), "t")
+        want = _sk("regressor", y, est.predict(X))
+    elif case == "multi-output":
+        X, y = DIABETES
+        Y = np.c_[y, y * 2.0]
+        est = Ridge().fit(X, Y)
+        got = recording.prediction_metrics(est, Y, est.predict(X), "t")  # falls back to sklearn.metrics
+        want = _sk("regressor", Y, est.predict(X))
+    else:
+        X, y = {"binary": CANCER, "multiclass": IRIS, "strings": IRIS, "class-missing": IRIS}[case]
+        X = StandardScaler().fit_transform(X)
+        if case == "strings":
+            y = np.array(["setosa", "versicolor", "virginica"], dtype=object)[y]
+        est = LogisticRegression(C=0.05, max_iter=500).fit(X, y)
+        if case == "class-missing":
+            X, y = X[:100], y[:100]  # class 2 absent from y_true: roc_auc is undefined, the rest is not
+        pred, proba = est.predict(X), est.predict_proba(X)
+        got = recording.prediction_metrics(est, y, pred, "t", proba, est.classes_)
+        want = _sk("classifier", y, pred, proba, est.classes_)
+        assert recording._fast_classifier(y, pred, proba, est.classes_) is not None  # the fast path was taken
+    assert set(got) == {f"t_{k}" for k in want}
+    for k, v in want.items():
+        assert got[f"t_{k}"] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+
+
+def test_fit_inside_a_run_becomes_its_child(store_path):
+    X, y = IRIS
+    with trackhooks.start_run(experiment="outer") as outer:
+        model = track(lr(), experiment="outer").fit(X, y)
+    store = trackhooks.open_store(store_path)
+    assert store.run(model.run_id_).parent_id == outer.id
+    assert [c.id for c in store.run(outer.id).children()] == [model.run_id_]
+
+
 def test_pipeline_params_under_step_names(store_path):
     X, y = IRIS
     pipe = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(C=0.5, max_iter=500))])

@@ -1,0 +1,163 @@
+"""Smoke tests of benchmarks/: every workload script runs at a tiny size, and the harness writes a report.
+
+These are not benchmarks: nothing here is timed or compared. They keep the scripts from rotting as
+the integrations change. The peers whose start-up alone costs seconds (MLflow's sqlite schema, a W&B
+offline run, TensorBoard's import) run only with BENCH_SMOKE_PEERS=1, to keep this file under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+sys.path.insert(0, BENCH)
+
+import run as harness  # noqa: E402  (benchmarks/run.py)
+
+
+def _env() -> dict[str, str]:
+    env = harness.child_env()
+    env["BENCH_CHILD_TIMEOUT"] = "120"
+    return env
+
+
+PEERS = os.environ.get("BENCH_SMOKE_PEERS") == "1"
+
+
+def _run_workload(script: str, configs: list[str], *extra: str) -> list[dict]:
+    cmd = [sys.executable, os.path.join(BENCH, "workloads", script), "--size", "tiny", "--config", ",".join(configs),
+           "--repeats", "1", "--fork", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = harness.parse_rows(proc.stdout)
+    assert sorted(r["config"] for r in rows) == sorted(configs), (proc.stdout, proc.stderr[-3000:])
+    for r in rows:
+        assert r["status"] in ("ok", "not installed"), (r, proc.stderr[-3000:])
+        if r["status"] == "ok":
+            assert r["setup_s"] >= 0 and r["fit_s"] > 0
+    return rows
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _ok(rows: list[dict], config: str) -> dict:
+    (row,) = [r for r in rows if r["config"] == config]
+    assert row["status"] == "ok", row
+    return row
+
+
+def test_lightning_workload_tiny():
+    peers = ["TensorBoardLogger", "MLFlowLogger(sqlite)", "MLFlowLogger(file)", "WandbLogger(offline)",
+             "trackhooks+mlflow mirror"] if PEERS else []
+    rows = _run_workload("lightning_bench.py", ["none", "trackhooks", "CSVLogger", *peers], "--log-every-n-steps", "1")
+    assert _ok(rows, "none")["steps"] == 10
+    if _installed("trackhooks_lightning"):
+        assert _ok(rows, "trackhooks")["steps"] == 10
+
+
+def test_keras_workload_tiny():
+    peers = ["mlflow.keras.autolog"] if PEERS else []
+    rows = _run_workload("keras_bench.py", ["none", "trackhooks", "trackhooks autolog", "CSVLogger", *peers])
+    _ok(rows, "none")
+    if _installed("trackhooks_keras"):
+        _ok(rows, "trackhooks")
+        _ok(rows, "trackhooks autolog")
+
+
+def test_xgboost_workload_tiny():
+    peers = ["mlflow.xgboost.autolog"] if PEERS else []
+    rows = _run_workload("xgboost_bench.py", ["none", "trackhooks", "trackhooks autolog", *peers])
+    assert _ok(rows, "none")["rounds"] == 5
+    if peers and _installed("mlflow"):
+        assert _ok(rows, "mlflow.xgboost.autolog")["rounds"] == 5
+    if _installed("trackhooks_xgboost"):
+        assert _ok(rows, "trackhooks")["rounds"] == 5
+
+
+def test_sklearn_workload_tiny():
+    peers = ["mlflow.sklearn.autolog(log_models=False)"] if PEERS else []
+    rows = _run_workload("sklearn_bench.py", ["none", "trackhooks autolog", "trackhooks track()", *peers])
+    assert _ok(rows, "none")["candidates"] == 4
+
+
+def test_core_micro_tiny():
+    configs = ["floor: dict copy + deque append", "trackhooks log_metrics (writer idle)",
+               "trackhooks log_metrics (sustained)", "ingest", "store write only", "read 1M-point series",
+               "import trackhooks", "start_run", "dataset hash: fingerprint", "dataset hash: log_dataset + flush"]
+    if PEERS:
+        configs += ["mlflow.log_metrics (sqlite)", "TensorBoard add_scalar x4", "wandb.log (offline)"]
+    rows = _run_workload("core_micro.py", configs)
+    for r in rows:
+        assert r["status"] == "ok" and r["value"] > 0, r
+    assert _ok(rows, "import trackhooks")["heavy_modules_imported"] == []
+    assert _ok(rows, "dataset hash: log_dataset + flush")["records"] == 1
+
+
+def test_harness_end_to_end_writes_report(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"), "--only", "datasets", "--size", "tiny",
+                           "--repeats", "1", "--out", str(out)], capture_output=True, text=True, timeout=240,
+                          env=_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert "## Machine" in text and "## Versions" in text and "## Targets" in text
+    assert "dataset hash: fingerprint" in text and "≥ 500 MB/s" in text
+    raw = [json.loads(line) for line in (tmp_path / "RESULTS.jsonl").read_text().splitlines()]
+    assert {r["config"] for r in raw} == set(harness.WORKLOADS[1].configs)
+
+
+def _rows(config: str, setups: list[float], fits: list[float], status: str = "ok") -> list[dict]:
+    return [{"config": config, "status": status, "setup_s": s, "fit_s": f, "repeat": i}
+            for i, (s, f) in enumerate(zip(setups, fits))]
+
+
+def test_report_medians_ratios_and_targets():
+    w = harness.Workload("lightning", "Lightning", "lightning_bench.py", ["none", "trackhooks", "CSVLogger", "wandb"])
+    rows = (_rows("none", [0.1, 0.1, 0.1], [1.0, 1.2, 0.8]) + _rows("trackhooks", [0.1, 0.2, 0.1], [1.0, 1.1, 0.9])
+            + _rows("CSVLogger", [0.1, 0.1, 0.1], [2.0, 2.0, 2.0])
+            + [{"config": "wandb", "status": "not installed", "detail": "missing wandb", "repeat": 0}])
+    targets: list[dict] = []
+    table = "\n".join(harness.framework_table(w, rows, targets))
+    assert "| trackhooks | 3 | 0.100 | 1.000 | 1.100 | 1.000–1.300 | 1.00× | 1.00× | ≤ 1.05×: met |" in table
+    assert "| CSVLogger | 3 | 0.100 | 2.000 | 2.100 |" in table and "1.91×" in table
+    assert "| wandb | 0 | not installed (missing wandb) |" in table
+    assert targets == [{"what": "lightning: trackhooks total vs none", "target": "≤ 1.05×",
+                        "measured": "1.00× (fit 1.00×)", "met": True}]
+    slow = _rows("none", [0.1] * 3, [1.0] * 3) + _rows("trackhooks", [0.5] * 3, [1.0] * 3)
+    targets = []
+    harness.framework_table(w, slow, targets)
+    assert targets[0]["met"] is False
+
+
+def test_report_micro_targets_and_notes_survive(tmp_path):
+    w = harness.Workload("core", "Core", "core_micro.py", ["floor: dict copy + deque append", "ingest"], kind="micro")
+    rows = [{"config": "floor: dict copy + deque append", "status": "ok", "value": 0.5, "unit": "µs/call"},
+            {"config": "ingest", "status": "ok", "value": 800_000.0, "unit": "points/s"}]
+    info = {"date": "d", "command": "c", "size": "tiny", "repeats": 1, "fork": False, "elapsed_s": 1.0,
+            "load_before": "0", "load_after": "0", "commit": "x", "machine": [("cores", "2")], "versions": []}
+    text = harness.render([(w, rows)], info, "kept notes")
+    assert "| ingest | ≥ 1 M points/s | 0.80 M points/s | MISSED |" in text
+    path = tmp_path / "R.md"
+    path.write_text(text)
+    assert harness.old_notes(str(path)) == "kept notes"
+
+
+@pytest.mark.parametrize("script", ["core_micro.py", "lightning_bench.py", "keras_bench.py", "xgboost_bench.py",
+                                    "sklearn_bench.py"])
+def test_workload_lists_the_configs_the_harness_uses(script):
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "workloads", script), "--list"], capture_output=True,
+                          text=True, timeout=60, env=_env())
+    listed = set(proc.stdout.split("\n"))
+    for w in harness.WORKLOADS:
+        if w.script == script:
+            assert set(w.configs) <= listed, set(w.configs) - listed

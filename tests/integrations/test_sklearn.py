@@ -31,6 +31,7 @@ from sklearn.model_selection import (  # noqa: E402
     cross_val_predict,
     cross_val_score,
     cross_validate,
+    learning_curve,
 )
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
@@ -361,7 +362,8 @@ def test_log_model_artifact(store_path):
     assert art.name == "model.joblib"
     loaded = joblib.load(art.path)
     assert type(loaded) is RandomForestClassifier and (loaded.predict(X) == model.predict(X)).all()
-    assert trackhooks.open_store(store_path).run(track(lr()).fit(X, y).run_id_).artifacts() == []
+    plain = trackhooks.open_store(store_path).run(track(lr(), log_training_metrics=False).fit(X, y).run_id_)
+    assert plain.artifacts() == [] and plain.metric_keys() == ["fit_time_s"]
 
 
 # ---- lifecycle and failures --------------------------------------------------------------------
@@ -463,8 +465,9 @@ def test_autolog_cross_validation_is_one_run(auto):
     assert rec.metric("cv_test_score_mean").values == [pytest.approx(float(np.mean(scores)))]
     cross_validate(lr(), X, y, cv=2, return_train_score=True)
     pred = cross_val_predict(lr(), X, y, cv=3)
+    learning_curve(lr(), X, y, cv=2, train_sizes=[0.5, 1.0])
     runs = trackhooks.open_store(auto).runs()
-    assert len(runs) == 3
+    assert len(runs) == 4
     assert "cv_train_score" in runs[1].metric_keys()
     assert runs[2].metric("cv_accuracy").values == [pytest.approx(float(np.mean(pred == y)))]
 
@@ -517,6 +520,20 @@ def test_autolog_internal_failure_never_breaks_fit(auto, monkeypatch):
     with pytest.warns(RuntimeWarning, match="params exploded"):
         model = lr().fit(X, y)
     assert model.predict(X).shape == (150,)
+
+
+def test_autolog_options(store_path):
+    X, y = IRIS
+    autolog(log_model=True, log_training_metrics=False, experiment="opts", tags={"team": "a"})
+    try:
+        lr().fit(X, y)
+        with pytest.raises(TypeError, match="experimnt"):
+            autolog(experimnt="typo")
+    finally:
+        autolog(disable=True)
+    rec = only_run(store_path)
+    assert rec.experiment == "opts" and rec.tags["team"] == "a" and rec.tags["framework"] == "sklearn"
+    assert [a.name for a in rec.artifacts()] == ["model.joblib"] and rec.metric_keys() == ["fit_time_s"]
 
 
 def test_autolog_via_core_and_plugin_is_light():

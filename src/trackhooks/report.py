@@ -9,7 +9,9 @@ network access makes an injection that slipped through inert anyway.
 
 Long series are downsampled for display: above ``MAX_POINTS`` points a series is cut into
 ``BUCKETS`` index buckets and each bucket keeps its minimum and maximum point (so spikes stay
-visible); the chart says so.
+visible); the chart says so. A chart overlaying many runs shares a budget of ``CHART_BUDGET``
+points, so each of its series keeps fewer (never under ``MIN_POINTS``). Values are written with 7
+significant digits (the page shows 4).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from . import summaries as sm
 
 MAX_POINTS = 5000
 BUCKETS = 2000
+CHART_BUDGET = 200_000  # points one chart draws at most, over all its runs
+MIN_POINTS = 500  # however many runs a chart overlays, a long series keeps this many points
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#bab0ac", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#17becf")
 
@@ -101,22 +105,32 @@ def downsample_indices(values: Sequence[float], max_points: int = MAX_POINTS, bu
     return sorted(keep)
 
 
-def _series(run_index: int, s: Any) -> dict[str, Any]:
+def _short(v: float | None, digits: int) -> float | None:
+    # the page shows 4 significant digits: 7 keep the file small and the curves exact to the pixel
+    return None if v is None else float(f"{v:.{digits}g}")
+
+
+def _series(run_index: int, s: Any, max_points: int = MAX_POINTS) -> dict[str, Any]:
     values = s.values
     steps = s.steps
     epochs = s.epochs
     ex = epoch_positions(epochs)
-    idx = downsample_indices(values)
+    idx = downsample_indices(values, max_points, max(1, max_points * 2 // 5))
     full = len(idx) == len(values)
     return {
         "run": run_index,
         "n": len(values),
         "shown": len(idx),
         "step": steps if full else [steps[i] for i in idx],
-        "epoch": None if ex is None else (ex if full else [ex[i] for i in idx]),
-        "y": [_num(values[i]) for i in idx],
+        "epoch": None if ex is None else [None if ex[i] is None else round(ex[i], 5) for i in idx],
+        "y": [_short(_num(values[i]), 7) for i in idx],
         "nonfinite": sum(1 for v in values if not math.isfinite(v)),
     }
+
+
+def series_limit(n_series: int) -> int:
+    """Points each series of a chart overlaying ``n_series`` runs may keep."""
+    return max(MIN_POINTS, min(MAX_POINTS, CHART_BUDGET // max(1, n_series)))
 
 
 def _run_row(i: int, r: Any, short: dict[str, str]) -> dict[str, Any]:
@@ -129,10 +143,14 @@ def build_data(recs: Sequence[Any]) -> dict[str, Any]:
     """The JSON the page's charts read."""
     short = sm.short_ids(r.id for r in recs)
     runs = [_run_row(i, r, short) for i, r in enumerate(recs)]
-    by_key: dict[str, list[dict[str, Any]]] = {}
+    owners: dict[str, list[int]] = {}
     for i, r in enumerate(recs):
         for k in r.metric_keys():
-            by_key.setdefault(k, []).append(_series(i, r.metric(k)))
+            owners.setdefault(k, []).append(i)
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for k, runs_with_k in owners.items():
+        limit = series_limit(len(runs_with_k))
+        by_key[k] = [_series(i, recs[i].metric(k), limit) for i in runs_with_k]
     # a metric logged once per run (test scores, feature importances) is a value, not a curve:
     # it goes to the "single values" table instead of a chart of dots
     by_key = {k: v for k, v in by_key.items() if any(s["n"] > 1 for s in v)}

@@ -69,14 +69,30 @@
     var dir = spec.direction === "min" ? "↓ lower is better" : spec.direction === "max" ? "↑ higher is better" : "";
     head.appendChild(el("div", "chart-dir", dir));
     this.card.appendChild(head);
-    var notes = [];
+    var notes = [], down = [], bad = [];
     spec.series.forEach(function (s) {
-      if (s.shown < s.n) {
-        notes.push(RUNS[s.run].short + ": downsampled for display, " + s.n.toLocaleString("en-US") + " → " +
-          s.shown.toLocaleString("en-US") + " points (min and max of each bucket kept)");
-      }
-      if (s.nonfinite) notes.push(RUNS[s.run].short + ": " + s.nonfinite + " NaN/inf points not drawn");
+      if (s.shown < s.n) down.push(s);
+      if (s.nonfinite) bad.push(s);
     });
+    var n = function (x) { return x.toLocaleString("en-US"); };
+    if (down.length && down.length <= 2) {
+      down.forEach(function (s) {
+        notes.push(RUNS[s.run].short + ": downsampled for display, " + n(s.n) + " → " + n(s.shown) +
+          " points (min and max of each bucket kept)");
+      });
+    } else if (down.length) {
+      var tot = 0, shown = 0;
+      down.forEach(function (s) { tot += s.n; shown += s.shown; });
+      notes.push(down.length + " of " + spec.series.length + " runs downsampled for display, " + n(tot) + " → " +
+        n(shown) + " points in all (min and max of each bucket kept)");
+    }
+    if (bad.length && bad.length <= 2) {
+      bad.forEach(function (s) { notes.push(RUNS[s.run].short + ": " + s.nonfinite + " NaN/inf points not drawn"); });
+    } else if (bad.length) {
+      var nb = 0;
+      bad.forEach(function (s) { nb += s.nonfinite; });
+      notes.push(n(nb) + " NaN/inf points of " + bad.length + " runs not drawn");
+    }
     notes.forEach(function (n) { self.card.appendChild(el("div", "chart-note", n)); });
     this.canvas = el("canvas");
     this.canvas.setAttribute("role", "img");
@@ -86,7 +102,13 @@
     this.card.appendChild(this.legend);
     this.tip = el("div", "tip");
     this.card.appendChild(this.tip);
-    spec.series.forEach(function (s) {
+    var LEGEND_MAX = 24;
+    spec.series.forEach(function (s, idx) {
+      if (idx === LEGEND_MAX) {
+        self.legend.appendChild(el("em", "muted", "… and " + (spec.series.length - LEGEND_MAX) +
+          " more runs (show or hide them in the runs table)"));
+      }
+      if (idx >= LEGEND_MAX) return;
       var item = el("span");
       item.setAttribute("data-run", s.run);
       item.appendChild(swatch(s.run));
@@ -151,7 +173,7 @@
     this.b = b;
     this.series = series;
     var drawn = 0;
-    var legendItems = this.legend.children;
+    var legendItems = this.legend.querySelectorAll("span[data-run]");
     for (var li = 0; li < legendItems.length; li++) {
       var r = +legendItems[li].getAttribute("data-run");
       legendItems[li].className = state.hidden[r] ? "off" : "";

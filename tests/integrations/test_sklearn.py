@@ -229,6 +229,9 @@ def test_clone_deepcopy_pickle_share_or_drop_the_run(store_path):
         assert clone(t).run is run and copy.deepcopy(t).run is run
         assert pickle.loads(pickle.dumps(t)).run is None  # a Run is a live handle: not pickled
         scores = cross_val_score(t, X, y, cv=3)  # clones share the run: one run, three points
+        child = track(lr(), parent=run)
+        assert clone(child).run_kwargs["parent"] is run and copy.deepcopy(child).run_kwargs["parent"] is run
+        assert pickle.loads(pickle.dumps(child)).run_kwargs["parent"] == run.id
     assert len(scores) == 3
     rec = trackhooks.open_store(store_path).run(run.id)
     assert len(rec.metric("train_accuracy").values) == 3

@@ -167,20 +167,29 @@ class TrackedEstimator(MetaEstimatorMixin, BaseEstimator):
     # ---- copies: a Run is a live handle, shared by copies and never pickled ----------------------
     def __sklearn_clone__(self) -> "TrackedEstimator":
         params = self.get_params(deep=False)
-        run = params.pop("run")
-        return type(self)(**{k: clone(v, safe=False) for k, v in params.items()}, run=run)
+        run, run_kwargs = params.pop("run"), params.pop("run_kwargs")
+        return type(self)(**{k: clone(v, safe=False) for k, v in params.items()}, run=run,
+                          run_kwargs=None if run_kwargs is None else dict(run_kwargs))
 
     def __deepcopy__(self, memo: dict) -> "TrackedEstimator":
         new = type(self).__new__(type(self))
         memo[id(self)] = new
         for k, v in self.__dict__.items():
-            new.__dict__[k] = v if k == "run" else copy.deepcopy(v, memo)
+            if k == "run":
+                new.__dict__[k] = v
+            elif k == "run_kwargs" and v is not None:
+                new.__dict__[k] = dict(v)  # may hold parent=Run: shared like run
+            else:
+                new.__dict__[k] = copy.deepcopy(v, memo)
         return new
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         if state.get("run") is not None:
             state = dict(state, run=None)  # unpickled (e.g. in a joblib worker) it opens its own runs
+        kwargs = state.get("run_kwargs")
+        if kwargs and isinstance(kwargs.get("parent"), trackhooks.Run):
+            state = dict(state, run_kwargs=dict(kwargs, parent=kwargs["parent"].id))  # an id names it as well
         return state
 
 

@@ -474,10 +474,9 @@ def log_search(run: trackhooks.Run, search: Any) -> None:
                 best_child = child.id
         child.finish()
     if best is not None:
-        run.log_params({"best_index": int(best)})
-        best_params = getattr(search, "best_params_", None)
-        if best_params is not None:
-            log_params(run, {f"best_params.{k.replace('__', '.')}": _param(v) for k, v in best_params.items()})
+        best_params = getattr(search, "best_params_", None) or {}
+        log_params(run, {"best_index": int(best),
+                         **{f"best_params.{k.replace('__', '.')}": _param(v) for k, v in best_params.items()}})
     score = getattr(search, "best_score_", None)
     if score is not None:
         run.log_metric("best_score", float(score))
@@ -584,7 +583,10 @@ def _finish_quietly(run: trackhooks.Run) -> None:
 
 def end_partial(est: Any) -> None:
     """Finish the run of an estimator's partial_fit calls (a new fit() starts a new run)."""
-    state = _partial.pop(est, None) if _partial else None
+    try:
+        state = _partial.pop(est, None) if _partial else None
+    except TypeError:
+        return
     if state is not None and state.owned:
         end_run(state.run, None)
 
@@ -595,7 +597,10 @@ def record_partial_fit(est: Any, call: Callable[[], Any], X: Any, y: Any, *, run
     """Each partial_fit call is one step of one run per estimator (finished when the estimator is
     garbage-collected, refitted with fit(), or at interpreter exit)."""
     with suppressed():
-        state = _partial.get(est)
+        try:
+            state = _partial.get(est)
+        except TypeError:  # not weak-referenceable: every call is a run of its own
+            state = None
         if state is None or state.run.status != "running":
             new_run, owned = open_run(run, run_kwargs)
             if new_run is not None:
@@ -661,12 +666,15 @@ def log_eval(estimator: Any, X: Any, y: Any, prefix: str = "test", run: trackhoo
     metrics = task_metrics(estimator, X, y, prefix, strict=True)
     target, owned = run, False
     if target is None:
-        ref = fitted_runs.get(estimator)
+        try:
+            ref = fitted_runs.get(estimator)
+        except TypeError:  # not weak-referenceable: it was never remembered
+            ref = None
         run_id = ref.id if ref is not None else getattr(estimator, "run_id_", None)
         if ref is not None and ref.run.status == "running":
             target = ref.run
         elif run_id is not None:
-            store = ref.store if ref is not None else getattr(estimator, "run_store_", None)
+            store = ref.store if ref is not None else None  # an unpickled tracker: the default store
             target = _safe("resuming the run", trackhooks.start_run, resume=run_id, store=store)
             owned = target is not None
         else:

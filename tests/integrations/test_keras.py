@@ -328,6 +328,19 @@ def test_autolog_infers_batch_size_from_datasets_and_generators(store_path, iris
     assert runs[2].params["dataset.train.cardinality"] == 2
 
 
+def test_describe_fit_follows_keras_rules(iris):
+    from trackhooks_keras.fitdata import describe_fit
+
+    X, y = iris
+    info = describe_fit({"x": {"a": X, "b": X[:, :2]}, "y": y, "batch_size": None, "steps_per_epoch": 4})
+    assert info.params["fit.batch_size"] == 38  # Keras: ceil(rows / steps) when only steps are given
+    assert [(c, n) for c, n, _ in info.arrays] == [("train", "x.a"), ("train", "x.b"), ("train", "y")]
+    assert info.n_samples is None  # steps_per_epoch decides how many rows an epoch sees
+    info = describe_fit({"x": X, "y": y, "batch_size": None, "validation_data": iter([])})
+    assert info.params["fit.batch_size"] == 32 and info.n_samples == 150
+    assert info.params["dataset.validation.type"] == "builtins.list_iterator"
+
+
 def test_autolog_evaluate_after_fit_same_run(store_path, iris):
     X, y = iris
     autolog()

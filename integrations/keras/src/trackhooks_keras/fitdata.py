@@ -110,7 +110,8 @@ def _cardinality(obj: Any, kind: str) -> int | None:
         if kind == "tfdata":
             n = int(obj.cardinality())
             return n if n >= 0 else None  # -1 infinite, -2 unknown
-        if kind in ("pydataset", "dataloader", "other"):
+        if kind in ("pydataset", "dataloader") or (
+                kind == "other" and not isinstance(obj, (Mapping, list, tuple, str, bytes))):
             return len(obj)
     except Exception:
         return None
@@ -120,6 +121,11 @@ def _cardinality(obj: Any, kind: str) -> int | None:
 def _peeked(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield first
     yield from rest
+
+
+def _peeked_empty() -> Iterator[Any]:
+    return
+    yield  # pragma: no cover
 
 
 def _raising(exc: BaseException) -> Iterator[Any]:
@@ -151,11 +157,6 @@ def _batch_size(obj: Any, kind: str, args: dict[str, Any]) -> tuple[int | None, 
             return None, _raising(exc)
         return _leading_dim(first), _peeked(first, obj)
     return None, obj
-
-
-def _peeked_empty() -> Iterator[Any]:
-    return
-    yield  # pragma: no cover
 
 
 def _data_object(info: DataInfo, obj: Any, kind: str, context: str) -> None:
@@ -202,7 +203,10 @@ def describe_fit(args: dict[str, Any]) -> DataInfo:
             n = split_at
         else:
             info.arrays += [("train", nm, a) for nm, a in named]
-        if args.get("steps_per_epoch") is None:
+        steps = args.get("steps_per_epoch")
+        if not args.get("batch_size"):  # Keras' ArrayDataAdapter rule
+            p["fit.batch_size"] = int(math.ceil(n / steps)) if steps else KERAS_DEFAULT_BATCH_SIZE
+        if steps is None:
             info.n_samples = n
     elif x is not None:
         _data_object(info, x, kind, "train")

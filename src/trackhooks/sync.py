@@ -400,11 +400,11 @@ def make_target(uri: str) -> ReplayTarget:
     pm = plugin_manager()
     sink = pm.hook.trackhooks_make_sink(uri=uri, options={})
     if sink is None or not isinstance(sink, ReplayTarget):
-        kind = "no installed plugin handles" if sink is None else "the plugin for"
+        what = "no installed plugin handles" if sink is None else "the sink for"
         raise UnknownPluginError(
-            f"{kind} {uri!r} cannot replay stored runs (installed plugins: "
-            f"{', '.join(sorted(n for n, _ in pm.list_name_plugin()))}); "
-            "install trackhooks-mlflow or trackhooks-tensorboard, or fix the URI")
+            f"{what} {uri!r} {'' if sink is None else 'cannot replay stored runs '}(installed plugins: "
+            f"{', '.join(sorted(n for n, _ in pm.list_name_plugin()))}); `trackhooks sync` replays into "
+            "mlflow+<tracking uri> (trackhooks-mlflow) and tensorboard:<dir> (trackhooks-tensorboard)")
     return sink
 
 

@@ -150,7 +150,7 @@ class RestBackend:
             return
         # the server hands out a store the client writes itself (s3://, a shared path...): MLflow's
         # artifact repositories know them all
-        _upload_with_repository(uri, local_path, artifact_path)
+        _upload_with_repository(uri, local_path, artifact_path, self.host)
 
 
 class ClientBackend:
@@ -159,6 +159,7 @@ class ClientBackend:
     def __init__(self, tracking_uri: str, timeout: float):
         from mlflow.tracking import MlflowClient
 
+        self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
 
     @staticmethod
@@ -222,25 +223,28 @@ class ClientBackend:
             raise self._wrap(exc) from exc
 
     def set_status(self, run_id: str, status: str, end_ms: int | None) -> None:
+        from mlflow.entities import RunStatus
+
         try:
-            if status == "RUNNING":
-                self.client.update_run(run_id, status="RUNNING")
-            else:
-                self.client.set_terminated(run_id, status=status, end_time=end_ms)
+            # the store call, not MlflowClient.set_terminated: that one prints "View run ..." to
+            # stdout, into the user's output and `trackhooks sync --json`
+            self.client._tracking_client.store.update_run_info(
+                run_id, run_status=RunStatus.from_string(status), end_time=end_ms, run_name=None)
         except Exception as exc:
             raise self._wrap(exc) from exc
 
     def upload(self, remote: RemoteRun, local_path: str, artifact_path: str) -> None:
         try:
-            _upload_with_repository(remote.artifact_uri, local_path, artifact_path)
+            _upload_with_repository(remote.artifact_uri, local_path, artifact_path, self.tracking_uri)
         except Exception as exc:
             raise self._wrap(exc) from exc
 
 
-def _upload_with_repository(artifact_uri: str, local_path: str, artifact_path: str) -> None:
+def _upload_with_repository(artifact_uri: str, local_path: str, artifact_path: str,
+                            tracking_uri: str | None = None) -> None:
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    repo = get_artifact_repository(artifact_uri)
+    repo = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
     folder, name = os.path.split(artifact_path)
     # log_artifact names the upload after the local file: give it the artifact's name
     with tempfile.TemporaryDirectory(prefix="trackhooks-mlflow-") as tmp:

@@ -14,7 +14,7 @@ import posixpath
 import re
 import threading
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from trackhooks.sync import TERMINAL, Cursor, ReplaySink, RunView, replay_run
 
@@ -132,14 +132,14 @@ def parse_uri(uri: str) -> tuple[str, dict[str, str]]:
     """
     if not uri.startswith("mlflow+"):
         raise ValueError(f"not an MLflow mirror URI: {uri!r}")
-    parts = urlsplit(uri[len("mlflow+"):])
-    query = parse_qsl(parts.query, keep_blank_values=True)
+    # split by hand: urlunsplit would rewrite "sqlite:////abs/path.db"
+    base, _, query_text = uri[len("mlflow+"):].partition("?")
+    query = parse_qsl(query_text, keep_blank_values=True)
     options = {k: v for k, v in query if k in OPTIONS}
     rest = [(k, v) for k, v in query if k not in OPTIONS]
-    tracking = urlunsplit(parts._replace(query=urlencode(rest)))
-    if parts.scheme in ("http", "https"):
-        tracking = tracking.rstrip("/")
-    return tracking, options
+    if urlsplit(base).scheme in ("http", "https"):
+        base = base.rstrip("/")
+    return (base + "?" + urlencode(rest)) if rest else base, options
 
 
 # ---- the mirror ----------------------------------------------------------------------------

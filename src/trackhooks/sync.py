@@ -436,16 +436,16 @@ def sync(store: Store, uri: str, runs: Iterable[str] | None = None) -> list[dict
 
 
 def main(args: Any) -> int:
-    """``trackhooks sync --to URI [RUN...]``: args has .store, .to, .runs, .json. Returns the exit code."""
-    from .errors import TrackhooksError
+    """``trackhooks sync --to URI [RUN...]``: args has .store, .to, .runs, .json.
+
+    Returns 0 when every run is in sync, 1 when some could not be synced (each named on stderr).
+    Raises TrackhooksError, which the CLI prints as one line, when the store, a run or the mirror's
+    plugin cannot be found.
+    """
     from .localstore import open_store
 
-    try:
-        store = open_store(getattr(args, "store", None))
-        reports = sync(store, args.to, list(getattr(args, "runs", None) or []))
-    except TrackhooksError as exc:
-        print(f"trackhooks sync: {exc}", file=sys.stderr)
-        return 2
+    store = open_store(getattr(args, "store", None))
+    reports = sync(store, args.to, list(getattr(args, "runs", None) or []))
     failed = [r for r in reports if "error" in r]
     if getattr(args, "json", False):
         print(json.dumps({"mirror": args.to, "runs": reports}, indent=2, allow_nan=False, default=str))
@@ -461,5 +461,6 @@ def main(args: Any) -> int:
             print(f"{head}: " + (", ".join(sent) if sent else "up to date"))
         print(f"{len(reports) - len(failed)} of {len(reports)} runs in sync with {args.to}")
     for r in failed:
-        print(f"trackhooks sync: run {r['run_id'][:12]} could not be synced: {r['error']}", file=sys.stderr)
+        print(f"trackhooks: error: run {r['run_id'][:12]} could not be synced to {args.to}: {r['error']} "
+              "(run the same command again once the mirror is reachable)", file=sys.stderr)
     return 1 if failed else 0

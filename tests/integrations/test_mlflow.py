@@ -18,6 +18,8 @@ import time
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("mlflow")
 requests = pytest.importorskip("requests")
@@ -141,6 +143,16 @@ def test_encode_key_is_accepted_by_mlflow_rules_and_reversible(key):
     assert validate_param_and_metric_name(name) and not path_not_unique(name) and len(name) <= 250
     if len(name) < 240:
         assert decode_key(name) == key
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=40, alphabet=st.characters(blacklist_categories=("Cs",))))
+def test_encode_key_round_trips_any_key(key):
+    from mlflow.utils.validation import path_not_unique, validate_param_and_metric_name
+
+    name = encode_key(key)
+    assert validate_param_and_metric_name(name) and not path_not_unique(name)
+    assert decode_key(name) == key
 
 
 def test_parse_uri_takes_options_out_of_the_query():

@@ -117,10 +117,16 @@ def test_sync_replays_missing_points_while_running_and_twice_adds_nothing(store_
     assert state["metrics"] == {"loss": 400} and state["status"] == "finished"
 
 
-def test_sync_reports_unknown_mirror_and_missing_run(store_path, capsys):
+def test_sync_errors_and_the_command_line(store_path, tmp_path, capsys):
+    from trackhooks import cli
+
     with trackhooks.start_run("tb") as run:
         run.log_metric("x", 1.0)
-    assert sync.main(argparse.Namespace(store=store_path, to="nowhere://x", runs=[], json=False)) == 2
-    assert "no installed plugin handles 'nowhere://x'" in capsys.readouterr().err
-    assert sync.main(argparse.Namespace(store=store_path, to="tensorboard:/tmp/x", runs=["zzzz"], json=False)) == 2
-    assert "no run 'zzzz'" in capsys.readouterr().err
+    with pytest.raises(trackhooks.UnknownPluginError, match="no installed plugin handles 'nowhere://x'"):
+        sync.main(argparse.Namespace(store=store_path, to="nowhere://x", runs=[], json=False))
+    with pytest.raises(trackhooks.RunNotFoundError, match="zzzz"):
+        sync.main(argparse.Namespace(store=store_path, to=f"tensorboard:{tmp_path}", runs=["zzzz"], json=False))
+    assert cli.main(["sync", "--to", f"tensorboard:{tmp_path}/cli", "--store", store_path, "--json", run.id[:8]]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"][0]["points"] == 1
+    assert cli.main(["sync", "--to", "nowhere://x", "--store", store_path]) == 1
+    assert "trackhooks: error: no installed plugin handles 'nowhere://x'" in capsys.readouterr().err

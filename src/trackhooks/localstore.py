@@ -563,7 +563,7 @@ class DatasetRecord:
         self.n_rows, self.source, self.sampled, self.time = n_rows, source, sampled, time
 
     def __repr__(self) -> str:
-        return f"DatasetRecord({self.name!r}, context={self.context!r}, digest={self.digest[:12]}...)"
+        return f"DatasetRecord({self.name!r}, context={self.context!r}, digest={(self.digest or 'pending')[:12]}...)"
 
 
 class MetricNotFoundError(TrackhooksError, KeyError):

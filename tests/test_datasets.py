@@ -353,6 +353,7 @@ def test_deferred_digest_is_filled_after_flush(store_path, monkeypatch):
     with trackhooks.start_run() as run:
         rec = run.log_dataset(x, name="x", context="validation")
         assert rec.name == "x" and rec.schema["shape"] == [1000, 8]
+        assert "DatasetRecord('x'" in repr(rec)  # printable before its digest is known
         run.flush()
         assert rec.digest == fingerprint(x).digest
     (stored,) = trackhooks.open_store(store_path).run(run.id).datasets()

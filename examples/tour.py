@@ -60,8 +60,9 @@ def tour_lightning(data, workdir: str) -> str:
 
     X_train, X_val, X_test, y_train, y_val, y_test = data
     torch.manual_seed(0)
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning_utilities"):
-        logging.getLogger(name).setLevel(logging.ERROR)  # no banner lines in the tour
+    # no "GPU available" banners in the tour (after every import: importing Lightning resets them)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning_utilities", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
     class MLP(L.LightningModule):
         def __init__(self, hidden: int = 64, lr: float = 3e-3):

@@ -113,6 +113,7 @@ def test_fit_records_params_metrics_and_data(store_path, tmp_path):
     cb = TrackhooksCallback(experiment="digits", name="mlp")
     trainer(callbacks=[cb], default_root_dir=tmp_path).fit(DigitsMLP(), *loaders())
     rec = only_run(store_path)
+    assert cb.run is None and cb.run_id == rec.id
     assert (rec.experiment, rec.name, rec.status) == ("digits", "mlp", "finished")
     assert rec.tags["framework"] == "lightning"
     p = rec.params
@@ -277,6 +278,8 @@ def test_log_every_n_steps_follows_trainer_unless_overridden(store_path, tmp_pat
 
 
 def test_autolog_injects_callback_into_both_trees_and_disable_restores(store_path, tmp_path):
+    import trackhooks_lightning
+
     assert trackhooks.autolog("lightning", experiment="auto") == ["lightning"]
     try:
         explicit = TrackhooksCallback()
@@ -284,11 +287,14 @@ def test_autolog_injects_callback_into_both_trees_and_disable_restores(store_pat
         assert any(isinstance(c, TrackhooksCallback) for c in trainer(tree=PL).callbacks)
         trainer(max_epochs=1, default_root_dir=tmp_path).fit(DigitsMLP(), *loaders())
     finally:
-        trackhooks.autolog("lightning", disable=True)
+        trackhooks_lightning.autolog(disable=True)
     assert not any(isinstance(c, TrackhooksCallback) for c in trainer().callbacks)
     assert not any(isinstance(c, TrackhooksCallback) for c in trainer(tree=PL).callbacks)
     rec = only_run(store_path)
     assert rec.experiment == "auto" and rec.status == "finished" and "train_loss_step" in rec.metric_keys()
+    with pytest.raises(TypeError):
+        trackhooks_lightning.autolog(no_such_option=1)
+    assert not any(isinstance(c, TrackhooksCallback) for c in trainer().callbacks)
 
 
 class _Opaque(Dataset):

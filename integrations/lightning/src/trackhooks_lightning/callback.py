@@ -7,9 +7,11 @@ collection as 0-d tensors and handed to the core unconverted (no ``.item()`` on 
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +24,28 @@ _TRAINER_SETTINGS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "prec
                      "limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval",
                      "check_val_every_n_epoch", "log_every_n_steps")
 _RUN_KWARGS = ("experiment", "name", "params", "tags", "store", "mirrors", "parent")
+
+
+_open: "weakref.WeakSet[_TrackhooksCallback]" = weakref.WeakSet()
+_exit_hook_installed = False
+
+
+def _finish_open_runs_at_exit() -> None:
+    # Lightning reports a failure through on_exception, except inside ddp_spawn workers, where an
+    # exception ends the process instead: a run still open when the process exits did not finish its fit.
+    for cb in list(_open):
+        try:
+            cb._end_run("failed")
+        except Exception:
+            pass
+
+
+def _install_exit_hook() -> None:
+    # registered after the core's exit handler (which finishes open runs as "finished"), so it runs first
+    global _exit_hook_installed
+    if not _exit_hook_installed:
+        _exit_hook_installed = True
+        atexit.register(_finish_open_runs_at_exit)
 
 
 def _callback_bases() -> tuple[type, ...]:
@@ -71,6 +95,16 @@ def _dataset_arrays(ds: Any) -> list[Any] | None:
     return None
 
 
+class _ConnectorStepResults:
+    """Fallback for Lightning versions whose training loop keeps its results elsewhere."""
+
+    def __init__(self, connector: Any):
+        self._connector = connector
+
+    def metrics(self, on_step: bool) -> dict:
+        return self._connector.metrics
+
+
 class _TrackhooksCallback:
     """Records a Lightning run into trackhooks (see docs/integrations/lightning.md).
 
@@ -102,6 +136,7 @@ class _TrackhooksCallback:
 
     def _reset_fit_state(self) -> None:
         self._lc: Any = None
+        self._step_results: Any = None
         self._every = 0
         self._step = 0
         self._due = False
@@ -126,7 +161,7 @@ class _TrackhooksCallback:
             state["_spawned_user_run"] = self._user_run.id
         state["_user_run"] = state["_run"] = None
         state["_owns"] = False
-        state["_lc"] = None
+        state["_lc"] = state["_step_results"] = None
         state["_wrapped"] = []
         state["_ckpts"] = {}
         state["_pending"] = None
@@ -138,6 +173,11 @@ class _TrackhooksCallback:
     def run(self) -> "trackhooks.Run | None":
         """The run being recorded into (None outside fit/validate/test and on ranks other than 0)."""
         return self._run
+
+    @property
+    def run_id(self) -> str | None:
+        """The id of the run being recorded into or, after a stage ended, of the last one."""
+        return self._run.id if self._run is not None else self._last_id
 
     def _fail(self, what: str, exc: BaseException) -> None:
         # one warning per callback: the first failure says what went wrong, later ones would only repeat it
@@ -168,6 +208,8 @@ class _TrackhooksCallback:
         if run is None:
             run = trackhooks.start_run(**kwargs)
         self._run, self._owns, self._last_id, self._resume_id = run, True, run.id, None
+        _open.add(self)
+        _install_exit_hook()
         self._log_params(self._run_kwargs.get("params") or {})
         tags = dict(self._run_kwargs.get("tags") or {})
         run.set_tags({"framework": "lightning", "lightning.package": type(trainer).__module__.split(".")[0],
@@ -179,8 +221,9 @@ class _TrackhooksCallback:
         if run is None:
             return
         if self._owns:
-            run.finish(status)
             self._run = None
+            _open.discard(self)
+            run.finish(status)
         else:
             run.flush()
 
@@ -277,6 +320,10 @@ class _TrackhooksCallback:
             return
         try:
             self._lc = trainer._logger_connector
+            # the training loop's result collection, read directly: going through
+            # trainer._logger_connector.metrics costs a loop lookup per read
+            results = getattr(trainer.fit_loop.epoch_loop, "_results", None)
+            self._step_results = _ConnectorStepResults(self._lc) if results is None else results
             every = trainer.log_every_n_steps if self._log_every is None else self._log_every
             self._every = int(every or 0)
             self._accumulates = trainer.accumulate_grad_batches != 1
@@ -313,7 +360,7 @@ class _TrackhooksCallback:
         if self._accumulates and trainer.global_step == self._step:
             return  # an accumulating batch: Lightning's loggers skip it too
         try:
-            values = self._lc.metrics["log"]
+            values = self._step_results.metrics(True)["log"]
             lr = self._lr
             if lr:
                 values.update(lr)

@@ -86,7 +86,18 @@ def summarize(rec: Any, key: str) -> Summary:
 
 
 def last_value(rec: Any, key: str) -> float | None:
-    return rec.metric(key).last
+    # the store keeps per-key summaries: listing many runs must not read whole series
+    summaries = getattr(rec, "metric_summaries", None)
+    if summaries is not None:
+        cache = rec.__dict__.setdefault("_summaries_cache", None) if hasattr(rec, "__dict__") else None
+        if cache is None:
+            cache = summaries()
+            if hasattr(rec, "__dict__"):
+                rec._summaries_cache = cache
+        found = cache.get(key)
+        if found is not None and found["last"] is not None:
+            return found["last"]
+    return rec.metric(key).last  # NaN last values are not summarised: read the series
 
 
 def headline_rank(key: str) -> int:

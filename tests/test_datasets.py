@@ -426,3 +426,28 @@ def test_core_fingerprints_without_importing_numpy(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "none"
+
+
+# ---- properties ---------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+_DTYPES = st.sampled_from([np.int8, np.uint16, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_])
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(_DTYPES, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6)), st.data())
+def test_property_layouts_agree_and_any_single_change_is_seen(a, data):
+    d = digest(a)
+    assert digest(np.asfortranarray(a)) == d
+    assert digest(a.astype(a.dtype.newbyteorder(">"))) == d
+    if a.dtype != np.float16:
+        assert digest(torch.from_numpy(np.ascontiguousarray(a))) == d
+    if a.size:
+        b = a.copy()
+        idx = tuple(data.draw(st.integers(0, s - 1)) for s in a.shape)
+        old = b[idx]
+        b[idx] = (not old) if a.dtype == np.bool_ else (0 if old != 0 else 1)  # NaN -> 0, ±0 -> 1
+        assert b.tobytes() != a.tobytes() and digest(b) != d

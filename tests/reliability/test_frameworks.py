@@ -228,3 +228,28 @@ def test_xgboost_user_exception_and_ctrl_c(store_path):
     runs = trackhooks.open_store(store_path).runs(experiment="exc")
     assert [r.status for r in runs] == ["failed", "killed"]
     assert all({0, 1, 2} <= _epochs_recorded(r) for r in runs)
+
+
+def test_sklearn_user_exception_and_ctrl_c(store_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("trackhooks_sklearn")
+    from sklearn.base import BaseEstimator, RegressorMixin
+    from trackhooks_sklearn import track
+
+    raised: list[BaseException] = []
+
+    class Failing(RegressorMixin, BaseEstimator):
+        """A user's estimator whose fit raises (not a param: sklearn's clone would copy it)."""
+
+        def fit(self, X, y):
+            raise raised[-1]
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    for exc in (UserBug("sklearn user bug"), KeyboardInterrupt()):
+        raised.append(exc)
+        with pytest.raises(type(exc)) as info:
+            track(Failing(), experiment="exc").fit(X, y)
+        assert info.value is exc
+    runs = trackhooks.open_store(store_path).runs(experiment="exc")
+    assert [r.status for r in runs] == ["failed", "killed"]

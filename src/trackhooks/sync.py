@@ -222,7 +222,7 @@ def _mirror_timeout() -> float:
 
 def _touched_runs(batch: Batch) -> set[str]:
     ids: set[str] = {r.run_id for r in batch.runs}
-    ids.update(batch.params, batch.tags, batch.metrics)
+    ids.update(batch.params, batch.tags, batch.metrics, batch.system)
     ids.update(c.run_id for c in batch.checkpoints)
     ids.update(u.run_id for u in batch.checkpoint_updates)
     ids.update(a.run_id for a in batch.artifacts)
@@ -251,7 +251,6 @@ class ReplaySink(Sink, ReplayTarget):
         self._retry_at = 0.0
         self._backoff = 0.5
         self._hanging = False  # the last failure was a timeout: do not make flush() wait for it
-        self._failing = False
         self._closed = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -273,10 +272,14 @@ class ReplaySink(Sink, ReplayTarget):
         self._wait(_mirror_timeout())
 
     def close(self) -> None:
-        self._wait(_mirror_timeout())
+        # the writer flushes (a bounded wait) right before it closes: do not wait a second time, only
+        # let the pass in progress end (its requests are bounded by their own timeouts)
         with self._cv:
             self._closed = True
             self._cv.notify_all()
+        t = self._thread
+        if t is not None and t.is_alive() and t is not threading.current_thread() and self._pid == os.getpid():
+            t.join(_mirror_timeout())
 
     def give_up(self, batches: list[Batch]) -> None:
         pass  # nothing to record: the cursors already say what the mirror lacks
@@ -339,7 +342,19 @@ class ReplaySink(Sink, ReplayTarget):
                     if store is None:
                         store = self._stores[store_path] = Store(store_path)
                     for run_id in self._order(store, ids):
-                        stats = replay_run(store, run_id, self)
+                        try:
+                            stats = replay_run(store, run_id, self)
+                        except Exception as exc:  # noqa: BLE001
+                            if _is_outage(exc):
+                                raise
+                            # the mirror refuses this run (not an outage): retrying at once would
+                            # fail the same way and hold up the other runs; its next change or
+                            # `trackhooks sync` tries again
+                            warn_once(("mirror-run", self.cursor_key, run_id),
+                                      f"{self.name} refused run {run_id[:8]} ({type(exc).__name__}: {exc}); "
+                                      "it stays in the local store")
+                            done.add(run_id)
+                            continue
                         done.add(run_id)
                         if stats.get("complete"):
                             self.close_run(run_id)
@@ -353,11 +368,8 @@ class ReplaySink(Sink, ReplayTarget):
                 if failure is None:
                     self._backoff = 0.5
                     self._retry_at = 0.0
-                    if self._failing:
-                        self._failing = False
                     self._hanging = False
                 else:
-                    self._failing = True
                     self._hanging = _is_timeout(failure)
                     self._retry_at = time.monotonic() + self._backoff
                     self._backoff = min(self._backoff * 2, 30.0)
@@ -375,6 +387,11 @@ class ReplaySink(Sink, ReplayTarget):
             f"SELECT id FROM runs WHERE id IN ({','.join('?' * len(ids))}) ORDER BY start_time, rowid",
             tuple(ids)).fetchall()
         return [r[0] for r in rows]
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Worth retrying later: the mirror or the store is unreachable, slow or busy."""
+    return isinstance(exc, (OSError, TimeoutError, sqlite3.OperationalError, CursorConflict))
 
 
 def _is_timeout(exc: BaseException) -> bool:

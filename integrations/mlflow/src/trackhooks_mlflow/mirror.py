@@ -217,6 +217,8 @@ class MlflowMirror(ReplaySink):
                 v = v[:MAX_TAG_VALUE]
             wanted[name] = v
         wanted.update(self._system_tags(rec.system))
+        for d in rec.datasets():
+            wanted[self._key(f"trackhooks.dataset.{d.context}.{d.name}", extra)] = d.digest
         wanted.update(self._checkpoint_tags(view))
         wanted[RUN_ID_TAG] = rec.id
 

@@ -386,6 +386,8 @@ def _gen():
 @pytest.mark.parametrize("bad, named", [
     (object(), "object"), (_gen(), "generator"), ({1, 2}, "set"), (iter([1, 2]), "list_iterator"),
     ([1, object()], "object"), ([{"k": object()}], "object"), (3.5, "float"), (None, "NoneType"),
+    ([object()] * 5000, "object"),  # large enough to be hashed later: still checked now
+    ({"x": np.arange(3), "y": object()}, "object"),
 ])
 def test_unsupported_objects_raise_a_type_error_naming_the_type(store_path, bad, named):
     with trackhooks.start_run() as run:

@@ -665,6 +665,7 @@ def _classify(data: Any) -> _Plan:
                       "tensors": [{"shape": m[0]["shape"], "dtype": m[0]["dtype"]} for m in metas]},
                      len(data), short, None if None in costs else sum(c for c in costs if c is not None))
     if isinstance(data, Mapping):
+        _check_encodable(list(data.keys()) + list(data.values()), "mapping")
         keys = [str(k) for k in data.keys()]
         return _Plan("mapping", lambda: _mapping_tokens(data), {"kind": "mapping", "type": tname, "keys": keys},
                      _common_len(data.values()), short, None)
@@ -672,6 +673,8 @@ def _classify(data: Any) -> _Plan:
         n = len(data)
         snapshot = data if isinstance(data, (tuple, range)) else list(data)  # later appends do not count
         structured = 0 < n <= _EXPAND_MAX and all(_is_structured(x) for x in snapshot)
+        if not structured:
+            _check_encodable(snapshot[:100], type(data).__name__)
         schema: dict = {"kind": "sequence", "type": tname, "length": n}
         if structured:
             schema["items"] = [_value_meta(x) for x in snapshot]
@@ -703,6 +706,40 @@ def _classify(data: Any) -> _Plan:
         f"log_dataset does not support {tname}{hint}; supported: numpy arrays, torch tensors and datasets, "
         "pandas/polars DataFrames and Series, xgboost DMatrix, scipy sparse matrices, buffers, lists, tuples, "
         "dicts of arrays, and file or directory paths")
+
+
+_SCALARS = (int, float, str, bytes, bytearray, bool, type(None), _dt.date, _dt.time, _dt.timedelta,
+            decimal.Decimal, uuid.UUID, PurePath, complex)
+
+
+def _unencodable(x: Any, depth: int = 0) -> str | None:
+    """The type name of the first thing in ``x`` that ``_feed_item`` cannot encode (a cheap look at
+    the first few elements, no hashing), or None. Lets the caller's thread reject what the writer
+    thread could only warn about."""
+    if isinstance(x, _SCALARS) or _is_missing(x) or depth > 3:
+        return None
+    if isinstance(x, (list, tuple)):
+        items: Any = x[:10]
+    elif isinstance(x, Mapping):
+        items = [v for _, v in zip(range(10), x.values())]
+    elif _is_table(x) or _is_series(x) or _is_arraylike(x) or _is_torch_tensor(x) or _has_buffer(x) or \
+            getattr(x, "shape", None) == () or hasattr(x, "__array__"):
+        return None
+    else:
+        return _type_name(x)
+    for item in items:
+        bad = _unencodable(item, depth + 1)
+        if bad is not None:
+            return bad
+    return None
+
+
+def _check_encodable(values: Any, what: str) -> None:
+    for v in values:
+        bad = _unencodable(v)
+        if bad is not None:
+            raise InvalidValueError(f"log_dataset: cannot fingerprint an element of type {bad} in this {what}; "
+                                    "pass arrays, numbers, strings or a name only")
 
 
 def _value_meta(x: Any) -> dict:

@@ -383,10 +383,14 @@ class ReplaySink(Sink, ReplayTarget):
     @staticmethod
     def _order(store: Store, ids: set[str]) -> list[str]:
         # parents first, so that a child can refer to its parent's mirrored run
-        rows = store._db().execute(
-            f"SELECT id FROM runs WHERE id IN ({','.join('?' * len(ids))}) ORDER BY start_time, rowid",
-            tuple(ids)).fetchall()
-        return [r[0] for r in rows]
+        conn = store._db()
+        found: list[tuple[float, int, str]] = []
+        todo = sorted(ids)
+        for i in range(0, len(todo), 500):  # SQLite bounds the number of parameters
+            chunk = todo[i:i + 500]
+            found += conn.execute(f"SELECT start_time, rowid, id FROM runs WHERE id IN ({','.join('?' * len(chunk))})",
+                                  chunk).fetchall()
+        return [r[2] for r in sorted(found)]
 
 
 def _is_outage(exc: BaseException) -> bool:

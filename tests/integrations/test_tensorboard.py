@@ -130,3 +130,26 @@ def test_sync_errors_and_the_command_line(store_path, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["runs"][0]["points"] == 1
     assert cli.main(["sync", "--to", "nowhere://x", "--store", store_path]) == 1
     assert "trackhooks: error: no installed plugin handles 'nowhere://x'" in capsys.readouterr().err
+
+
+def test_a_failing_mirror_catches_up_by_itself_once_it_works_again(store_path, tmp_path, monkeypatch):
+    import warnings
+
+    monkeypatch.setenv("TRACKHOOKS_MIRROR_TIMEOUT", "30")
+    logdir = tmp_path / "blocked"
+    logdir.write_text("a file where the log directory should be")  # every write fails with an OSError
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = trackhooks.start_run("tb", "flaky", mirrors=[f"tensorboard:{logdir}"])
+        for i in range(300):
+            run.log_metric("loss", float(i), step=i)
+        run.flush()
+        run.flush()
+        logdir.unlink()  # the mirror works again
+        run.log_metric("loss", 300.0, step=300)
+        run.finish()
+    assert len([w for w in caught if "tensorboard:" in str(w.message)]) == 1
+    rec = trackhooks.open_store(store_path).run(run.id)
+    ea = load(str(logdir / run_dir_name("flaky", run.id)))
+    assert_scalars_equal(ea, rec)  # the 300 points it missed and the new one, each once
+    assert text(ea, STATUS_TAG) == "finished"

@@ -254,7 +254,21 @@ def test_explicit_callback_cannot_see_fit_failure(store_path, iris):
         make_model().fit(X, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[cb, Boom()])
     cb.run.flush()
     assert only_run(store_path).status == "running"
+    # the dangling run is still the process' active run, but a later fit does not adopt it
+    assert trackhooks.active_run() is cb.run
+    later = TrackhooksCallback()
+    make_model().fit(X, y, epochs=1, batch_size=BATCH, verbose=0, callbacks=[later])
+    assert later.run.id != cb.run.id and later.run.status == "finished"
     cb.run.finish("failed")  # do not leave an active run behind for the next test
+
+
+def test_active_user_run_is_adopted(store_path, iris):
+    X, y = iris
+    with trackhooks.start_run(experiment="outer") as run:
+        make_model().fit(X, y, epochs=1, batch_size=BATCH, verbose=0, callbacks=[TrackhooksCallback()])
+        assert run.status == "running"
+    rec = only_run(store_path)
+    assert rec.experiment == "outer" and "loss" in rec.metric_keys() and rec.params["model.class"] == "Sequential"
 
 
 def test_store_failure_warns_and_training_goes_on(tmp_path, iris):

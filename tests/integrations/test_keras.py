@@ -138,6 +138,9 @@ def test_callback_records_params_epoch_metrics_and_artifacts(store_path, iris):
 
 
 def test_default_callback_keeps_keras_async_batch_path():
+    # Keras 3.x: CallbackList._configure_async_dispatch checks utils.is_default(cb.on_train_batch_end)
+    if not hasattr(keras.callbacks.CallbackList([]), "_async_train"):
+        pytest.skip("this Keras has no asynchronous batch-hook dispatch")
     model = make_model()
     default = TrackhooksCallback()
     assert keras.src.utils.is_default(default.on_train_batch_end)
@@ -217,6 +220,16 @@ def test_model_checkpoint_files_recorded_with_best_flag(store_path, iris, tmp_pa
     assert [c.best for c in cps].count(True) == 1
     assert cps[int(np.argmin(val))].best
     assert all(c.size and c.sha256 for c in cps)
+
+
+def test_per_batch_model_checkpoint_recorded(store_path, iris, tmp_path):
+    X, y = iris
+    ckpt = keras.callbacks.ModelCheckpoint(str(tmp_path / "ck-{epoch}-{batch}.weights.h5"), save_freq=2,
+                                           save_weights_only=True, monitor="loss")
+    make_model().fit(X, y, epochs=1, batch_size=BATCH, verbose=0, callbacks=[ckpt, TrackhooksCallback()])
+    cps = only_run(store_path).checkpoints()
+    assert [os.path.basename(c.path) for c in cps] == ["ck-1-2.weights.h5"]
+    assert cps[0].epoch == 0 and cps[0].step == 2 and os.path.exists(cps[0].path)
 
 
 def test_save_best_only_checkpoint_is_best(store_path, iris, tmp_path):

@@ -218,6 +218,12 @@ def test_meta_estimator_protocol(store_path):
     assert (back.predict(X) == t.predict(X)).all() and back.run_id_ == t.run_id_
     assert not hasattr(track(StandardScaler()), "predict")
     assert track(StandardScaler()).fit_transform(X).shape == X.shape
+    from sklearn.cluster import KMeans
+
+    labels = track(KMeans(n_clusters=3, n_init=1, random_state=0)).fit_predict(X)
+    assert labels.shape == (150,)
+    kinds = [r.tags["sklearn.kind"] for r in trackhooks.open_store(store_path).runs()]
+    assert kinds[-2:] == ["fit_transform", "fit_predict"]
     with pytest.raises(TypeError, match="experimnt"):
         track(lr(), experimnt="typo")
 
@@ -552,7 +558,8 @@ def test_autolog_via_core_and_plugin_is_light():
 
 def test_core_autolog_enables_plugin(store_path):
     X, y = IRIS
-    assert "sklearn" in trackhooks.autolog("sklearn", experiment="auto")
+    with pytest.warns(RuntimeWarning, match="log_every_n_steps"):  # another plugin's option: ignored
+        assert "sklearn" in trackhooks.autolog("sklearn", experiment="auto", log_every_n_steps=5)
     try:
         lr().fit(X, y)
     finally:

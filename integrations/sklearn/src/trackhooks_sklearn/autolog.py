@@ -33,6 +33,7 @@ METHODS = ("fit", "fit_transform", "fit_predict", "partial_fit")
 _lock = threading.RLock()
 _patches: dict[tuple[Any, str], Any] = {}  # (class or module, attribute) -> original
 _config: dict[str, Any] | None = None  # None: disabled; read without a lock (replaced whole, never mutated)
+OPTION_NAMES = frozenset({"disable", "log_model", "log_training_metrics"}) | _START_RUN_ARGS
 
 
 def autolog(*, disable: bool = False, log_model: bool = False, log_training_metrics: bool = True,

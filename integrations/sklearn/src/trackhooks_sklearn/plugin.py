@@ -1,5 +1,5 @@
 """Entry point ``sklearn`` of the ``trackhooks`` group. Light on purpose: scikit-learn is imported
-only when ``trackhooks.autolog("sklearn")`` is called."""
+only when ``trackhooks.autolog("sklearn")`` (or ``trackhooks.autolog()``) is called."""
 
 from __future__ import annotations
 
@@ -10,6 +10,19 @@ from trackhooks.hookspecs import hookimpl
 
 @hookimpl
 def trackhooks_autolog(options: dict[str, Any]) -> None:
-    from .autolog import autolog
+    """``trackhooks.autolog("sklearn", **options)``: ``trackhooks_sklearn.autolog(**options)``.
 
-    autolog(**options)
+    Options meant for other plugins (``trackhooks.autolog()`` passes the same options to every
+    installed integration) are ignored with one warning instead of failing; calling
+    ``trackhooks_sklearn.autolog`` directly still rejects them.
+    """
+    from trackhooks.writer import warn_once
+
+    from .autolog import OPTION_NAMES, autolog
+
+    unknown = sorted(k for k in options if k not in OPTION_NAMES)
+    if unknown:
+        warn_once(("sklearn", "options", tuple(unknown)),
+                  f"sklearn autolog ignores option(s) {', '.join(unknown)} (not scikit-learn options; "
+                  f"it takes {', '.join(sorted(OPTION_NAMES))})")
+    autolog(**{k: v for k, v in options.items() if k in OPTION_NAMES})

@@ -19,8 +19,10 @@ import os
 import platform
 import shlex
 import statistics
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -59,7 +61,7 @@ WORKLOADS = [
              "lightning_bench.py", _LIGHTNING, args=["--log-every-n-steps", "1"]),
     Workload("lightning-n50", "Lightning: same model, Trainer(log_every_n_steps=50)", "lightning_bench.py",
              _LIGHTNING[:-1], args=["--log-every-n-steps", "50"],
-             quick_configs=["none", "trackhooks", "CSVLogger", "TensorBoardLogger", "MLFlowLogger(sqlite)"]),
+             quick_configs=["none", "trackhooks", "CSVLogger", "TensorBoardLogger"]),
     Workload("keras", "Keras 3 (torch backend): tiny Dense model", "keras_bench.py",
              ["none", "trackhooks", "trackhooks autolog", "CSVLogger", "mlflow.keras.autolog"]),
     Workload("xgboost", "XGBoost: binary:logistic on 5000x20, one eval set", "xgboost_bench.py",
@@ -88,6 +90,10 @@ def child_env() -> dict[str, str]:
     env.update({"KERAS_BACKEND": "torch", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
                 "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "MLFLOW_ALLOW_FILE_STORE": "true",
                 "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"})
+    # OpenMP threads (XGBoost, torch) spin while they wait; on a machine whose cores are shared that
+    # spinning starves the other thread and makes a 0.5 s XGBoost fit take 10-20 s, by chance more
+    # or less depending on what else runs in the process. Passive waiting keeps the comparison fair.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     for k in ("TRACKHOOKS_URI", "TRACKHOOKS_MIRRORS", "MLFLOW_TRACKING_URI", "TRACKHOOKS_DISABLE_PLUGINS"):
         env.pop(k, None)
     return env
@@ -392,6 +398,10 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     t0 = time.time()
+    templates = tempfile.mkdtemp(prefix="bench-templates-")
+    subprocess.run([sys.executable, os.path.join(WORKLOADS_DIR, "_bench.py"), "--make-templates", templates],
+                   env=child_env(), cwd=ROOT, check=False, capture_output=True, timeout=300)
+    os.environ["BENCH_TEMPLATES"] = templates
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results = []
     for w in chosen:
@@ -402,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure_workload(w, size, repeats, fork, a.timeout, log)
         log(f"   {w.key}: {len(rows)} rows in {time.time() - t:.0f} s")
         results.append((w, rows))
+    shutil.rmtree(templates, ignore_errors=True)
     info = {
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python benchmarks/run.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])),

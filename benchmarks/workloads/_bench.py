@@ -41,6 +41,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow 3 refuses the file store without it
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see child_env() in run.py: spinning OpenMP threads on shared cores
 
 CHILD_TIMEOUT_S = float(os.environ.get("BENCH_CHILD_TIMEOUT", "600"))
 
@@ -91,9 +92,42 @@ def _quiet_frameworks() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+TEMPLATES_ENV = "BENCH_TEMPLATES"
+
+
+def make_templates(directory: str) -> None:
+    """An empty trackhooks store and an empty MLflow sqlite database to start each measurement from.
+
+    Users log into a store or database that exists already; creating one (MLflow runs its schema
+    migrations: seconds) is a one-time cost that would otherwise dominate short workloads.
+    """
+    os.makedirs(directory, exist_ok=True)
+    if importlib.util.find_spec("trackhooks") is not None:
+        from trackhooks.localstore import init_store
+
+        init_store(os.path.join(directory, "store"))
+    if importlib.util.find_spec("mlflow") is not None:
+        _quiet_frameworks()
+        import mlflow
+
+        mlflow.set_tracking_uri(f"sqlite:///{os.path.join(directory, 'mlflow.db')}")
+        mlflow.search_experiments()
+
+
+def _from_templates(tmp: str) -> None:
+    src = os.environ.get(TEMPLATES_ENV)
+    if not src or not os.path.isdir(src):
+        return
+    if os.path.isdir(os.path.join(src, "store")):
+        shutil.copytree(os.path.join(src, "store"), os.path.join(tmp, "store"))
+    if os.path.isfile(os.path.join(src, "mlflow.db")):
+        shutil.copyfile(os.path.join(src, "mlflow.db"), os.path.join(tmp, "mlflow.db"))
+
+
 def measure(workload: Any, config: str, p: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement in this process and return its result row."""
     tmp = tempfile.mkdtemp(prefix=f"bench-{config}-")
+    _from_templates(tmp)
     os.environ["TRACKHOOKS_URI"] = os.path.join(tmp, "store")
     os.environ.pop("TRACKHOOKS_MIRRORS", None)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -218,6 +252,13 @@ def main(workload: Any, argv: list[str] | None = None) -> int:
     return 0
 
 
+def _templates_main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--make-templates":
+        make_templates(sys.argv[2])
+        sys.exit(0)
+    sys.exit("usage: _bench.py --make-templates DIR")
+
+
 def run_script(module_name: str) -> None:
     """Entry point of a workload script: ``run_script(__name__)`` at the bottom of the module."""
     sys.exit(main(sys.modules[module_name]))
@@ -236,3 +277,6 @@ def seed_all(seed: int = 0) -> None:
     if "torch" in sys.modules:
         sys.modules["torch"].manual_seed(seed)
 
+
+if __name__ == "__main__":
+    _templates_main()

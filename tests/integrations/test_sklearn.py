@@ -550,7 +550,8 @@ def test_autolog_via_core_and_plugin_is_light():
 
     (ep,) = [e for e in entry_points(group="trackhooks") if e.name == "sklearn"]
     assert ep.value == "trackhooks_sklearn.plugin"
-    code = "import trackhooks_sklearn.plugin, sys; print('sklearn' in sys.modules)"
+    code = ("import trackhooks, sys; trackhooks.autolog('sklearn', disable=True); "
+            "import trackhooks_sklearn.plugin; print('sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "TRACKHOOKS_URI": os.devnull})
     assert out.stdout.strip() == "False"

@@ -16,8 +16,12 @@ def trackhooks_autolog(options: dict[str, Any]) -> None:
     installed integration) are ignored with one warning instead of failing; calling
     ``trackhooks_sklearn.autolog`` directly still rejects them.
     """
+    import sys
+
     from trackhooks.writer import warn_once
 
+    if options.get("disable") and "trackhooks_sklearn.autolog" not in sys.modules:
+        return  # never enabled in this process: nothing to restore, and no reason to import scikit-learn
     from .autolog import OPTION_NAMES, autolog
 
     unknown = sorted(k for k in options if k not in OPTION_NAMES)

@@ -1,12 +1,13 @@
 """The trackhooks product tour.
 
 Trains a small classifier on scikit-learn's digits data (bundled, no download) in every installed
-framework integration, each tracked by its one-liner, into a fresh local store. Then prints
+framework integration, each tracked by its one-liner, into the embedded local store. Then prints
 `trackhooks runs`, a `trackhooks compare` of the top-level runs, and writes an HTML report.
 
     .venv/bin/python examples/tour.py [--store DIR] [--report PATH]
 
-Defaults: store ./tour-store (recreated on each run), report ./tour-report.html. A framework whose
+Defaults: the default store ($TRACKHOOKS_URI, else ./.trackhooks, so that `trackhooks runs` and
+`trackhooks ui` see the runs without flags), report ./tour-report.html. A framework whose
 integration is not installed is skipped with a note. Under 2 minutes on 2 CPU cores.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -166,12 +166,10 @@ def cli(*args: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", default="tour-store", help="store directory (recreated)")
+    ap.add_argument("--store", default=None, help="store directory (default: $TRACKHOOKS_URI, else ./.trackhooks)")
     ap.add_argument("--report", default="tour-report.html", help="where to write the HTML report")
     args = ap.parse_args()
-    store = os.path.abspath(args.store)
-    if os.path.isdir(store) and os.path.exists(os.path.join(store, "trackhooks.db")):
-        shutil.rmtree(store)  # only ever a store this tour made before
+    store = os.path.abspath(args.store or os.environ.get("TRACKHOOKS_URI") or ".trackhooks")
     os.environ["TRACKHOOKS_URI"] = store
     warnings.filterwarnings("ignore")  # keep the tour's output about the tour
     t0 = time.perf_counter()
@@ -198,15 +196,16 @@ def main() -> int:
         print("no framework integration is installed: pip install -r requirements-dev.txt")
         return 1
 
-    print("\n$ trackhooks runs")
-    cli("runs")
+    print(f"\n$ trackhooks runs --experiment {EXPERIMENT}")
+    cli("runs", "--experiment", EXPERIMENT)
     if len(done) > 1:
         print("\n$ trackhooks compare " + " ".join(r[:8] for r in done))
         cli("compare", *done)
     report = os.path.abspath(args.report)
-    print(f"\n$ trackhooks report --experiment {EXPERIMENT} -o {args.report}")
-    cli("report", "--experiment", EXPERIMENT, "-o", report)
-    print(f"\ntour done in {time.perf_counter() - t0:.0f}s; store {store}; open {report} in a browser")
+    print(f"\n$ trackhooks report {' '.join(r[:8] for r in done)} -o {args.report}")
+    cli("report", *done, "-o", report)
+    print(f"\ntour done in {time.perf_counter() - t0:.0f}s; runs stored in {store}")
+    print(f"open {report} in a browser, or browse and compare live with: trackhooks ui")
     return 0
 
 

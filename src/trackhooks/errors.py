@@ -16,6 +16,10 @@ class InvalidShapeError(TrackhooksError, ValueError):
     """A metric value that is an array with more than one element."""
 
 
+class OutOfRangeError(TrackhooksError, ValueError):
+    """A step or epoch outside the 64-bit integer range the store keeps."""
+
+
 class InvalidKeyError(TrackhooksError, ValueError):
     """An empty, whitespace-only, too long, or NUL-containing key."""
 

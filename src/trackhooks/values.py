@@ -17,6 +17,7 @@ from .errors import (
     InvalidKeyTypeError,
     InvalidShapeError,
     InvalidValueError,
+    OutOfRangeError,
     short_repr,
 )
 
@@ -110,7 +111,7 @@ def check_index(value: Any, what: str) -> int | None:
     """Validate a step or epoch: None or an int (numpy ints accepted, bools rejected)."""
     if value is None or type(value) is int:
         if value is not None and not (INT64_MIN <= value <= INT64_MAX):
-            raise InvalidKeyError(f"{what} {value} is outside the 64-bit integer range")
+            raise OutOfRangeError(f"{what} {value} is outside the 64-bit integer range")
         return value
     if isinstance(value, bool):
         raise InvalidValueError(f"{what} must be an int or None, got bool {value!r}")

@@ -273,8 +273,9 @@ def prediction_metrics(est: Any, y: Any, y_pred: Any, prefix: str, proba: Any = 
     if y is None or task is None:
         return {}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        import numpy as np
+
+        with np.errstate(all="ignore"):  # thread-safe, unlike warnings.catch_warnings
             fast = _fast_classifier if task == "classifier" else _fast_regressor
             values = fast(y, y_pred, proba, classes)
     except Exception:
@@ -341,6 +342,9 @@ def _fast_regressor(y: Any, y_pred: Any, proba: Any, classes: Any) -> dict[str, 
     return {"r2": r2, "mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(err)))}
 
 
+_warnings_lock = threading.Lock()
+
+
 def _sklearn_metrics(task: str, y: Any, y_pred: Any, proba: Any, classes: Any) -> dict[str, float]:
     from sklearn import metrics as m
 
@@ -348,13 +352,14 @@ def _sklearn_metrics(task: str, y: Any, y_pred: Any, proba: Any, classes: Any) -
 
     def put(name: str, fn: Callable[[], Any]) -> None:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out[name] = float(fn())
+            out[name] = float(fn())
         except Exception:
             pass
 
-    with suppressed():
+    # catch_warnings swaps process-wide filters: two of ours interleaving across threads could leave
+    # "ignore" installed for good, so ours are serialised (the undefined-metric warnings are noise here)
+    with suppressed(), _warnings_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         if task == "classifier":
             put("accuracy", lambda: m.accuracy_score(y, y_pred))
             put("balanced_accuracy", lambda: m.balanced_accuracy_score(y, y_pred))

@@ -122,6 +122,9 @@ class _TrackhooksCallback:
                             f"run options are {', '.join(_RUN_KWARGS)}")
         if log_every_n_steps is not None and (type(log_every_n_steps) is not int or log_every_n_steps < 0):
             raise ValueError(f"log_every_n_steps must be an int >= 0, got {log_every_n_steps!r}")
+        parent = start_run_kwargs.get("parent")
+        if parent is not None and not isinstance(parent, str):
+            start_run_kwargs["parent"] = parent.id  # an id pickles into ddp_spawn workers, a Run does not
         self._user_run = run
         self._run: trackhooks.Run | None = run
         self._owns = False

@@ -165,9 +165,15 @@ class UIStore:
                 param_vals.setdefault(rid, {})[key] = json.loads(v)
             if params is None:
                 # the params that differ between the runs shown, at most 4
-                keys = sorted({k for p in param_vals.values() for k in p})
-                params = [k for k in keys if len({json.dumps(param_vals.get(i, {}).get(k), default=str)
-                                                  for i in page_ids}) > 1][:4]
+                # params most of the shown runs have come first (a cross-framework page would
+                # otherwise show params only one run has)
+                have: dict[str, int] = {}
+                for p in param_vals.values():
+                    for k in p:
+                        have[k] = have.get(k, 0) + 1
+                keys = sorted(have, key=lambda k: (-have[k], k))
+                params = [k for k in keys if have[k] > 1 and len({json.dumps(param_vals.get(i, {}).get(k), default=str)
+                                                                 for i in page_ids}) > 1][:4]
             for r in page:
                 r["metrics"] = {k: _num(metric_vals.get((r["id"], k))) for k in metrics}
                 r["params"] = {k: sm.jsonable(param_vals.get(r["id"], {}).get(k)) for k in params}
@@ -194,7 +200,9 @@ class UIStore:
             "parent_id": rec.parent_id, "start_time": rec.start_time, "end_time": rec.end_time,
             "duration": rec.duration, "params": sm.jsonable(rec.params), "tags": rec.tags,
             "system": sm.jsonable(rec.system),
-            "metrics": {k: {kk: _num(vv) for kk, vv in v.items()} for k, v in summaries.items()},
+            # direction: the CLI's rule for which run is best ("min", "max", or None = not ranked)
+            "metrics": {k: {**{kk: _num(vv) for kk, vv in v.items()}, "direction": sm.metric_direction(k)}
+                        for k, v in summaries.items()},
             "checkpoints": [{"path": c.path, "step": c.step, "epoch": c.epoch, "metrics": sm.jsonable(c.metrics),
                              "monitor": c.monitor, "mode": c.mode, "best": c.best, "deleted": c.deleted,
                              "exists": c.exists, "size": c.size, "sha256": c.sha256} for c in rec.checkpoints()],

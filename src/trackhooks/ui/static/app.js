@@ -53,7 +53,6 @@
   }
   function statusBadge(s) { return el("span", { class: "status " + s, text: s }); }
   function num(v) { return v === "Infinity" ? Infinity : v === "-Infinity" ? -Infinity : v; }
-  function lowerIsBetter(key) { return /loss|err|mse|mae|rmse|time|duration/i.test(key); }
   function showError(err) { app.appendChild(el("p", { class: "error", text: String(err.message || err) })); }
 
   // ---- runs view ------------------------------------------------------------------------------
@@ -250,12 +249,13 @@
     this.note.textContent = notes.join(" · ");
     var data = tableOf(present);
     var width = Math.max(300, this.card.clientWidth - 24);
+    var few = present.every(function (s) { return s.values.length <= 60; });
     var opts = {
       width: width, height: 240,
-      scales: { x: { time: false }, y: { distr: state.log ? 3 : 1 } },
+      scales: { x: { time: false, range: padRange }, y: { distr: state.log ? 3 : 1, range: state.log ? undefined : padRange } },
       axes: [{ label: state.x === "time" ? "seconds since start" : state.x }, {}],
       series: [{ label: state.x }].concat(runs.map(function (r) {
-        return { label: r.label, stroke: r.color, width: 1.5, spanGaps: true, points: { show: false } };
+        return { label: r.label, stroke: r.color, width: 1.5, spanGaps: true, points: { show: few, size: 5, fill: r.color } };
       })),
       legend: { live: true },
     };
@@ -266,6 +266,13 @@
     this.card.setAttribute("data-series", String(present.length));
     this.card.setAttribute("data-points", String(present.reduce(function (a, s) { return a + s.values.length; }, 0)));
   };
+  // constant series and single points still get a visible range
+  function padRange(u, lo, hi) {
+    if (lo === null || hi === null) return [0, 1];
+    if (lo === hi) { var d = Math.abs(lo) * 0.1 || 1; return [lo - d, hi + d]; }
+    var p = (hi - lo) * 0.05;
+    return [lo - p, hi + p];
+  }
   function chartGrid(runs, keys) {
     var grid = el("div", { class: "grid", id: "charts" });
     app.appendChild(grid);
@@ -430,14 +437,26 @@
         var differs = vals.some(function (v) { return v !== vals[0]; });
         return { k: k, vals: vals, differs: differs };
       });
+      rows.forEach(function (r) { r.shared = r.vals.filter(function (v) { return v !== "—"; }).length === recs.length; });
       rows.sort(function (a, b) { return (b.differs - a.differs) || a.k.localeCompare(b.k); });
-      app.appendChild(el("h2", { text: "Params (" + rows.filter(function (r) { return r.differs; }).length + " differ)" }));
-      var t = el("table", { id: "params-diff" });
-      t.appendChild(el("thead", null, [el("tr", null, [el("th", { text: "param" })].concat(recs.map(function (r) { return el("th", { text: r.name }); })))]));
-      var tb = el("tbody");
-      rows.forEach(function (r) { tb.appendChild(el("tr", { class: r.differs ? "diff" : "" }, [el("td", { text: r.k })].concat(r.vals.map(function (v) { return el("td", { text: v }); })))); });
-      t.appendChild(tb);
-      app.appendChild(t);
+      // params every run has come first (those that differ highlighted); params only some runs have
+      // (typical across frameworks) are folded so they do not bury the rest
+      function paramTable(id, list) {
+        var t = el("table", { id: id });
+        t.appendChild(el("thead", null, [el("tr", null, [el("th", { text: "param" })].concat(recs.map(function (r) { return el("th", { text: r.name }); })))]));
+        var tb = el("tbody");
+        list.forEach(function (r) { tb.appendChild(el("tr", { class: r.differs ? "diff" : "" }, [el("td", { text: r.k })].concat(r.vals.map(function (v) { return el("td", { text: v }); })))); });
+        t.appendChild(tb);
+        return t;
+      }
+      var shared = rows.filter(function (r) { return r.shared; }), partial = rows.filter(function (r) { return !r.shared; });
+      app.appendChild(el("h2", { text: "Params (" + shared.filter(function (r) { return r.differs; }).length + " of " + shared.length + " shared params differ)" }));
+      app.appendChild(paramTable("params-diff", shared));
+      if (partial.length) {
+        var det = el("details", null, [el("summary", { text: partial.length + " params only some of the runs have" })]);
+        det.appendChild(paramTable("params-partial", partial));
+        app.appendChild(det);
+      }
       // metrics: last/min/max with the best run marked
       var mkeys = {};
       recs.forEach(function (r) { Object.keys(r.metrics).forEach(function (k) { mkeys[k] = (mkeys[k] || 0) + 1; }); });
@@ -448,11 +467,14 @@
       var mb = el("tbody");
       allKeys.forEach(function (k) {
         var vals = recs.map(function (r) { return r.metrics[k] ? num(r.metrics[k].last) : null; });
+        var dir = null;
+        recs.forEach(function (r) { if (r.metrics[k]) dir = r.metrics[k].direction; });
         var best = null;
-        vals.forEach(function (v, i) {
+        if (dir) vals.forEach(function (v, i) {
           if (v === null || !isFinite(v)) return;
-          if (best === null || (lowerIsBetter(k) ? v < vals[best] : v > vals[best])) best = i;
+          if (best === null || (dir === "min" ? v < vals[best] : v > vals[best])) best = i;
         });
+        if (vals.filter(function (v) { return v !== null; }).length < 2) best = null;  // nothing to compare
         mb.appendChild(el("tr", null, [el("td", { text: k })].concat(vals.map(function (v, i) {
           return el("td", { class: "num" + (i === best && recs.length > 1 ? " best" : ""), text: fmt(v) + (i === best && recs.length > 1 ? " ★" : "") });
         }))));

@@ -248,6 +248,8 @@ class ReplaySink(Sink, ReplayTarget):
         self._stores: dict[str, Store] = {}
         self._requested = 0  # generation of the latest change noted
         self._attempted = 0  # generation covered by the latest finished pass (ok or not)
+        self._passes = 0  # passes finished
+        self._gave_up = -1  # value of _passes when a flush last stopped waiting
         self._retry_at = 0.0
         self._backoff = 0.5
         self._hanging = False  # the last failure was a timeout: do not make flush() wait for it
@@ -294,11 +296,16 @@ class ReplaySink(Sink, ReplayTarget):
                 return
             if self._hanging and self._retry_at > time.monotonic():
                 return  # known to hang: skip it now, it is caught up later
+            if self._gave_up == self._passes:
+                # an earlier flush already waited for the pass in progress (a long catch-up): the
+                # writer flushes every store's sinks, so without this one flush could wait many times
+                return
             self._retry_at = 0.0  # try now rather than after the backoff
             self._cv.notify_all()
             while self._attempted < target and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    self._gave_up = self._passes
                     return
                 self._cv.wait(left)
 
@@ -365,6 +372,7 @@ class ReplaySink(Sink, ReplayTarget):
                 for store_path, ids in left.items():
                     self._dirty.setdefault(store_path, set()).update(ids)
                 self._attempted = max(self._attempted, generation)
+                self._passes += 1
                 if failure is None:
                     self._backoff = 0.5
                     self._retry_at = 0.0

@@ -295,6 +295,11 @@ def test_client_backend_and_sync_of_a_run_logged_without_mirror(store_path, serv
     # the REST backend sees the same cursor (same tracking URI): nothing left to send
     assert sync.main(sync_args(store_path, f"mlflow+{server.url}", [run.id], as_json=False)) == 0
     assert "up to date" in capsys.readouterr().out
+    # a cursor is only as good as the server's memory: a run deleted in MLflow is sent again in full
+    client.delete_run(mlflow_run(client, rec).info.run_id)
+    assert sync.main(sync_args(store_path, f"mlflow+{server.url}", [run.id])) == 0
+    assert json.loads(capsys.readouterr().out)["runs"][0]["points"] == 50
+    assert_metrics_equal(client, mlflow_run(client, rec), rec)
 
 
 TRAIN_SCRIPT = textwrap.dedent("""

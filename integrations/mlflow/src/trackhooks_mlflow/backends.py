@@ -121,6 +121,16 @@ class RestBackend:
         info = runs[0]["info"]
         return RemoteRun(info["run_id"], str(info["experiment_id"]), info.get("artifact_uri", ""))
 
+    def run_exists(self, run_id: str) -> bool:
+        """False if the run is gone or deleted (e.g. the server's database was replaced)."""
+        try:
+            info = self._api("GET", "runs/get", params={"run_id": run_id})["run"]["info"]
+        except MlflowRejected as exc:
+            if exc.code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
+        return info.get("lifecycle_stage") != "deleted"
+
     def create_run(self, experiment_id: str, name: str, start_ms: int, tags: dict[str, str]) -> RemoteRun:
         body = {"experiment_id": experiment_id, "run_name": name, "start_time": start_ms,
                 "tags": [{"key": k, "value": v} for k, v in tags.items()]}
@@ -198,6 +208,16 @@ class ClientBackend:
             return None
         info = runs[0].info
         return RemoteRun(info.run_id, str(info.experiment_id), info.artifact_uri or "")
+
+    def run_exists(self, run_id: str) -> bool:
+        try:
+            run = self.client.get_run(run_id)
+        except Exception as exc:
+            wrapped = self._wrap(exc)
+            if isinstance(wrapped, MlflowRejected) and wrapped.code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise wrapped from exc
+        return run.info.lifecycle_stage != "deleted"
 
     def create_run(self, experiment_id: str, name: str, start_ms: int, tags: dict[str, str]) -> RemoteRun:
         try:

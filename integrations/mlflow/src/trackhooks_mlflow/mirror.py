@@ -167,6 +167,7 @@ class MlflowMirror(ReplaySink):
         super().__init__(cursor_key=f"mlflow+{tracking}", name=f"mlflow+{tracking}")
         self._backend_obj: RestBackend | ClientBackend | None = None
         self._experiments: dict[str, str] = {}
+        self._verified: set[str] = set()  # MLflow run ids known to exist (checked once per process)
         self._depth = threading.local()
 
     def _backend(self) -> RestBackend | ClientBackend:
@@ -364,9 +365,18 @@ class MlflowMirror(ReplaySink):
 
     def _remote(self, view: RunView, cursor: Cursor, be: RestBackend | ClientBackend) -> RemoteRun:
         st = cursor.state
-        if st.get("remote"):
-            return RemoteRun(**st["remote"])
         rec = view.rec
+        if st.get("remote"):
+            remote = RemoteRun(**st["remote"])
+            if remote.run_id in self._verified:
+                return remote
+            # once per run and process: a cursor is only as good as the server's memory (a replaced
+            # database, a deleted run): if the run is gone, start over and send everything
+            if be.run_exists(remote.run_id):
+                self._verified.add(remote.run_id)
+                return remote
+            st.clear()
+            self._experiments.pop(rec.experiment, None)
         exp_id = self._experiments.get(rec.experiment)
         if exp_id is None:
             exp_id = self._experiments[rec.experiment] = be.experiment_id(rec.experiment)
@@ -385,6 +395,7 @@ class MlflowMirror(ReplaySink):
             st["tags"] = {k: _digest(v) for k, v in created_tags.items()}
         st["remote"] = remote.as_dict()
         cursor.commit()
+        self._verified.add(remote.run_id)
         return remote
 
     def _parent_remote(self, view: RunView, parent_id: str) -> str | None:

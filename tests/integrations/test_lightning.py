@@ -344,3 +344,32 @@ def test_plugin_entry_point_does_not_import_lightning():
     from importlib.metadata import entry_points
 
     assert [ep.value for ep in entry_points(group="trackhooks") if ep.name == "lightning"] == ["trackhooks_lightning.plugin"]
+
+
+class TwoGroups(DigitsMLP):
+    def configure_optimizers(self):
+        first, second = self.net[0], self.net[2]
+        return torch.optim.Adam([{"params": first.parameters(), "lr": 0.01},
+                                 {"params": second.parameters(), "lr": 0.002}])
+
+
+class DigitsData(L.LightningDataModule):
+    def __init__(self, batch_size: int = BATCH):
+        super().__init__()
+        self.save_hyperparameters()
+
+    def train_dataloader(self):
+        return loaders()[0]
+
+
+def test_param_groups_accumulation_and_datamodule_hparams(store_path, tmp_path):
+    trainer(callbacks=[TrackhooksCallback()], accumulate_grad_batches=2, limit_val_batches=0,
+            default_root_dir=tmp_path).fit(TwoGroups(), datamodule=DigitsData())
+    rec = only_run(store_path)
+    p = rec.params
+    assert (p["optimizer.class"], p["optimizer.group0.lr"], p["optimizer.group1.lr"]) == ("Adam", 0.01, 0.002)
+    assert p["datamodule.batch_size"] == BATCH and p["trainer.accumulate_grad_batches"] == 2
+    steps = list(range(TRAIN_BATCHES))  # 2 epochs x 2 optimizer steps: accumulating batches are skipped
+    assert rec.metric("train_loss_step").steps == steps
+    assert (rec.metric("lr.0").steps, rec.metric("lr.0").values) == (steps, [0.01] * len(steps))
+    assert rec.metric("lr.1").values == [0.002] * len(steps)

@@ -31,7 +31,8 @@ from trackhooks_mlflow.mirror import MAX_PARAM_VALUE, MlflowMirror  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 
-MLFLOW_EXE = os.path.join(os.path.dirname(sys.executable), "mlflow")
+_EXE = os.path.join(os.path.dirname(sys.executable), "mlflow")
+MLFLOW_CMD = [_EXE] if os.path.exists(_EXE) else [sys.executable, "-m", "mlflow"]  # the venv's mlflow
 
 
 def _free_port() -> int:
@@ -52,7 +53,7 @@ class Server:
 
     def start(self) -> None:
         env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no job-runner processes
-        cmd = [MLFLOW_EXE, "server", "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
+        cmd = [*MLFLOW_CMD, "server", "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
                "--artifacts-destination", os.path.join(self.root, "artifacts"),
                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
         with open(self.log, "ab") as log:

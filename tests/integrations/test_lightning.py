@@ -294,6 +294,10 @@ def test_autolog_injects_callback_into_both_trees_and_disable_restores(store_pat
     assert rec.experiment == "auto" and rec.status == "finished" and "train_loss_step" in rec.metric_keys()
     with pytest.raises(TypeError):
         trackhooks_lightning.autolog(no_such_option=1)
+    with pytest.warns(RuntimeWarning, match="ignores options it does not know: keras_only"):
+        trackhooks.autolog("lightning", keras_only=1)  # autolog() hands every plugin the same options
+    assert any(isinstance(c, TrackhooksCallback) for c in trainer().callbacks)
+    trackhooks.autolog("lightning", disable=True)
     assert not any(isinstance(c, TrackhooksCallback) for c in trainer().callbacks)
 
 

@@ -19,11 +19,12 @@ import trackhooks
 from trackhooks.values import flatten_params, same_param
 from trackhooks.writer import warn_once
 
+from .plugin import START_RUN_OPTIONS as _RUN_KWARGS
+
 _TRAINER_SETTINGS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "precision", "accumulate_grad_batches",
                      "gradient_clip_val", "gradient_clip_algorithm", "num_devices", "num_nodes",
                      "limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval",
                      "check_val_every_n_epoch", "log_every_n_steps")
-_RUN_KWARGS = ("experiment", "name", "params", "tags", "store", "mirrors", "parent")
 
 
 _open: "weakref.WeakSet[_TrackhooksCallback]" = weakref.WeakSet()

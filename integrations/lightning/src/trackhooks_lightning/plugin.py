@@ -11,13 +11,26 @@ from trackhooks.hookspecs import hookimpl
 from trackhooks.writer import warn_once
 
 _TREES = ("lightning.pytorch", "pytorch_lightning")
+#: keyword arguments of trackhooks.start_run that TrackhooksCallback passes on
+START_RUN_OPTIONS = ("experiment", "name", "params", "tags", "store", "mirrors", "parent")
+#: every option TrackhooksCallback (and so autolog) takes
+OPTION_NAMES = ("run", "log_every_n_steps", "checkpoints", "datasets", *START_RUN_OPTIONS)
 _patched: dict[type, Any] = {}  # Trainer class -> its original __init__
 _options: dict[str, Any] = {}
 
 
 @hookimpl
 def trackhooks_autolog(options: dict[str, Any]) -> None:
-    enable(options)
+    """``trackhooks.autolog("lightning", **options)``: add a TrackhooksCallback to every new Trainer.
+
+    Options meant for other plugins (``trackhooks.autolog()`` passes the same options to every
+    installed integration) are ignored with one warning; ``trackhooks_lightning.autolog`` rejects them.
+    """
+    unknown = sorted(k for k in options if k not in OPTION_NAMES and k != "disable")
+    if unknown:
+        warn_once(("lightning", "options", tuple(unknown)),
+                  f"lightning autolog ignores options it does not know: {', '.join(unknown)}")
+    enable({k: v for k, v in options.items() if k not in unknown})
 
 
 def enable(options: dict[str, Any]) -> None:

@@ -453,3 +453,21 @@ def test_autolog_patch_failure_warns_and_leaves_keras_alone(monkeypatch):
     assert "fit" not in keras.Model.__dict__
     with pytest.raises(TypeError):
         autolog(no_such_option=1)
+
+
+def test_a_loadable_backend_is_chosen_only_when_none_is_configured(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import os, trackhooks_keras; trackhooks_keras.TrackhooksCallback; import keras; "
+            "print(os.environ.get('KERAS_BACKEND'), keras.backend.backend())")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path / "keras-home")  # no keras.json there
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["torch", "torch"]
+    (tmp_path / "keras-home").mkdir(exist_ok=True)
+    (tmp_path / "keras-home" / "keras.json").write_text('{"backend": "torch"}')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["None", "torch"]  # a configured, installed backend is left alone

@@ -17,6 +17,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("TrackhooksCallback", "autolog"):
+        from .backend import ensure_loadable_backend
+
+        ensure_loadable_backend()
     if name == "TrackhooksCallback":
         from .callback import TrackhooksCallback as value
     elif name == "autolog":

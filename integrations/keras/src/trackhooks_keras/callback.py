@@ -16,8 +16,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import keras
-import numpy as np
+from .backend import ensure_loadable_backend
+
+ensure_loadable_backend()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 import trackhooks
 from trackhooks.values import flatten_params, same_param

@@ -66,6 +66,9 @@ def autolog(*, disable: bool = False, **options: Any) -> None:
 
 
 def _patch() -> None:
+    from .backend import ensure_loadable_backend
+
+    ensure_loadable_backend()
     import keras
 
     model_cls = keras.Model

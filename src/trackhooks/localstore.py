@@ -119,8 +119,10 @@ CREATE TABLE IF NOT EXISTS datasets (
     PRIMARY KEY (run_id, digest, context, name)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS datasets_by_digest ON datasets (digest);
--- what each mirror has received of each run (see trackhooks.sync): JSON state, version for
--- compare-and-swap updates by concurrent syncers (a live process and `trackhooks sync`)
+"""
+# what each mirror has received of each run (see trackhooks.sync): JSON state, and a version for
+# compare-and-swap updates by concurrent syncers (a live process and `trackhooks sync`)
+MIRROR_CURSORS_DDL = """
 CREATE TABLE IF NOT EXISTS mirror_cursors (
     mirror TEXT NOT NULL,
     run_id TEXT NOT NULL,
@@ -128,8 +130,9 @@ CREATE TABLE IF NOT EXISTS mirror_cursors (
     version INTEGER NOT NULL DEFAULT 0,
     updated REAL,
     PRIMARY KEY (mirror, run_id)
-) WITHOUT ROWID;
+) WITHOUT ROWID
 """
+_SCHEMA += MIRROR_CURSORS_DDL + ";\n"
 
 
 def _json_default(value: Any) -> str:

@@ -23,20 +23,9 @@ import threading
 import time
 from typing import Any, Iterable
 
-from .localstore import NO_EPOCH, RunRecord, Store, _unpack
+from .localstore import MIRROR_CURSORS_DDL, NO_EPOCH, RunRecord, Store, _unpack
 from .sink import Batch, Sink
 
-# the same table as in the localstore schema; created here too for stores made before it existed
-MIRROR_CURSORS_DDL = """
-CREATE TABLE IF NOT EXISTS mirror_cursors (
-    mirror TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT '{}',
-    version INTEGER NOT NULL DEFAULT 0,
-    updated REAL,
-    PRIMARY KEY (mirror, run_id)
-) WITHOUT ROWID
-"""
 READ_CHUNK = 100_000  # points read from the store per key per round, to bound memory on a big backlog
 TERMINAL = ("finished", "failed", "killed")
 

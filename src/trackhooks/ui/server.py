@@ -23,6 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import summaries as sm
+from ..report import downsample_indices
 from ..errors import AmbiguousRunError, RunNotFoundError
 from ..localstore import RunRecord, Store, artifact_path, effective_status, open_store
 
@@ -45,31 +46,10 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def downsample(n: int, values: list[float], max_points: int = MAX_POINTS) -> list[int] | None:
-    """Indices to keep: first and last point, and per bucket the min and the max (NaN-safe)."""
+    """Indices to keep (the report's rule: min and max per bucket, first and last), or None if all."""
     if n <= max_points:
         return None
-    buckets = max(1, max_points // 2)
-    keep = {0, n - 1}
-    size = n / buckets
-    for b in range(buckets):
-        lo, hi = int(b * size), min(n, int((b + 1) * size))
-        if lo >= hi:
-            continue
-        i_min = i_max = None
-        for i in range(lo, hi):
-            v = values[i]
-            if v != v:
-                continue
-            if i_min is None or v < values[i_min]:
-                i_min = i
-            if i_max is None or v > values[i_max]:
-                i_max = i
-        if i_min is None:
-            keep.add(lo)
-        else:
-            keep.add(i_min)
-            keep.add(i_max)
-    return sorted(keep)
+    return downsample_indices(values, max_points=max_points, buckets=max(1, max_points // 2))
 
 
 class UIStore:

@@ -82,6 +82,16 @@ def import_modules(modules: list[str]) -> None:
         importlib.import_module(m)
 
 
+def preload_trackhooks(module: str, *names: str) -> None:
+    """Import an integration's public names and the core's run module, as preload() imports the peers:
+    no configuration's measured time includes importing its tracker. (The cold cost of the first
+    start_run, imports included, is measured on its own by core_micro.py.)"""
+    mod = importlib.import_module(module)
+    for n in names:
+        getattr(mod, n)
+    importlib.import_module("trackhooks.run")
+
+
 def _quiet_frameworks() -> None:
     import logging
     import warnings
@@ -95,7 +105,7 @@ def _quiet_frameworks() -> None:
 TEMPLATES_ENV = "BENCH_TEMPLATES"
 
 
-def make_templates(directory: str) -> None:
+def make_templates(directory: str, with_mlflow: bool = True) -> None:
     """An empty trackhooks store and an empty MLflow sqlite database to start each measurement from.
 
     Users log into a store or database that exists already; creating one (MLflow runs its schema
@@ -106,7 +116,7 @@ def make_templates(directory: str) -> None:
         from trackhooks.localstore import init_store
 
         init_store(os.path.join(directory, "store"))
-    if importlib.util.find_spec("mlflow") is not None:
+    if with_mlflow and importlib.util.find_spec("mlflow") is not None:
         _quiet_frameworks()
         import mlflow
 
@@ -253,10 +263,10 @@ def main(workload: Any, argv: list[str] | None = None) -> int:
 
 
 def _templates_main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--make-templates":
-        make_templates(sys.argv[2])
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "--make-templates":
+        make_templates(sys.argv[2], with_mlflow=sys.argv[3:] == ["--mlflow"])
         sys.exit(0)
-    sys.exit("usage: _bench.py --make-templates DIR")
+    sys.exit("usage: _bench.py --make-templates DIR [--mlflow]")
 
 
 def run_script(module_name: str) -> None:

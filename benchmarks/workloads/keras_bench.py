@@ -37,7 +37,7 @@ def preload(configs: list[str]) -> None:
     if "mlflow" in mods:
         _bench.import_modules(["mlflow", "mlflow.keras"])
     if "trackhooks_keras" in mods:
-        _bench.import_modules(["trackhooks_keras"])
+        _bench.preload_trackhooks("trackhooks_keras", "TrackhooksCallback", "autolog")
 
 
 def run(config: str, p: dict[str, Any], tmp: str, clock: _bench.Clock) -> dict[str, Any]:

@@ -43,9 +43,11 @@ def preload(configs: list[str]) -> None:
     _bench.import_modules(["torch", "lightning.pytorch"])
     if "tensorboard" in mods:
         _bench.import_modules(["lightning.pytorch.loggers", "torch.utils.tensorboard"])
-    for m in ("mlflow", "wandb", "trackhooks_lightning", "trackhooks_mlflow"):
+    for m in ("mlflow", "wandb", "trackhooks_mlflow"):
         if m in mods:
             _bench.import_modules([m])
+    if "trackhooks_lightning" in mods:
+        _bench.preload_trackhooks("trackhooks_lightning", "TrackhooksCallback")
 
 
 def _module_class():

@@ -40,7 +40,7 @@ def preload(configs: list[str]) -> None:
     if "mlflow" in mods:
         _bench.import_modules(["mlflow", "mlflow.sklearn"])
     if "trackhooks_sklearn" in mods:
-        _bench.import_modules(["trackhooks_sklearn"])
+        _bench.preload_trackhooks("trackhooks_sklearn", "track", "autolog")
 
 
 def run(config: str, p: dict[str, Any], tmp: str, clock: _bench.Clock) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def preload(configs: list[str]) -> None:
     if "mlflow" in mods:
         _bench.import_modules(["mlflow", "mlflow.xgboost"])
     if "trackhooks_xgboost" in mods:
-        _bench.import_modules(["trackhooks_xgboost"])
+        _bench.preload_trackhooks("trackhooks_xgboost", "TrackhooksCallback", "autolog")
 
 
 def run(config: str, p: dict[str, Any], tmp: str, clock: _bench.Clock) -> dict[str, Any]:

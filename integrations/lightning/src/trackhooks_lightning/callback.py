@@ -305,8 +305,8 @@ class _TrackhooksCallback:
             params[f"{key}.frequency"] = cfg.frequency
             if cfg.monitor is not None:
                 params[f"{key}.monitor"] = cfg.monitor
-        for i, es in enumerate(self._early_stoppers(trainer)):
-            prefix = self._es_prefix(trainer, es, i)
+        for es in self._early_stoppers(trainer):
+            prefix = self._es_prefix(trainer, es)
             params[prefix] = {"monitor": es.monitor, "mode": es.mode, "patience": es.patience,
                               "min_delta": abs(float(es.min_delta))}
         return params
@@ -315,7 +315,7 @@ class _TrackhooksCallback:
     def _early_stoppers(trainer: Any) -> list[Any]:
         return list(getattr(trainer, "early_stopping_callbacks", []) or [])
 
-    def _es_prefix(self, trainer: Any, es: Any, i: int) -> str:
+    def _es_prefix(self, trainer: Any, es: Any) -> str:
         return "early_stopping" if len(self._early_stoppers(trainer)) == 1 else f"early_stopping.{es.monitor}"
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -346,24 +346,28 @@ class _TrackhooksCallback:
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if self._run is None:
             return
-        step = trainer.global_step
-        self._step = step
-        every = self._every
-        due = self._due = every > 0 and (step + 1) % every == 0
-        if due and self._lr_groups:
-            # the rate this step's optimizer update uses (schedulers step after the update)
-            self._lr = {k: g["lr"] for k, g in self._lr_groups}
+        try:
+            step = trainer.global_step
+            self._step = step
+            every = self._every
+            due = self._due = every > 0 and (step + 1) % every == 0
+            if due and self._lr_groups:
+                # the rate this step's optimizer update uses (schedulers step after the update)
+                self._lr = {k: g["lr"] for k, g in self._lr_groups}
+        except Exception as exc:
+            self._due = False
+            self._fail("learning rates", exc)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         run = self._run
         if run is None:
             return
-        self._samples += _batch_len(batch)
-        if not self._due:
-            return
-        if self._accumulates and trainer.global_step == self._step:
-            return  # an accumulating batch: Lightning's loggers skip it too
         try:
+            self._samples += _batch_len(batch)
+            if not self._due:
+                return
+            if self._accumulates and trainer.global_step == self._step:
+                return  # an accumulating batch: Lightning's loggers skip it too
             values = self._step_results.metrics(True)["log"]
             lr = self._lr
             if lr:
@@ -421,8 +425,8 @@ class _TrackhooksCallback:
         self._record_epoch_aggregates()
         try:
             step = trainer.global_step
-            for i, es in enumerate(self._early_stoppers(trainer)):
-                prefix = self._es_prefix(trainer, es, i)
+            for es in self._early_stoppers(trainer):
+                prefix = self._es_prefix(trainer, es)
                 values = {f"{prefix}.stopped_epoch": es.stopped_epoch, f"{prefix}.wait_count": es.wait_count,
                           f"{prefix}.patience": es.patience}
                 if es.best_score is not None:

@@ -58,7 +58,8 @@ class _Digits:
             raise (KeyboardInterrupt() if self.hparams.interrupt else FAILURE)
         x, y = batch
         loss = torch.nn.functional.cross_entropy(self.net(x), y)
-        self.log("train_loss", loss, on_step=True, on_epoch=True)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("hidden_from_loggers", loss, logger=False)
         return loss
 
     def on_train_epoch_end(self):
@@ -69,6 +70,7 @@ class _Digits:
         out = self.net(x)
         self.log("val_loss", torch.nn.functional.cross_entropy(out, y))
         self.log("val_acc", (out.argmax(1) == y).float().mean())
+        self.log("val_batch_loss", torch.nn.functional.cross_entropy(out, y), on_step=True, on_epoch=False)
         if self.hparams.scores:
             self.log("score", float(self.hparams.scores[min(self.current_epoch, len(self.hparams.scores) - 1)]))
             self.log("flat", 1.0)
@@ -134,8 +136,11 @@ def test_fit_records_params_metrics_and_data(store_path, tmp_path):
     agg = rec.metric("train_loss_epoch")  # at the last step of each epoch, like Lightning's loggers
     assert (agg.steps, agg.epochs) == ([TRAIN_BATCHES - 1, n - 1], [0, 1])
     assert rec.metric("epoch_marker").values == [0.5, 1.5]  # logged in the module's on_train_epoch_end
+    assert not [k for k in rec.metric_keys() if k.startswith("hidden_from_loggers")]
     val = rec.metric("val_loss")  # one point per epoch: the sanity check is not an epoch
     assert (val.steps, val.epochs) == ([TRAIN_BATCHES, n], [0, 1])
+    batch_val = rec.metric("val_batch_loss")  # on_step inside validation_step: the running count of val batches
+    assert (batch_val.steps, batch_val.epochs) == ([0, 1], [0, 1])
     assert len(rec.metric("epoch_duration_s")) == 2
     assert all(v > 0 for v in rec.metric("samples_per_s").values)
 

@@ -96,14 +96,55 @@ def _dataset_arrays(ds: Any) -> list[Any] | None:
     return None
 
 
-class _ConnectorStepResults:
+class _StepValues:
+    """The values logged with ``on_step=True`` in the current training batch, keyed as Lightning's
+    loggers see them (``results.metrics(True)["log"]``), read straight from the training loop's result
+    collection. Lightning's own ``metrics()`` also builds the progress-bar dict, which calls ``.item()``
+    on every ``prog_bar`` value: reading the cache directly keeps the step path free of device syncs.
+    Falls back to ``metrics()`` if the collection's layout is not the one expected."""
+
+    def __init__(self, results: Any):
+        from torch import Tensor
+
+        self._results = results
+        self._tensor = Tensor
+        self._names: dict[str, str] = {}
+        self._direct = True
+
+    def __call__(self) -> dict[str, Any]:
+        if self._direct:
+            try:
+                return self._read()
+            except AttributeError:
+                self._direct = False
+        return self._results.metrics(True)["log"]
+
+    def _read(self) -> dict[str, Any]:
+        results, names, tensor = self._results, self._names, self._tensor
+        dataloader_idx = results.dataloader_idx
+        out: dict[str, Any] = {}
+        for key, rm in results.items():
+            meta = rm.meta
+            if rm.has_reset or not meta.on_step or not meta.logger or meta.dataloader_idx != dataloader_idx:
+                continue
+            value = rm._forward_cache
+            if not isinstance(value, tensor):
+                continue
+            name = names.get(key)
+            if name is None:
+                name = names[key] = results._forked_name(rm, True)[1]
+            out[name] = value if meta.enable_graph else value.detach()
+        return out
+
+
+class _ConnectorStepValues:
     """Fallback for Lightning versions whose training loop keeps its results elsewhere."""
 
     def __init__(self, connector: Any):
         self._connector = connector
 
-    def metrics(self, on_step: bool) -> dict:
-        return self._connector.metrics
+    def __call__(self) -> dict[str, Any]:
+        return self._connector.metrics["log"]
 
 
 class _TrackhooksCallback:
@@ -140,7 +181,7 @@ class _TrackhooksCallback:
 
     def _reset_fit_state(self) -> None:
         self._lc: Any = None
-        self._step_results: Any = None
+        self._step_values: Any = None
         self._every = 0
         self._step = 0
         self._due = False
@@ -165,7 +206,7 @@ class _TrackhooksCallback:
             state["_spawned_user_run"] = self._user_run.id
         state["_user_run"] = state["_run"] = None
         state["_owns"] = False
-        state["_lc"] = state["_step_results"] = None
+        state["_lc"] = state["_step_values"] = None
         state["_wrapped"] = []
         state["_ckpts"] = {}
         state["_pending"] = None
@@ -327,7 +368,7 @@ class _TrackhooksCallback:
             # the training loop's result collection, read directly: going through
             # trainer._logger_connector.metrics costs a loop lookup per read
             results = getattr(trainer.fit_loop.epoch_loop, "_results", None)
-            self._step_results = _ConnectorStepResults(self._lc) if results is None else results
+            self._step_values = _ConnectorStepValues(self._lc) if results is None else _StepValues(results)
             every = trainer.log_every_n_steps if self._log_every is None else self._log_every
             self._every = int(every or 0)
             self._accumulates = trainer.accumulate_grad_batches != 1
@@ -368,7 +409,7 @@ class _TrackhooksCallback:
                 return
             if self._accumulates and trainer.global_step == self._step:
                 return  # an accumulating batch: Lightning's loggers skip it too
-            values = self._step_results.metrics(True)["log"]
+            values = self._step_values()
             lr = self._lr
             if lr:
                 values.update(lr)
@@ -465,20 +506,20 @@ class _TrackhooksCallback:
     def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                                 dataloader_idx: int = 0) -> None:
         if self._run is not None and not trainer.sanity_checking:
-            self._eval_step("validation", None)
+            self._eval_step(trainer, "validation", None)
 
     def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                           dataloader_idx: int = 0) -> None:
         if self._run is not None:
-            self._eval_step("test", "test_")
+            self._eval_step(trainer, "test", "test_")
 
-    def _eval_step(self, context: str, prefix: str | None) -> None:
+    def _eval_step(self, trainer: Any, context: str, prefix: str | None) -> None:
         # values logged with on_step=True inside validation_step/test_step: rare, recorded at the
         # evaluation batch count like Lightning's loggers do
         n = self._eval_steps.get(context, 0)
         self._eval_steps[context] = n + 1
         try:
-            values = self._lc.metrics["log"]
+            values = _StepValues(trainer._results)()
             if values:
                 self._run.log_metrics(self._prefixed(values, prefix), step=n, epoch=self._epoch)
         except Exception as exc:

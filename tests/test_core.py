@@ -591,3 +591,11 @@ def test_metric_summaries(store_path):
     s = read(run).metric_summaries()
     assert s["m"] == {"count": 4, "last_step": 10, "last": 2.0, "min": -1.0, "max": 3.0}
     assert s["only_nan"] == {"count": 1, "last_step": 0, "last": None, "min": None, "max": None}
+
+
+def test_automatic_step_saturates_at_int64_max(store_path):
+    with trackhooks.start_run() as run:
+        run.log_metric("m", 1.0, step=2**63 - 1)
+        run.log_metric("m", 2.0)
+        run.log_metrics({"m": 3.0})
+    assert read(run).metric("m").steps == [2**63 - 1] * 3

@@ -31,7 +31,7 @@ def test_metric_points_round_trip(tmp_path_factory, pts):
     with trackhooks.start_run(store=store) as run:
         for key, value, step, epoch in pts:
             run.log_metric(key, value, step=step, epoch=epoch)
-            s = last.get(key, -1) + 1 if step is None else step
+            s = min(last.get(key, -1) + 1, 2**63 - 1) if step is None else step
             last[key] = s
             expected.setdefault(key, []).append((s, epoch, float(value)))
     rec = trackhooks.open_store(store).run(run.id)

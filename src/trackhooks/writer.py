@@ -35,7 +35,7 @@ from .sink import (
     Sink,
     StatusEvent,
 )
-from .values import convert_metric_value
+from .values import INT64_MAX, convert_metric_value
 
 # operation codes of buffer entries (tuples; first field is the op, second the RunState)
 OP_METRICS = 0  # (op, state, {key: value}, step, epoch, ts)
@@ -252,6 +252,8 @@ class Writer:
                         per_run = batch.metrics[st.run_id] = {}
                     for key, value in mapping.items():
                         s = (last.get(key, -1) + 1) if step is None else step
+                        if s > INT64_MAX:  # the step after 2**63 - 1 saturates (documented)
+                            s = INT64_MAX
                         last[key] = s
                         cols = per_run.get(key)
                         if cols is None:
@@ -263,6 +265,8 @@ class Writer:
                 elif op == OP_METRIC:
                     _, _, key, value, step, epoch, ts = entry
                     s = (st.last_step.get(key, -1) + 1) if step is None else step
+                    if s > INT64_MAX:
+                        s = INT64_MAX
                     st.last_step[key] = s
                     per_run = batch.metrics.setdefault(st.run_id, {})
                     cols = per_run.get(key)

@@ -98,6 +98,10 @@ def child_env() -> dict[str, str]:
     # spinning starves the other thread and makes a 0.5 s XGBoost fit take 10-20 s, by chance more
     # or less depending on what else runs in the process. Passive waiting keeps the comparison fair.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # OpenBLAS's own threads spin the same way (scikit-learn's lbfgs fits: 1.2 s single-threaded,
+    # 4.5-8 s with two spinning threads on shared cores); the workloads' matrices are tiny anyway
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    env.setdefault("MKL_NUM_THREADS", "1")
     for k in ("TRACKHOOKS_URI", "TRACKHOOKS_MIRRORS", "MLFLOW_TRACKING_URI", "TRACKHOOKS_DISABLE_PLUGINS"):
         env.pop(k, None)
     return env

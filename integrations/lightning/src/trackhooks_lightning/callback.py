@@ -13,7 +13,7 @@ import os
 import time
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trackhooks
 from trackhooks.values import flatten_params, same_param
@@ -696,6 +696,10 @@ class _TrackhooksCallback:
         self._log_params({f"data.{context}": info})
 
 
-TrackhooksCallback: type = type("TrackhooksCallback", (_TrackhooksCallback, *_callback_bases()),
-                                {"__module__": __name__, "__doc__": _TrackhooksCallback.__doc__,
-                                 "__qualname__": "TrackhooksCallback"})
+if TYPE_CHECKING:
+    TrackhooksCallback = _TrackhooksCallback
+else:
+    # one class accepted by the Trainers of both trees; its state key stays "TrackhooksCallback"
+    TrackhooksCallback = type("TrackhooksCallback", (_TrackhooksCallback, *_callback_bases()),
+                              {"__module__": __name__, "__doc__": _TrackhooksCallback.__doc__,
+                               "__qualname__": "TrackhooksCallback"})

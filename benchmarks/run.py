@@ -376,7 +376,10 @@ def render(results: list[tuple[Workload, list[dict[str, Any]]]], info: dict[str,
              f"{'forked children of a pre-imported parent' if info['fork'] else 'a new interpreter per measurement'}",
              f"- wall time of the whole command: {info['elapsed_s']:.0f} s",
              f"- load average before / after: {info['load_before']} / {info['load_after']}",
-             f"- trackhooks commit: {info['commit']}", "",
+             f"- trackhooks commit: {info['commit']}",
+             "- environment of the measured processes: "
+             + ", ".join(f"{k}={child_env().get(k)}" for k in ("OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "KERAS_BACKEND",
+                                                               "WANDB_MODE")) + "; bytecode caches written first", "",
              "## Machine", "", *[f"- {k}: {v}" for k, v in info["machine"]], "",
              "## Versions", "", " · ".join(f"{k} {v}" for k, v in info["versions"]), "",
              "## Targets", "", "| what | target | measured | |", "|---|---|---|---|"]

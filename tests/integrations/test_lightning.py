@@ -266,7 +266,7 @@ def test_run_argument_is_left_open_and_gets_tensors(store_path, tmp_path):
         run.log_metric("after_fit", 1.0)
     assert seen and all(t is torch.Tensor for t in seen)  # no .item() on the training thread
     rec = only_run(store_path)
-    assert rec.status == "finished" and rec.experiment == "mine"
+    assert rec.status == "finished" and rec.experiment == "mine" and rec.tags["framework"] == "lightning"
     assert len(rec.metric("train_loss_step")) == TRAIN_BATCHES and "after_fit" in rec.metric_keys()
 
 

@@ -294,8 +294,11 @@ class _TrackhooksCallback:
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         try:
-            if self._ensure_run(trainer, reuse_last=False) is None:
+            run = self._ensure_run(trainer, reuse_last=False)
+            if run is None:
                 return
+            if not self._owns:  # a run= given by the user still says which framework filled it
+                run.set_tags({"framework": "lightning"})
             self._log_params(self._fit_params(trainer, pl_module))
         except Exception as exc:
             self._fail("params", exc)

@@ -53,7 +53,7 @@ _LIGHTNING = ["none", "trackhooks", "CSVLogger", "TensorBoardLogger", "MLFlowLog
               "WandbLogger(offline)", "trackhooks+mlflow mirror"]
 _HOT = ["floor: dict copy + deque append", "trackhooks log_metrics (writer idle)", "trackhooks log_metrics (sustained)",
         "mlflow.log_metrics (sqlite)", "TensorBoard add_scalar x4", "wandb.log (offline)"]
-_STORE = ["ingest", "store write only", "read 1M-point series", "import trackhooks", "start_run"]
+_STORE = ["ingest", "ingest: writer + store only", "store write only", "read 1M-point series", "import trackhooks", "start_run"]
 _HASH = ["dataset hash: hashlib.sha256 floor", "dataset hash: fingerprint", "dataset hash: log_dataset + flush"]
 
 WORKLOADS = [

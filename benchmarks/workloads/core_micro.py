@@ -28,6 +28,7 @@ CONFIGS: dict[str, list[str]] = {
     "TensorBoard add_scalar x4": ["torch", "tensorboard"],
     "wandb.log (offline)": ["wandb"],
     "ingest": ["trackhooks"],
+    "ingest: writer + store only": ["trackhooks"],
     "store write only": ["trackhooks"],
     "read 1M-point series": ["trackhooks"],
     "import trackhooks": ["trackhooks"],
@@ -181,6 +182,32 @@ def _ingest(p, tmp, clock):
     n = calls * len(KEYS)
     return {"value": n / (t_end - t), "unit": "points/s", "points": n, "log_s": t_logged - t,
             "drain_after_last_call_s": t_end - t_logged}
+
+
+def _ingest_drain(p, tmp, clock):
+    """Points/s of the writer thread and the store alone: the calls fill the buffer while the writer
+    sleeps, then the clock runs from flush() until it returns (conversion to columns, packing,
+    SQLite commit). The store's ingest rate with the caller's own cost taken out."""
+    os.environ["TRACKHOOKS_FLUSH_INTERVAL"] = "3600"  # read when the writer is created: this process only
+    import trackhooks
+    from trackhooks import writer
+
+    writer.WAKE_AT = writer.MAX_BUFFERED = 10 ** 9
+    calls = p["points"] // len(KEYS)
+    ds = _metric_dicts(calls)
+    run = trackhooks.start_run(experiment="bench")
+    run.flush()
+    log = run.log_metrics
+    for i in range(calls):
+        log(ds[i % 1000], step=i)
+    clock.setup_done()
+    t = time.perf_counter()
+    run.flush()
+    dt = time.perf_counter() - t
+    clock.fit_done()
+    run.finish()
+    n = calls * len(KEYS)
+    return {"value": n / dt, "unit": "points/s", "points": n}
 
 
 def _store_write_only(p, tmp, clock):
@@ -386,6 +413,7 @@ _RUNNERS = {
     "TensorBoard add_scalar x4": _hot_tensorboard,
     "wandb.log (offline)": _hot_wandb,
     "ingest": _ingest,
+    "ingest: writer + store only": _ingest_drain,
     "store write only": _store_write_only,
     "read 1M-point series": _read,
     "import trackhooks": _import,

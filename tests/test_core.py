@@ -599,3 +599,15 @@ def test_automatic_step_saturates_at_int64_max(store_path):
         run.log_metric("m", 2.0)
         run.log_metrics({"m": 3.0})
     assert read(run).metric("m").steps == [2**63 - 1] * 3
+
+
+def test_series_arrays_and_lazy_columns(store_path):
+    with trackhooks.start_run() as run:
+        run.log_metric("m", 1.5, step=3, epoch=1)
+        run.flush()
+        run.log_metric("m", 2.5)
+    s = read(run).metric("m")
+    steps, epochs, values, times = s.arrays()
+    assert (steps.typecode, values.typecode) == ("q", "d")
+    assert list(steps) == [3, 4] and list(values) == [1.5, 2.5] and list(epochs) == [1, -(2**63)]
+    assert s.epochs == [1, None] and len(s) == 2 and s.last == 2.5

@@ -411,8 +411,12 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     w = run._writer
     w.register(run._state)
     pid = os.getpid()
-    run._buffer.append((_w.OP_START, run._state, RunStart(run_id, experiment, name, parent_id, time.time(), pid,
-                                                          socket.gethostname(), process_start_time(pid), resumed)))
+    start = RunStart(run_id, experiment, name, parent_id, time.time(), pid, socket.gethostname(),
+                     process_start_time(pid), resumed)
+    # the run row is durable before training starts: a process killed in its first second still
+    # leaves a run that reads as killed, not nothing
+    durable = channel.sinks[0].write_run_start_now(start)
+    run._buffer.append((_w.OP_START, run._state, start))
     w.ensure_started()
     with _active_lock:
         _active.append(run)
@@ -425,9 +429,8 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     except TrackhooksError:
         run.finish("failed")
         raise
-    # the run row is durable before training starts: a process killed in its first second still
-    # leaves a run that reads as killed, not nothing (bounded: a stuck store cannot hang the caller)
-    w.flush(timeout=5.0)
+    if not durable:  # the store was busy: wait (bounded) for the writer to record the run instead
+        w.flush(timeout=5.0)
     return run
 
 

@@ -128,11 +128,11 @@ def test_report_medians_ratios_and_targets():
             + [{"config": "wandb", "status": "not installed", "detail": "missing wandb", "repeat": 0}])
     targets: list[dict] = []
     table = "\n".join(harness.framework_table(w, rows, targets))
-    assert "| trackhooks | 3 | 0.100 | 1.000 | 1.100 | 1.000–1.300 | 1.00× | 1.00× | ≤ 1.05×: met |" in table
+    assert "| trackhooks | 3 | 0.100 | 1.000 | 1.100 | 1.000–1.300 | 1.00× | 1.00× | ≤ 1.05×: met (1.000×) |" in table
     assert "| CSVLogger | 3 | 0.100 | 2.000 | 2.100 |" in table and "1.91×" in table
     assert "| wandb | 0 | not installed (missing wandb) |" in table
     assert targets == [{"what": "lightning: trackhooks total vs none", "target": "≤ 1.05×",
-                        "measured": "1.00× (fit 1.00×)", "met": True}]
+                        "measured": "1.000× (fit 1.000×)", "met": True}]
     slow = _rows("none", [0.1] * 3, [1.0] * 3) + _rows("trackhooks", [0.5] * 3, [1.0] * 3)
     targets = []
     harness.framework_table(w, slow, targets)

@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Union
 from .errors import InvalidValueError, UnsafePathError, short_repr
 from .localstore import DatasetRecord
 from .sink import DatasetEvent
-from .values import check_key
+from .values import check_key, check_source
 
 MAGIC = b"trackhooks-dataset-v1\n"
 
@@ -587,20 +587,8 @@ def _classify(data: Any) -> _Plan:
     tname = _type_name(data)
     short = type(data).__name__
     if isinstance(data, (str, os.PathLike)):
-        try:
-            path = os.path.abspath(os.fspath(data))
-        except TypeError:
-            raise InvalidValueError(f"log_dataset: path must be str or os.PathLike, got {short_repr(data)}") from None
-        if "\x00" in path:
-            raise UnsafePathError(f"dataset path contains a NUL character: {short_repr(data)}")
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise UnsafePathError(f"dataset path {path} does not exist") from None
-        except OSError as exc:
-            raise UnsafePathError(f"dataset path {path} cannot be read: {exc.strerror or exc}") from None
-        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-            raise UnsafePathError(f"dataset path {path} is not a regular file or directory")
+        path = check_source(data, "dataset", allow_dir=True)
+        st = os.stat(path)
         tokens, schema, n_rows, cost = _path_plan(path)
         return _Plan("directory" if stat.S_ISDIR(st.st_mode) else "file", tokens, schema, n_rows,
                      os.path.basename(path.rstrip(os.sep)) or path, cost, source=path)

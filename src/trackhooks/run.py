@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import stat
 import threading
 import time
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from .errors import (
 from .localstore import CheckpointRecord, LocalStoreSink, Store, is_local_uri, process_start_time, resolve_uri
 from .sink import CheckpointUpdate, RunStart, Sink
 from .values import (
+    check_source as _check_source,
     check_index,
     check_key,
     check_metric_value,
@@ -278,27 +278,6 @@ class Run:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def _check_source(path: Any, what: str, allow_dir: bool) -> str:
-    try:
-        path = os.path.abspath(os.fspath(path))
-    except TypeError:
-        raise InvalidValueError(f"{what} path must be a str or os.PathLike, got {short_repr(path)}") from None
-    if "\x00" in path:
-        raise UnsafePathError(f"{what} path contains a NUL character: {short_repr(path)}")
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise UnsafePathError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise UnsafePathError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
-    if stat.S_ISREG(st.st_mode):
-        return path
-    if allow_dir and stat.S_ISDIR(st.st_mode):
-        return path
-    kind = "directory" if stat.S_ISDIR(st.st_mode) else "special file (FIFO, device or socket)"
-    raise UnsafePathError(f"{what} {path} is a {kind}, not a regular file")
 
 
 def _check_artifact_name(name: Any) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import operator
+import os
+import stat
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +20,7 @@ from .errors import (
     InvalidShapeError,
     InvalidValueError,
     OutOfRangeError,
+    UnsafePathError,
     short_repr,
 )
 
@@ -202,3 +205,28 @@ def tag_value(key: str, value: Any) -> str:
     if value is None or isinstance(value, (bool, int, float)):
         return str(value)
     return short_repr(value, limit=10_000)
+
+
+def check_source(path: Any, what: str, allow_dir: bool) -> str:
+    """The absolute path of an existing regular file (or directory), else UnsafePathError naming it.
+
+    FIFOs, devices and sockets are refused: reading one could block or never end.
+    """
+    try:
+        path = os.path.abspath(os.fspath(path))
+    except TypeError:
+        raise InvalidValueError(f"{what} path must be a str or os.PathLike, got {short_repr(path)}") from None
+    if "\x00" in path:
+        raise UnsafePathError(f"{what} path contains a NUL character: {short_repr(path)}")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UnsafePathError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise UnsafePathError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISREG(st.st_mode):
+        return path
+    if allow_dir and stat.S_ISDIR(st.st_mode):
+        return path
+    kind = "directory" if stat.S_ISDIR(st.st_mode) else "special file (FIFO, device or socket)"
+    raise UnsafePathError(f"{what} {path} is a {kind}, not a regular file")

@@ -24,8 +24,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import trackhooks
-from trackhooks.values import flatten_params, same_param
-from trackhooks.writer import warn_once
+from trackhooks.plugin import flatten_params, same_param
+from trackhooks.plugin import warn_once
 
 from .fitdata import DataInfo
 

@@ -14,7 +14,7 @@ import threading
 import weakref
 from typing import Any, Callable
 
-from trackhooks.writer import warn_once
+from trackhooks.plugin import warn_once
 
 #: options of autolog(), passed on to each TrackhooksCallback it creates
 OPTION_NAMES = ("log_every_n_batches", "log_model", "experiment", "name", "params", "tags", "store", "mirrors",

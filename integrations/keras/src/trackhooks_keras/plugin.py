@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trackhooks.hookspecs import hookimpl
+from trackhooks.plugin import hookimpl
 
 
 @hookimpl
@@ -14,7 +14,7 @@ def trackhooks_autolog(options: dict[str, Any]) -> None:
     Options meant for other plugins (``trackhooks.autolog()`` passes the same options to every
     installed integration) are ignored with one warning instead of failing.
     """
-    from trackhooks.writer import warn_once
+    from trackhooks.plugin import warn_once
 
     from .patching import OPTION_NAMES, autolog
 

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import trackhooks
-from trackhooks.values import flatten_params, same_param
-from trackhooks.writer import warn_once
+from trackhooks.plugin import flatten_params, same_param
+from trackhooks.plugin import warn_once
 
 from .plugin import START_RUN_OPTIONS as _RUN_KWARGS
 

@@ -7,8 +7,8 @@ import functools
 import importlib
 from typing import Any
 
-from trackhooks.hookspecs import hookimpl
-from trackhooks.writer import warn_once
+from trackhooks.plugin import hookimpl
+from trackhooks.plugin import warn_once
 
 _TREES = ("lightning.pytorch", "pytorch_lightning")
 #: keyword arguments of trackhooks.start_run that TrackhooksCallback passes on

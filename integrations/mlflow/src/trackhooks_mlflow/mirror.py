@@ -16,7 +16,7 @@ import threading
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from trackhooks.sync import TERMINAL, Cursor, ReplaySink, RunView, replay_run
+from trackhooks.plugin import TERMINAL, Cursor, ReplaySink, RunView, replay_run
 
 from .backends import ClientBackend, MlflowRejected, RemoteRun, RestBackend, json_number
 

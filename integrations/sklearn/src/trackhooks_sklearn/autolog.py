@@ -24,7 +24,7 @@ import itertools
 import threading
 from typing import Any
 
-from trackhooks.writer import warn_once
+from trackhooks.plugin import warn_once
 
 from . import recording
 from .estimator import _START_RUN_ARGS

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trackhooks.hookspecs import hookimpl
+from trackhooks.plugin import hookimpl
 
 
 @hookimpl
@@ -18,7 +18,7 @@ def trackhooks_autolog(options: dict[str, Any]) -> None:
     """
     import sys
 
-    from trackhooks.writer import warn_once
+    from trackhooks.plugin import warn_once
 
     if options.get("disable") and "trackhooks_sklearn.autolog" not in sys.modules:
         return  # never enabled in this process: nothing to restore, and no reason to import scikit-learn

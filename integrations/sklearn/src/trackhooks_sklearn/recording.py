@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import trackhooks
-from trackhooks.errors import TrackhooksError
-from trackhooks.writer import warn_once
+from trackhooks import TrackhooksError
+from trackhooks.plugin import warn_once
 
 _guard = threading.local()
 MAX_FEATURE_NAMES = 1000  # longer column lists are recorded by count only (params are for reading)
@@ -151,7 +151,7 @@ def estimator_params(est: Any) -> dict[str, Any]:
 
 def log_params(run: trackhooks.Run, params: Mapping[str, Any]) -> None:
     """log_params that keeps what it can when a reused run already has other values for some keys."""
-    from trackhooks.values import flatten_params, same_param
+    from trackhooks.plugin import flatten_params, same_param
 
     flat = flatten_params(params)
     have = run.params

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from trackhooks.sync import TERMINAL, Cursor, ReplaySink, RunView
+from trackhooks.plugin import TERMINAL, Cursor, ReplaySink, RunView
 
 RUN_TAG = "trackhooks/run"
 PARAMS_TAG = "trackhooks/params"

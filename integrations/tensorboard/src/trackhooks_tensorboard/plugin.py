@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trackhooks.hookspecs import hookimpl
+from trackhooks.plugin import hookimpl
 
 
 @hookimpl

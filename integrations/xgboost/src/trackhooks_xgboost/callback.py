@@ -11,7 +11,7 @@ import xgboost
 from xgboost.callback import TrainingCallback
 
 import trackhooks
-from trackhooks.writer import warn_once
+from trackhooks.plugin import warn_once
 
 from . import patch
 from .data import log_data, log_dmatrix

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trackhooks.writer import warn_once
+from trackhooks.plugin import warn_once
 
 #: above this many cells a DMatrix is not densified to fingerprint it; its labels are recorded alone
 MAX_DENSE_CELLS = 25_000_000

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from trackhooks.writer import warn_once
+from trackhooks.plugin import warn_once
 
 _lock = threading.RLock()
 _installed: list[tuple[Any, str, Any, Any]] = []  # (owner, attribute, original, wrapper)

@@ -1,0 +1,1 @@
+"""trackhooks for Optuna (work in progress)."""

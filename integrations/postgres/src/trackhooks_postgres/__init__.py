@@ -1,0 +1,1 @@
+"""trackhooks team store on PostgreSQL (work in progress)."""

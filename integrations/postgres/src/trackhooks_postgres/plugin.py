@@ -1,0 +1,1 @@
+"""Entry point of the PostgreSQL store engine (work in progress)."""

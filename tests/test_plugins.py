@@ -16,6 +16,7 @@ TESTED_HOOKS = {
     "trackhooks_collect_system_info": "test_hook_collect_system_info",
     "trackhooks_make_sink": "test_hook_make_sink",
     "trackhooks_autolog": "test_hook_autolog",
+    "trackhooks_autolog_modules": "test_hook_autolog_modules",
 }
 
 
@@ -194,6 +195,110 @@ def test_hook_autolog():
     finally:
         pm.unregister(a)
         pm.unregister(b)
+
+
+class LazyIntegration(FakeIntegration):
+    def __init__(self, modules):
+        super().__init__()
+        self.modules = modules
+        self.saw_module = []
+
+    @trackhooks.hookimpl
+    def trackhooks_autolog_modules(self):
+        return self.modules
+
+    @trackhooks.hookimpl
+    def trackhooks_autolog(self, options):
+        # called right after the framework executed: its names are there already
+        self.saw_module.append(sorted(m for m in self.modules if m in sys.modules and hasattr(sys.modules[m], "VALUE")))
+        self.calls.append(options)
+
+
+def test_hook_autolog_modules(tmp_path, monkeypatch):
+    from trackhooks import autologging
+
+    for name in ("thfake_fw_one", "thfake_fw_two"):
+        (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pm = trackhooks.plugin_manager()
+    lazy = LazyIntegration(["thfake_fw_one", "thfake_fw_two"])
+    pm.register(lazy, name="fake-lazy")
+    try:
+        assert trackhooks.autolog("fake-lazy", experiment="x") == ["fake-lazy"]
+        assert lazy.calls == [] and "thfake_fw_one" not in sys.modules  # nothing imported, nothing called
+        assert autologging.pending() == {"fake-lazy": ("thfake_fw_one", "thfake_fw_two")}
+        assert any(isinstance(f, autologging._PostImportFinder) for f in sys.meta_path)
+        import thfake_fw_one
+
+        assert lazy.calls == [{"experiment": "x"}] and lazy.saw_module == [["thfake_fw_one"]]
+        # the module looks as if it had been imported without us
+        assert type(thfake_fw_one.__loader__).__name__ == "SourceFileLoader"
+        assert thfake_fw_one.__spec__.loader is thfake_fw_one.__loader__
+        assert autologging.pending() == {"fake-lazy": ("thfake_fw_two",)}
+        trackhooks.autolog("fake-lazy", disable=True)
+        assert lazy.calls[-1] == {"disable": True}  # it was enabled: restoring reaches it
+        assert autologging.pending() == {} and not any(isinstance(f, autologging._PostImportFinder)
+                                                       for f in sys.meta_path)
+        import thfake_fw_two  # noqa: F401 - after disable: no call
+
+        assert len(lazy.calls) == 2
+        # already imported: called at once; never imported and never enabled: disable does not call it
+        other = LazyIntegration(["thfake_fw_never"])
+        pm.register(other, name="fake-never")
+        trackhooks.autolog("fake-lazy", "fake-never")
+        assert lazy.calls[-1] == {} and other.calls == []
+        trackhooks.autolog("fake-never", disable=True)
+        assert other.calls == [] and autologging.pending() == {}
+    finally:
+        autologging._pending.clear()
+        autologging._update_finder()
+        for name in ("fake-lazy", "fake-never"):
+            plugin = pm.get_plugin(name)
+            if plugin is not None:
+                pm.unregister(plugin)
+        for name in ("thfake_fw_one", "thfake_fw_two"):
+            sys.modules.pop(name, None)
+
+
+class BrokenLazyIntegration:
+    @trackhooks.hookimpl
+    def trackhooks_autolog_modules(self):
+        return ["thfake_fw_bad"]
+
+    @trackhooks.hookimpl
+    def trackhooks_autolog(self, options):
+        raise RuntimeError("cannot patch")
+
+
+def test_lazy_autolog_failure_warns_and_the_import_succeeds(tmp_path, monkeypatch):
+    (tmp_path / "thfake_fw_bad.py").write_text("VALUE = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pm = trackhooks.plugin_manager()
+    pm.register(BrokenLazyIntegration(), name="fake-broken")
+    try:
+        trackhooks.autolog("fake-broken")
+        with pytest.warns(RuntimeWarning, match="fake-broken.*thfake_fw_bad.*cannot patch"):
+            import thfake_fw_bad
+        assert thfake_fw_bad.VALUE == 2
+    finally:
+        pm.unregister(name="fake-broken")
+        sys.modules.pop("thfake_fw_bad", None)
+
+
+@pytest.mark.parametrize("options", [{}, {"tryfirst": True}, {"trylast": True, "specname": "x"},
+                                     {"hookwrapper": True}, {"wrapper": True, "optionalhook": True}])
+def test_plugin_surface_hookimpl_marks_like_pluggy(options):
+    from trackhooks.plugin import hookimpl
+
+    def ours():
+        pass
+
+    def theirs():
+        pass
+
+    (hookimpl(**options) if options else hookimpl)(ours)
+    pluggy.HookimplMarker("trackhooks")(**options)(theirs)
+    assert ours.trackhooks_impl == theirs.trackhooks_impl
 
 
 def test_sysinfo_redacts_secrets_and_reads_git():

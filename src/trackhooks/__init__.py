@@ -27,7 +27,7 @@ from .errors import (
 _LAZY = {
     "ArtifactRecord": "localstore", "CheckpointRecord": "localstore", "DatasetRecord": "localstore",
     "RunRecord": "localstore", "Series": "localstore", "Store": "localstore", "open_store": "localstore",
-    "plugin_manager": "plugins", "Run": "run", "active_run": "run", "autolog": "run", "start_run": "run",
+    "plugin_manager": "plugins", "Run": "run", "active_run": "run", "autolog": "autologging", "start_run": "run",
     "Batch": "sink", "Sink": "sink", "hookimpl": "hookspecs",
 }
 

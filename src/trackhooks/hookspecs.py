@@ -50,7 +50,23 @@ def trackhooks_autolog(options: dict[str, Any]) -> None:
 
     Called on the thread that calls ``trackhooks.autolog(...)``, only on the plugins named there
     (all installed ones when no name is given). ``options`` are the keyword arguments given to
-    ``autolog``; ``{"disable": True}`` asks the plugin to restore the framework.
+    ``autolog``; ``{"disable": True}`` asks the plugin to restore the framework. A plugin that
+    implements ``trackhooks_autolog_modules`` is called only once its framework is imported (at once
+    if it already is, else right after the first import, on the importing thread, from inside that
+    import), and called again for each further module it names that gets imported later; it must
+    patch only what is already imported and never import a framework itself.
 
     :return: ignored.
+    """
+
+
+@hookspec
+def trackhooks_autolog_modules() -> "list[str] | None":
+    """Name the top-level modules whose import enables this plugin's ``trackhooks_autolog``.
+
+    Called on the thread that calls ``trackhooks.autolog(...)``, once per call, before any framework
+    is imported (it must not import one: return constant names such as ``["sklearn"]``).
+
+    :return: top-level module names (``"lightning"``, not ``"lightning.pytorch"``), or None to be
+        called at once like a plugin that does not implement this hook.
     """

@@ -4,40 +4,72 @@ Plugins import from here and from the public ``trackhooks`` names only, never fr
 ``trackhooks.writer`` or ``trackhooks.values``: those modules may change shape between releases,
 this one changes only with a note in ``docs/plugins.md``.
 
-- ``hookimpl``: the pluggy marker for ``trackhooks_*`` hook implementations.
+- ``hookimpl``: the marker for ``trackhooks_*`` hook implementations (pluggy's, see below).
 - ``warn_once(key, message)``: one ``RuntimeWarning`` per process for a given key (a failing
   integration or mirror reports once, then keeps quiet).
 - ``flatten_params(mapping)`` / ``same_param(a, b)``: the core's param flattening and equality.
 - ``START_RUN_OPTIONS``: the keyword arguments of ``start_run`` an integration passes through.
 - the mirror replay base: ``ReplaySink``, ``ReplayTarget``, ``RunView``, ``Cursor``,
   ``CursorConflict``, ``replay_run``, ``TERMINAL``.
+
+Importing this module imports nothing else (every name but ``hookimpl`` loads on first use), so that
+an entry-point module that does ``from trackhooks.plugin import hookimpl`` costs almost nothing:
+``trackhooks.autolog()`` imports every integration's entry-point module in every script that calls it.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeVar
 
-from .hookspecs import hookimpl
-from .values import flatten_params, same_param
-from .writer import warn_once
+    _F = TypeVar("_F", bound=Callable[..., Any])
+
+PROJECT_NAME = "trackhooks"
+
+
+def hookimpl(function: "_F | None" = None, *, hookwrapper: bool = False, optionalhook: bool = False,
+             tryfirst: bool = False, trylast: bool = False, specname: "str | None" = None,
+             wrapper: bool = False) -> Any:
+    """Mark a ``trackhooks_*`` hook implementation: ``pluggy.HookimplMarker("trackhooks")`` without
+    importing pluggy (it sets the same ``trackhooks_impl`` options; a test compares the two)."""
+
+    def mark(func: "_F") -> "_F":
+        setattr(func, PROJECT_NAME + "_impl", {
+            "wrapper": wrapper, "hookwrapper": hookwrapper, "optionalhook": optionalhook,
+            "tryfirst": tryfirst, "trylast": trylast, "specname": specname,
+        })
+        return func
+
+    return mark if function is None else mark(function)
 
 
 def _start_run_options() -> tuple[str, ...]:
+    import inspect
+
     from .run import start_run
 
     return tuple(p for p in inspect.signature(start_run).parameters if p != "resume")
 
 
 def __getattr__(name: str) -> Any:
-    # the replay base pulls in the store read side: load it only for the mirrors that need it
-    if name in ("ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL"):
+    if name == "warn_once":
+        from .writer import warn_once as value
+    elif name in ("flatten_params", "same_param"):
+        from . import values
+
+        value = getattr(values, name)
+    elif name in ("ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL"):
+        # the replay base pulls in the store read side: load it only for the mirrors that need it
         from . import sync
 
         return getattr(sync, name)
-    if name == "START_RUN_OPTIONS":
+    elif name == "START_RUN_OPTIONS":
         return _start_run_options()
-    raise AttributeError(f"module 'trackhooks.plugin' has no attribute {name!r}")
+    else:
+        raise AttributeError(f"module 'trackhooks.plugin' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 __all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", "ReplaySink",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import _thread
 import importlib
 import os
-import threading
 import warnings
 
-import pluggy
-
-from . import hookspecs
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import pluggy
 
 #: built-in plugins, registered exactly like third-party ones (name -> module)
 BUILTIN_PLUGINS: dict[str, str] = {
@@ -19,7 +19,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
 ENTRY_POINT_GROUP = "trackhooks"
 
 _pm: pluggy.PluginManager | None = None
-_lock = threading.RLock()
+_lock = _thread.RLock()
 
 
 def disabled_plugins() -> set[str]:
@@ -28,6 +28,12 @@ def disabled_plugins() -> set[str]:
 
 
 def make_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:
+    # imported here: pluggy (with importlib.metadata) costs more than the interpreter start, and
+    # trackhooks.autolog() reads this module without ever building a manager
+    import pluggy
+
+    from . import hookspecs
+
     pm = pluggy.PluginManager("trackhooks")
     pm.add_hookspecs(hookspecs)
     for name, modname in BUILTIN_PLUGINS.items():

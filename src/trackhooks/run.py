@@ -456,26 +456,7 @@ def _finish_all(status: str, timeout: float | None = None, at_exit: bool = False
         _w.get_writer().flush(timeout)
 
 
-def autolog(*names: str, **options: Any) -> list[str]:
-    """Enable the installed integration plugins by name (all of them if no name is given).
-
-    Options are passed to each plugin's ``trackhooks_autolog`` (e.g. ``disable=True``).
-    Returns the names of the plugins that were called.
-    """
-    from .plugins import plugin_manager
-
-    pm = plugin_manager()
-    impls = {impl.plugin_name: impl for impl in pm.hook.trackhooks_autolog.get_hookimpls()}
-    chosen = list(names) if names else sorted(impls)
-    unknown = [n for n in chosen if n not in impls]
-    if unknown:
-        raise UnknownPluginError(
-            f"no installed integration named {', '.join(map(repr, unknown))}; installed: "
-            f"{', '.join(sorted(impls)) or 'none (pip install trackhooks-lightning, -keras, -sklearn, -xgboost)'}")
-    for n in chosen:
-        impls[n].function(options=dict(options))
-    return chosen
-
+from .autologging import autolog  # noqa: E402 - the public name lives here too
 
 __all__ = ["Run", "start_run", "active_run", "autolog", "StoreError"]
 

@@ -6,9 +6,10 @@ plugin entry point (``trackhooks_keras.plugin``) stays light.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .callback import TrackhooksCallback
     from .patching import autolog
 

@@ -6,7 +6,9 @@ Lightning is imported when ``TrackhooksCallback`` is first touched.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["TrackhooksCallback", "autolog"]
 

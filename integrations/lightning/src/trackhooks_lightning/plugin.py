@@ -1,14 +1,16 @@
 """The ``lightning`` entry point: ``trackhooks.autolog("lightning")`` adds a TrackhooksCallback to every
-Trainer that has none. Light on purpose: Lightning is imported only when autolog is called."""
+Trainer that has none. Light on purpose: it imports nothing but ``trackhooks.plugin.hookimpl``, and
+``trackhooks.autolog`` calls it only once a Lightning tree is imported."""
 
 from __future__ import annotations
 
-import functools
-import importlib
-from typing import Any
+import sys
 
 from trackhooks.plugin import hookimpl
-from trackhooks.plugin import warn_once
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _TREES = ("lightning.pytorch", "pytorch_lightning")
 #: keyword arguments of trackhooks.start_run that TrackhooksCallback passes on
@@ -20,6 +22,11 @@ _options: dict[str, Any] = {}
 
 
 @hookimpl
+def trackhooks_autolog_modules() -> list[str]:
+    return [tree.partition(".")[0] for tree in _TREES]
+
+
+@hookimpl
 def trackhooks_autolog(options: dict[str, Any]) -> None:
     """``trackhooks.autolog("lightning", **options)``: add a TrackhooksCallback to every new Trainer.
 
@@ -28,13 +35,19 @@ def trackhooks_autolog(options: dict[str, Any]) -> None:
     """
     unknown = sorted(k for k in options if k not in OPTION_NAMES and k != "disable")
     if unknown:
+        from trackhooks.plugin import warn_once
+
         warn_once(("lightning", "options", tuple(unknown)),
                   f"lightning autolog ignores options it does not know: {', '.join(unknown)}")
-    enable({k: v for k, v in options.items() if k not in unknown})
+    # only the trees already imported: trackhooks.autolog calls again when another one is imported
+    enable({k: v for k, v in options.items() if k not in unknown}, imported_only=True)
 
 
-def enable(options: dict[str, Any]) -> None:
-    """Patch (or with ``disable=True`` restore) the Trainer of every installed Lightning tree."""
+def enable(options: dict[str, Any], *, imported_only: bool = False) -> None:
+    """Patch (or with ``disable=True`` restore) the Trainer of every installed Lightning tree (of
+    every imported one with ``imported_only``)."""
+    import importlib
+
     options = dict(options)
     if options.pop("disable", False):
         for trainer_cls, original in list(_patched.items()):
@@ -48,6 +61,8 @@ def enable(options: dict[str, Any]) -> None:
     _options.clear()
     _options.update(options)
     for module in _TREES:
+        if imported_only and module.partition(".")[0] not in sys.modules:
+            continue
         try:
             trainer_cls = importlib.import_module(module).Trainer
         except ImportError:
@@ -58,12 +73,16 @@ def enable(options: dict[str, Any]) -> None:
 
 
 def _patched_init(original: Any) -> Any:
+    import functools
+
     @functools.wraps(original)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         try:
             _inject(self)
         except Exception as exc:  # never break building a Trainer
+            from trackhooks.plugin import warn_once
+
             warn_once(("lightning", "autolog", type(exc)),
                       f"lightning autolog: could not add the callback ({type(exc).__name__}: {exc})")
 

@@ -1,11 +1,18 @@
 """Entry point ``sklearn`` of the ``trackhooks`` group. Light on purpose: scikit-learn is imported
-only when ``trackhooks.autolog("sklearn")`` (or ``trackhooks.autolog()``) is called."""
+when scikit-learn itself is imported (``trackhooks.autolog()`` enables the plugin then)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from trackhooks.plugin import hookimpl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+@hookimpl
+def trackhooks_autolog_modules() -> list[str]:
+    return ["sklearn"]
 
 
 @hookimpl

@@ -7,7 +7,9 @@ can be imported (at plugin discovery) without importing xgboost.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["TrackhooksCallback", "autolog"]

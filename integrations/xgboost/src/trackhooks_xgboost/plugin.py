@@ -3,9 +3,16 @@ when ``trackhooks.autolog("xgboost")`` actually calls the hook."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from trackhooks.plugin import hookimpl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+@hookimpl
+def trackhooks_autolog_modules() -> list[str]:
+    return ["xgboost"]
 
 
 @hookimpl

@@ -1,0 +1,290 @@
+"""``trackhooks.autolog()``: enable integrations lazily, never importing a framework.
+
+An integration plugin declares the top-level modules it patches (hook ``trackhooks_autolog_modules``).
+``autolog`` calls the plugin's ``trackhooks_autolog`` at once when one of those modules is already
+imported, and otherwise when the module is first imported: a finder at the front of
+``sys.meta_path`` wraps the loader of exactly the watched modules and calls the plugins right after
+the module has executed. ``autolog(disable=True)`` drops what is still waiting (and the finder with
+it) and restores the frameworks that were patched.
+
+This module is imported by ``trackhooks.autolog`` in every training script that calls it, so it
+stays light: when the plugin manager does not exist yet, the plugins are found by reading the
+``trackhooks`` entry points straight from the installed distributions' ``entry_points.txt``
+(``importlib.metadata`` and pluggy together cost more than the whole interpreter start), and the
+plugin modules are imported (they are light by contract) but not registered. Once the plugin
+manager exists (after a ``start_run``, or when a test registers plugins on it) it is the one source.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+import warnings
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator
+
+ENTRY_POINT_GROUP = "trackhooks"
+IMPL_ATTR = "trackhooks_impl"  # what pluggy's (and trackhooks.plugin's) hookimpl marker sets
+
+_lock = _thread.RLock()  # _thread, not threading: this module must cost nothing to import
+#: plugin name -> [options, top-level modules not imported yet, the plugin's trackhooks_autolog]
+_pending: dict[str, list] = {}
+#: plugins whose trackhooks_autolog was called with options (so disable must reach them)
+_enabled: set[str] = set()
+_finder: "_PostImportFinder | None" = None
+
+
+class _Plugin:
+    __slots__ = ("name", "autolog", "modules")
+
+    def __init__(self, name: str, autolog: "Callable[..., Any]", modules: "tuple[str, ...] | None"):
+        self.name, self.autolog, self.modules = name, autolog, modules
+
+
+def autolog(*names: str, **options: "Any") -> list[str]:
+    """Enable the installed integration plugins by name (all of them if no name is given).
+
+    Options are passed to each plugin's ``trackhooks_autolog`` (e.g. ``disable=True``). A plugin
+    whose framework is not imported yet is enabled when it is first imported; no framework is ever
+    imported here. Returns the names of the plugins enabled (or disabled).
+    """
+    plugins = _discover()
+    chosen = list(names) if names else sorted(plugins)
+    unknown = [n for n in chosen if n not in plugins]
+    if unknown:
+        from .errors import UnknownPluginError
+
+        raise UnknownPluginError(
+            f"no installed integration named {', '.join(map(repr, unknown))}; installed: "
+            f"{', '.join(sorted(plugins)) or 'none (pip install trackhooks-lightning, -keras, -sklearn, -xgboost)'}")
+    disable = bool(options.get("disable"))
+    now: list[_Plugin] = []
+    with _lock:
+        for name in chosen:
+            plugin = plugins[name]
+            if disable:
+                _pending.pop(name, None)
+                # never enabled and its framework never imported: nothing to restore, nothing to import
+                if plugin.modules is None or name in _enabled or any(m in sys.modules for m in plugin.modules):
+                    now.append(plugin)
+                _enabled.discard(name)
+                continue
+            later = () if plugin.modules is None else tuple(m for m in plugin.modules if m not in sys.modules)
+            if later:
+                _pending[name] = [dict(options), set(later), plugin.autolog]
+            else:
+                _pending.pop(name, None)
+            if plugin.modules is None or len(later) < len(plugin.modules):
+                now.append(plugin)
+        _update_finder()
+    for plugin in now:
+        if not disable:
+            with _lock:
+                _enabled.add(plugin.name)
+        plugin.autolog(options=dict(options))
+    return chosen
+
+
+def pending() -> dict[str, tuple[str, ...]]:
+    """The plugins waiting for a framework import: name -> the modules that will enable them."""
+    with _lock:
+        return {name: tuple(sorted(entry[1])) for name, entry in _pending.items()}
+
+
+# ---- discovery ---------------------------------------------------------------------------------------
+
+
+def _discover() -> dict[str, _Plugin]:
+    from . import plugins as _plugins  # light: pluggy is imported only when the manager is built
+
+    pm = _plugins._pm
+    if pm is not None:
+        modules = {impl.plugin_name: impl.function
+                   for impl in pm.hook.trackhooks_autolog_modules.get_hookimpls()}
+        return {impl.plugin_name: _Plugin(impl.plugin_name, impl.function, _modules_of(impl.plugin_name,
+                                                                                     modules.get(impl.plugin_name)))
+                for impl in pm.hook.trackhooks_autolog.get_hookimpls()}
+    disabled = _plugins.disabled_plugins()
+    found: dict[str, _Plugin] = {}
+    for name, value in _entry_points(ENTRY_POINT_GROUP):
+        if name in disabled or name in found or name in _plugins.BUILTIN_PLUGINS:
+            continue
+        try:
+            obj = _load(value)
+        except Exception as exc:  # a broken third-party plugin must not break tracking
+            warnings.warn(f"trackhooks: plugin {name!r} ({value}) failed to load: {exc}", RuntimeWarning,
+                          stacklevel=3)
+            continue
+        fn = _impl(obj, "trackhooks_autolog")
+        if fn is not None:
+            found[name] = _Plugin(name, fn, _modules_of(name, _impl(obj, "trackhooks_autolog_modules")))
+    return found
+
+
+def _impl(obj: object, hook: str) -> "Callable[..., Any] | None":
+    fn = getattr(obj, hook, None)
+    return fn if callable(fn) and getattr(fn, IMPL_ATTR, None) is not None else None
+
+
+def _modules_of(name: str, fn: "Callable[..., Any] | None") -> "tuple[str, ...] | None":
+    if fn is None:
+        return None  # the plugin does not say: it is called at once, as before lazy enabling existed
+    try:
+        modules = fn()
+        if modules is None:
+            return None
+        modules = tuple(modules)
+        if not all(isinstance(m, str) and m and "." not in m for m in modules):
+            raise ValueError(f"not top-level module names: {modules!r}")
+        return modules
+    except Exception as exc:
+        warnings.warn(f"trackhooks: plugin {name!r}: trackhooks_autolog_modules failed ({exc}); it is enabled "
+                      f"at once", RuntimeWarning, stacklevel=4)
+        return None
+
+
+def _load(value: str) -> object:
+    import importlib
+
+    module, _, attr = value.partition(":")
+    obj: object = importlib.import_module(module.strip())
+    for part in filter(None, attr.strip().split(".")):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _entry_points(group: str) -> "Iterator[tuple[str, str]]":
+    """(name, value) of every entry point in ``group`` of the distributions on ``sys.path``, first
+    distribution of a name wins (as in importlib.metadata). Reads the files, imports nothing."""
+    seen: set[str] = set()
+    for entry in list(sys.path):
+        entry = entry or "."
+        try:
+            names = os.listdir(entry)
+        except (OSError, TypeError):
+            continue  # a zip or a missing directory: no plugin distribution lives there in practice
+        for dirname in sorted(names):
+            stem, dot, suffix = dirname.rpartition(".")
+            if not dot or suffix not in ("dist-info", "egg-info"):
+                continue
+            dist = stem.split("-", 1)[0].lower().replace("-", "_").replace(".", "_")
+            if dist in seen:
+                continue
+            seen.add(dist)
+            try:
+                with open(os.path.join(entry, dirname, "entry_points.txt"), encoding="utf-8") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            yield from _parse_group(text, group)
+
+
+def _parse_group(text: str, group: str) -> "Iterator[tuple[str, str]]":
+    inside = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            inside = line[1:-1].strip() == group
+            continue
+        if inside and "=" in line:
+            name, _, value = line.partition("=")
+            yield name.strip(), value.strip()
+
+
+# ---- the post-import hook -------------------------------------------------------------------------------
+
+
+def _update_finder() -> None:
+    global _finder
+    watched = {m for entry in _pending.values() for m in entry[1]}
+    if watched and _finder is None:
+        _finder = _PostImportFinder()
+        sys.meta_path.insert(0, _finder)
+    elif not watched and _finder is not None:
+        try:
+            sys.meta_path.remove(_finder)
+        except ValueError:
+            pass
+        _finder = None
+    if _finder is not None:
+        _finder.watched = frozenset(watched)
+
+
+class _PostImportFinder:
+    """Finds nothing itself: for a watched top-level module it asks the other finders and wraps the
+    loader of the spec they return, so that the plugins run right after the module executed."""
+
+    def __init__(self) -> None:
+        self.watched: frozenset[str] = frozenset()
+        self._busy = _thread._local()
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        if path is not None or fullname not in self.watched or getattr(self._busy, "on", False):
+            return None
+        self._busy.on = True
+        try:
+            spec = None
+            for finder in list(sys.meta_path):
+                find = getattr(finder, "find_spec", None)
+                if finder is self or find is None:
+                    continue
+                spec = find(fullname, path, target)
+                if spec is not None:
+                    break
+        finally:
+            self._busy.on = False
+        loader = getattr(spec, "loader", None)
+        if spec is not None and loader is not None and hasattr(loader, "exec_module"):
+            spec.loader = _NotifyingLoader(loader, fullname)  # type: ignore[attr-defined]
+        return spec
+
+
+class _NotifyingLoader:
+    def __init__(self, loader: object, name: str) -> None:
+        self._loader, self._name = loader, name
+
+    def create_module(self, spec: object) -> object:
+        create = getattr(self._loader, "create_module", None)
+        return create(spec) if create is not None else None
+
+    def exec_module(self, module: object) -> None:
+        # the module looks exactly as if we had not been there
+        if getattr(module, "__loader__", None) is self:
+            try:
+                module.__loader__ = self._loader  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and getattr(spec, "loader", None) is self:
+            spec.loader = self._loader
+        self._loader.exec_module(module)  # type: ignore[attr-defined]
+        _imported(self._name)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._loader, name)
+
+
+def _imported(module: str) -> None:
+    """``module`` has just executed: call the plugins waiting for it. Never breaks the import."""
+    calls = []
+    with _lock:
+        for name, entry in list(_pending.items()):
+            options, modules, fn = entry
+            if module in modules:
+                modules.discard(module)
+                if not modules:
+                    del _pending[name]
+                calls.append((name, options, fn))
+                _enabled.add(name)
+        _update_finder()
+    for name, options, fn in calls:
+        try:
+            fn(options=dict(options))
+        except Exception as exc:
+            warnings.warn(f"trackhooks: autolog({name!r}) failed when {module!r} was imported, {name} runs are "
+                          f"not recorded: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)

@@ -124,6 +124,10 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._write_lock = threading.Lock()  # one drain at a time (writer thread or exit path)
+        # set on a thread from just before it takes the write lock until just after it lets it go: a
+        # finalizer or signal handler that runs on that thread meanwhile (gc frees an estimator inside
+        # a sink's write) and finishes a run must not wait for the drain it interrupted
+        self._draining = threading.local()
         self._states: dict[str, RunState] = {}  # running runs, for heartbeats
         self._channels: list[Channel] = []
         self._last_heartbeat = time.time()
@@ -148,9 +152,11 @@ class Writer:
     def wait_for_space(self) -> None:
         """Called by the caller when the buffer is full: wait for the writer rather than drop."""
         self.wake()
+        if self._in_drain():
+            return  # the drain this thread interrupted takes the entries: waiting would wait for ourselves
         self.ensure_started()
         while len(self.buffer) >= MAX_BUFFERED // 2:
-            if threading.current_thread() is self._thread:
+            if threading.current_thread() is self._thread or self._in_drain():
                 return
             time.sleep(0.001)
             self.wake()
@@ -161,10 +167,27 @@ class Writer:
             self._channels.append(state.channel)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until everything appended before this call is in every reachable sink."""
+        """Block until everything appended before this call is in every reachable sink.
+
+        Safe from any thread, finalizers and signal handlers included. Called from inside a drain on
+        the same thread (a finalizer run by the cyclic collector during a store write, on the writer
+        thread or on the exiting thread), it does not wait: the running drain loops until the buffer
+        is empty, so the entries are written right after the interrupted batch; it returns False
+        because nothing is durable yet when it returns.
+        """
+        if self._in_drain():
+            self.wake()
+            return False
         if threading.current_thread() is self._thread:
             self._drain()
             return True
+        if self._stop and not (self._thread is not None and self._thread.is_alive()):
+            # after shutdown (a finalizer during interpreter exit): no writer to wait for, drain here
+            if self._write_lock.acquire(timeout=-1 if timeout is None else timeout):
+                self._write_lock.release()
+                self._drain()
+                return True
+            return False
         done = threading.Event()
         self.buffer.append((OP_FLUSH, None, done))
         self.ensure_started()
@@ -183,37 +206,48 @@ class Writer:
             except Exception as exc:  # the writer must never die: report and keep going
                 warn_once(("writer", type(exc)), f"writer thread error: {type(exc).__name__}: {exc}")
 
+    def _in_drain(self) -> bool:
+        return getattr(self._draining, "depth", 0) > 0
+
     def _drain(self) -> None:
-        with self._write_lock:
-            buf = self.buffer
-            while True:
-                n = len(buf)
-                if n == 0 and not self._retry_due():
-                    break
-                entries = [buf.popleft() for _ in range(n)]
-                flushes = self._process(entries)
+        d = self._draining
+        d.depth = getattr(d, "depth", 0) + 1  # before the lock: see __init__
+        try:
+            with self._write_lock:
+                self._drain_locked()
+        finally:
+            d.depth -= 1
+
+    def _drain_locked(self) -> None:
+        buf = self.buffer
+        while True:
+            n = len(buf)
+            if n == 0 and not self._retry_due():
+                break
+            entries = [buf.popleft() for _ in range(n)]
+            flushes = self._process(entries)
+            for channel in self._channels:
+                self._deliver_pending(channel, force=False)
+            if flushes:
                 for channel in self._channels:
-                    self._deliver_pending(channel, force=False)
-                if flushes:
-                    for channel in self._channels:
-                        self._deliver_pending(channel, force=True)
-                        for sink in channel.sinks:
-                            try:
-                                sink.flush()
-                            except Exception as exc:
-                                warn_once(("flush", id(sink)), f"{sink.name}: flush failed: {exc}")
-                    # a local store that is failing (disk full, read-only) still holds the records in
-                    # memory for a retry: flush() then returns False instead of claiming durability
-                    durable = not any(ch.pending[0] for ch in self._channels if ch.sinks)
-                    for ev in flushes:
-                        ev.durable = durable  # type: ignore[attr-defined]
-                        ev.set()
-                if not buf:
-                    break
-            now = time.time()
-            if now - self._last_heartbeat > HEARTBEAT_INTERVAL:
-                self._last_heartbeat = now
-                self._heartbeat(now)
+                    self._deliver_pending(channel, force=True)
+                    for sink in channel.sinks:
+                        try:
+                            sink.flush()
+                        except Exception as exc:
+                            warn_once(("flush", id(sink)), f"{sink.name}: flush failed: {exc}")
+                # a local store that is failing (disk full, read-only) still holds the records in
+                # memory for a retry: flush() then returns False instead of claiming durability
+                durable = not any(ch.pending[0] for ch in self._channels if ch.sinks)
+                for ev in flushes:
+                    ev.durable = durable  # type: ignore[attr-defined]
+                    ev.set()
+            if not buf:
+                break
+        now = time.time()
+        if now - self._last_heartbeat > HEARTBEAT_INTERVAL:
+            self._last_heartbeat = now
+            self._heartbeat(now)
 
     def _retry_due(self) -> bool:
         now = time.monotonic()
@@ -397,17 +431,30 @@ class Writer:
         if t is not None and t.is_alive() and t is not threading.current_thread():
             t.join(timeout)
         deadline = time.monotonic() + timeout
+        d = self._draining
+        d.depth = getattr(d, "depth", 0) + 1
         try:
             if not self._write_lock.acquire(timeout=max(0.1, deadline - time.monotonic())):
                 return
             try:
                 buf = self.buffer
-                while buf:
-                    entries = [buf.popleft() for _ in range(len(buf))]
-                    for ev in self._process(entries):
-                        ev.set()
+                # until nothing new arrives: a finalizer or signal handler that runs during a write or
+                # a flush below (on this thread) may still finish a run, and it does not wait for us
+                while True:
+                    while buf:
+                        entries = [buf.popleft() for _ in range(len(buf))]
+                        for ev in self._process(entries):
+                            ev.set()
+                    for ch in self._channels:
+                        self._deliver_pending(ch, force=True)
+                        for sink in ch.sinks:
+                            try:
+                                sink.flush()
+                            except Exception:
+                                pass
+                    if not buf:
+                        break
                 for ch in self._channels:
-                    self._deliver_pending(ch, force=True)
                     for i, sink in enumerate(ch.sinks):
                         if ch.pending[i]:
                             try:
@@ -415,7 +462,6 @@ class Writer:
                             except Exception:
                                 pass
                         try:
-                            sink.flush()
                             sink.close()
                         except Exception:
                             pass
@@ -423,6 +469,8 @@ class Writer:
                 self._write_lock.release()
         except Exception as exc:
             print(f"trackhooks: error while draining at exit: {exc}", file=sys.stderr)
+        finally:
+            d.depth -= 1
 
 
 _writer: Writer | None = None

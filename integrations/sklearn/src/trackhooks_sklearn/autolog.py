@@ -13,6 +13,14 @@ What is patched (and restored by ``autolog(disable=True)``):
   "inner" to the joblib worker thread that runs it (``_FuncWrapper.__call__``), so the threading
   backend with ``n_jobs > 1`` records one run too. Process workers (loky, the default) never see the
   patches: their fits record nothing and the parent records the search or the folds from the results.
+- the ``config_context`` that ``sklearn.utils._param_validation.validate_params`` enters around every
+  call of a public scikit-learn function (every ``sklearn.metrics`` function, ``permutation_importance``,
+  ``label_binarize``, ``k_means``, ``mutual_info_classif``, ...): while one runs on a thread, fits on
+  that thread are scikit-learn's own helper fits (the ``LabelEncoder`` of ``f1_score``) and record
+  nothing. Why this hook and not the functions themselves: a function object cannot be patched in
+  place, and the references that matter are bound before ``autolog()`` runs (``from sklearn.metrics
+  import f1_score`` at the top of a script, the scorers' ``_score_func``, the metrics calling each
+  other); every such call still goes through the one ``config_context`` name of that module.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ METHODS = ("fit", "fit_transform", "fit_predict", "partial_fit")
 _lock = threading.RLock()
 _patches: dict[tuple[Any, str], Any] = {}  # (class or module, attribute) -> original
 _config: dict[str, Any] | None = None  # None: disabled; read without a lock (replaced whole, never mutated)
+#: depth of public scikit-learn functions running on this thread: fits made meanwhile are theirs
+_in_function = threading.local()
 OPTION_NAMES = frozenset({"disable", "log_model", "log_training_metrics"}) | _START_RUN_ARGS
 
 
@@ -71,8 +81,8 @@ def _wrap_method(fn: Any, method: str) -> Any:
     @functools.wraps(fn)
     def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
         config = _config
-        if config is None or getattr(recording._guard, "depth", 0):
-            return fn(self, *args, **kwargs)  # an inner fit: one thread-local read of overhead
+        if config is None or getattr(recording._guard, "depth", 0) or getattr(_in_function, "depth", 0):
+            return fn(self, *args, **kwargs)  # an inner fit: two thread-local reads of overhead
         return _record(fn, method, config, self, args, kwargs)
 
     patched.__trackhooks_original__ = fn  # type: ignore[attr-defined]
@@ -252,19 +262,55 @@ def _patch() -> None:
             _patch_class(cls)
         _install_class_hook()
         _patch_parallel()
+        _patch_public_functions()
     except Exception as exc:  # a scikit-learn version we do not know: whatever is patched stays consistent
         warn_once(("sklearn", "autolog-patch"), f"sklearn autolog: could not patch everything ({type(exc).__name__}: "
                                                 f"{exc}); some fits may not be recorded")
 
 
-def _mark(items: Any) -> Any:
-    """Mark each task dispatched from a recorded fit as inner (read by the worker that runs it)."""
+def _mark(items: Any, attr: str = "_trackhooks_inner") -> Any:
+    """Mark each task dispatched from a recorded fit (or from a public scikit-learn function, with
+    ``attr="_trackhooks_in_function"``) as inner: read by the worker thread that runs it."""
     for item in items:
         try:
-            item[0]._trackhooks_inner = True
+            setattr(item[0], attr, True)
         except Exception:
             pass
         yield item
+
+
+def _patch_public_functions() -> None:
+    from sklearn.utils import _param_validation as pv
+
+    orig = pv.__dict__.get("config_context")
+    if orig is None:
+        warn_once(("sklearn", "validate_params"), "sklearn autolog: this scikit-learn has no "
+                  "_param_validation.config_context; fits inside scikit-learn functions (metrics) may record runs")
+        return
+
+    class in_public_function:
+        """``config_context`` as validate_params enters it, counting the public call on this thread."""
+
+        __slots__ = ("_cm",)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._cm = orig(*args, **kwargs)
+
+        def __enter__(self) -> Any:
+            _in_function.depth = getattr(_in_function, "depth", 0) + 1
+            try:
+                return self._cm.__enter__()
+            except BaseException:
+                _in_function.depth -= 1
+                raise
+
+        def __exit__(self, *exc: Any) -> Any:
+            try:
+                return self._cm.__exit__(*exc)
+            finally:
+                _in_function.depth -= 1
+
+    _set(pv, "config_context", in_public_function)
 
 
 def _patch_parallel() -> None:
@@ -279,6 +325,10 @@ def _patch_parallel() -> None:
         if getattr(recording._guard, "depth", 0):
             return orig_call(self, _mark(iterable))
         config = _config
+        if getattr(_in_function, "depth", 0):
+            # a public function's tasks (permutation_importance's scorers): theirs, on worker threads too;
+            # a cross-validation batch inside one (learning_curve) is still one run
+            iterable = _mark(iterable, "_trackhooks_in_function")
         if config is None or getattr(self, "return_generator", False) or getattr(self, "return_ordered", True) is False:
             return orig_call(self, iterable)
         it = iter(iterable)
@@ -298,6 +348,12 @@ def _patch_parallel() -> None:
         if self.__dict__.get("_trackhooks_inner") and not getattr(recording._guard, "depth", 0):
             with recording.suppressed():  # a joblib worker thread running a task of a recorded fit
                 return orig_task(self, *args, **kwargs)
+        if self.__dict__.get("_trackhooks_in_function"):
+            _in_function.depth = getattr(_in_function, "depth", 0) + 1
+            try:
+                return orig_task(self, *args, **kwargs)
+            finally:
+                _in_function.depth -= 1
         return orig_task(self, *args, **kwargs)
 
     _set(Parallel, "__call__", functools.wraps(orig_call)(parallel_call))

@@ -64,7 +64,22 @@ def warn_once(key: object, message: str, _seen: set = set()) -> None:  # noqa: B
     if key in _seen:
         return
     _seen.add(key)
-    warnings.warn(f"trackhooks: {message}", RuntimeWarning, stacklevel=3)
+    warnings.warn(f"trackhooks: {message}", RuntimeWarning, stacklevel=outside_stacklevel())
+
+
+def _ours(module: object) -> bool:
+    return isinstance(module, str) and (module == "trackhooks" or module.startswith(("trackhooks.", "trackhooks_")))
+
+
+def outside_stacklevel() -> int:
+    """The ``stacklevel`` (for a ``warnings.warn`` made by the caller) of the first frame that is not
+    trackhooks code: the user's line, or the framework's when a framework calls our callback. Only
+    our own frames are looked at, by module name (a user's directory may well be called trackhooks)."""
+    level, f = 2, sys._getframe(2)  # 1: the warns caller, 2: its caller
+    while f is not None and _ours(f.f_globals.get("__name__")):
+        f = f.f_back
+        level += 1
+    return level
 
 
 class Channel:

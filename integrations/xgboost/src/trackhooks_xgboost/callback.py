@@ -151,6 +151,8 @@ class TrackhooksCallback(TrainingCallback):
             else:
                 for hist, key in self._series:
                     values[key] = hist[-1]
+            if self._offset is None:
+                self._offset = int(model.num_boosted_rounds()) - epoch - 1
             step = epoch + self._offset
             self._last_step = step
             if values:
@@ -222,7 +224,10 @@ class TrackhooksCallback(TrainingCallback):
             self._run, self._owned = trackhooks.start_run(**kwargs), True
         self._logging = True
         run = self._run
-        self._offset = int(model.num_boosted_rounds())
+        # the rounds of a model trained further (xgb_model=) are read after XGBoost's first update:
+        # num_boosted_rounds() here would configure the booster from inside our callback, and XGBoost's
+        # own configuration warnings ("Parameters: {...} are not used") would then point at this file
+        self._offset = None
         self._best0 = model.attr("best_iteration")
         tags = {"framework": "xgboost", "xgboost.api": api, "xgboost.version": xgboost.__version__}
         run.set_tags(tags)
@@ -331,7 +336,7 @@ class TrackhooksCallback(TrainingCallback):
             metrics["stopped_round"] = self._last_step
             rounds = args.get("num_boost_round")
             if isinstance(rounds, int):
-                run.set_tags({"early_stopped": str(self._last_step - self._offset + 1 < rounds).lower()})
+                run.set_tags({"early_stopped": str(self._last_step - (self._offset or 0) + 1 < rounds).lower()})
         if not self._is_cv and self._log_importance:
             metrics.update(self._importance(model))
         run.log_metrics(metrics, step=self._last_step if self._last_step is not None else 0)

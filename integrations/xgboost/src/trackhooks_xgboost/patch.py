@@ -95,42 +95,73 @@ def mark_explicit() -> None:
     install()
 
 
-def _plan(sig: inspect.Signature, api: str, args: tuple, kwargs: dict) -> tuple[dict, CallContext] | None:
-    try:
-        bound = sig.bind(*args, **kwargs)
-    except TypeError:
-        return None  # the original call raises the user's TypeError itself
-    bound.apply_defaults()
+def _lenient(sig: inspect.Signature) -> inspect.Signature:
+    """``sig`` with its keyword-only parameters also accepted by position, in order: what XGBoost's
+    ``_deprecate_positional_args`` still accepts (with a FutureWarning), e.g. ``xgb.train(params,
+    dtrain, 10, [(dtrain, "train")])``."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return sig.replace(parameters=[p.replace(kind=kind) if p.kind is inspect.Parameter.KEYWORD_ONLY else p
+                                   for p in sig.parameters.values()])
+
+
+def _bind(sig: inspect.Signature, lenient: inspect.Signature, args: tuple, kwargs: dict) -> Any:
+    for s in (sig, lenient):
+        try:
+            return s.bind(*args, **kwargs)
+        except TypeError:
+            continue
+    return None
+
+
+def _plan(sig: inspect.Signature, api: str, args: tuple, kwargs: dict,
+          lenient: inspect.Signature | None = None) -> tuple[tuple, dict, CallContext] | None:
+    bound = _bind(sig, lenient or _lenient(sig), args, kwargs)
+    if bound is not None:
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+    else:
+        arguments = {}
     cls = _callback_class()
-    callbacks = bound.arguments.get("callbacks")
+    names = list(sig.parameters)
+    at = names.index("callbacks") if "callbacks" in names else None
+    by_position = bound is not None and at is not None and at < len(args)
+    callbacks = arguments.get("callbacks") if bound is not None else kwargs.get("callbacks")
     ours = [c for c in (callbacks or ()) if isinstance(c, cls)]
     if not ours:
         options = _autolog_options
         if options is None:
             return None
         cb = _new_callback(options)
-        kwargs = dict(kwargs)
-        kwargs["callbacks"] = [*(callbacks or ()), cb]
+        new = [*(callbacks or ()), cb]
+        if by_position:  # the user gave callbacks by position: replace it there, not twice
+            args = (*args[:at], new, *args[at + 1:])  # type: ignore[operator]
+        else:
+            kwargs = dict(kwargs)
+            kwargs["callbacks"] = new
         ours = [cb]
     skl = _SKLEARN.get()
-    return kwargs, CallContext("sklearn" if skl is not None and api == "train" else api, tuple(ours),
-                               dict(bound.arguments), skl)
+    ctx = CallContext("sklearn" if skl is not None and api == "train" else api, tuple(ours), arguments, skl)
+    # a call form this wrapper cannot read: the callback still records what it sees by itself, and
+    # the wrapper says so once if XGBoost accepted the call (else XGBoost's own TypeError speaks)
+    ctx.extra["unbound"] = bound is None
+    return args, kwargs, ctx
 
 
 def _wrap_call(original: Callable, api: str) -> Callable:
     sig = inspect.signature(original)
+    lenient = _lenient(sig)
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            plan = _plan(sig, api, args, kwargs)
+            plan = _plan(sig, api, args, kwargs, lenient)
         except Exception as exc:  # our bug must not cost the user's training
             warn_once(("xgboost", "wrap", type(exc)), f"xgboost {api} wrapper failed ({type(exc).__name__}: {exc}); "
                       "training continues without trackhooks context")
             plan = None
         if plan is None:
             return original(*args, **kwargs)
-        kwargs, ctx = plan
+        args, kwargs, ctx = plan
         token = _CALL.set(ctx)
         fit_token = _SKLEARN.set(None)  # a fit inside a callback is not this fit
         try:
@@ -142,6 +173,10 @@ def _wrap_call(original: Callable, api: str) -> Callable:
         finally:
             _SKLEARN.reset(fit_token)
             _CALL.reset(token)
+        if ctx.extra.get("unbound"):
+            warn_once(("xgboost", api, "unbound"),
+                      f"xgboost.{api}: could not read the arguments of this call form; its run has the metrics "
+                      "and the model but not the call's params and data")
         for cb in ctx.callbacks:
             cb._complete()
         return result

@@ -34,9 +34,17 @@ class CliError(Exception):
 # ---- output ----------------------------------------------------------------------------------
 
 
+#: the width piped output is laid out in: rows are never cut for a pipe (tests, ``| less``, ``> file``),
+#: whatever $COLUMNS an inherited environment says; trailing blanks are stripped
+PIPE_WIDTH = 100_000
+
+
 class _Out:
-    """A rich console on stdout. Piped output (tests, ``| less``) gets whole rows instead of rich's
-    default 80 columns, and no trailing blanks from cell padding."""
+    """A rich console on stdout. Piped output gets whole rows, and no trailing blanks from cell padding.
+
+    In a terminal, a table never truncates the columns that name things (ids, names, statuses, keys:
+    ``_table(keep=...)``): the other columns wrap first, and when the kept columns alone do not fit,
+    the table is printed wider than the terminal (the terminal wraps the line) rather than cut."""
 
     def __init__(self) -> None:
         try:
@@ -45,12 +53,25 @@ class _Out:
             raise CliError("the command line needs the 'rich' package: pip install rich") from None
         self.tty = sys.stdout.isatty()
         self._buf = None if self.tty else io.StringIO()
-        width = None if self.tty else int(os.environ.get("COLUMNS") or 160)
+        width = None if self.tty else PIPE_WIDTH
         self.console = Console(file=sys.stdout if self.tty else self._buf, width=width, markup=False,
                                highlight=False, emoji=False, soft_wrap=False)
 
     def print(self, *objects: Any, **kw: Any) -> None:
-        self.console.print(*objects, **kw)
+        from rich.table import Table
+
+        width = self.console.width
+        for obj in objects:
+            if isinstance(obj, Table):
+                width = max(width, _keep_whole(obj, self.console))
+        if width == self.console.width:
+            self.console.print(*objects, **kw)
+            return
+        saved, self.console.width = self.console.width, width  # print(width=) cannot exceed it
+        try:
+            self.console.print(*objects, **kw)
+        finally:
+            self.console.width = saved
 
     def __enter__(self) -> "_Out":
         return self
@@ -71,15 +92,51 @@ def _text(value: Any, style: str = ""):
     return Text(sm.clean(value), style=style)
 
 
-def _table(title: str | None = None, *columns: str, **kw: Any):
+def _table(title: str | None = None, *columns: str, keep: Sequence[str] = (), **kw: Any):
+    """A table whose ``keep`` columns are never wrapped or cut; every other column wraps (folds)
+    instead of ending in an ellipsis, so no cell ever loses characters."""
     from rich import box
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
               header_style="bold", pad_edge=False, show_edge=False, **kw)
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
+    for c in keep:
+        _keep(t.columns[list(columns).index(c)])
     return t
+
+
+def _keep(column: Any) -> None:
+    column.no_wrap = True
+    column.overflow = "ignore"
+    column._trackhooks_keep = True
+
+
+def _keep_whole(table: Any, console: Any) -> int:
+    """Give each kept column of ``table`` the width of its widest cell; return the width the table
+    needs with every kept column whole and every other column at its narrowest."""
+    from rich.cells import cell_len
+
+    needed = 0
+    for column in table.columns:
+        cells = [column.header, *column._cells]
+        widest = max((cell_len(line) for c in cells for line in _plain(c).split("\n")), default=0)
+        if getattr(column, "_trackhooks_keep", False):
+            column.min_width = widest
+            needed += widest
+        else:  # a folding column keeps at least a readable strip
+            column.min_width = max(column.min_width or 0, min(widest, FOLD_MIN_WIDTH))
+            needed += column.min_width
+    # a cell's padding and the gap between columns (box.SIMPLE_HEAD without edges)
+    return needed + 3 * (len(table.columns) - 1)
+
+
+FOLD_MIN_WIDTH = 5  # with it, id + a typical name + status + 5 folding columns fit 80 columns
+
+
+def _plain(cell: Any) -> str:
+    return cell.plain if hasattr(cell, "plain") else str(cell)
 
 
 def _status(status: str):
@@ -180,7 +237,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         sys.stderr.write(f"{PROG}: no runs match {filters} ({len(every)} runs in {store.path})\n")
         return 0
     short = sm.short_ids(r.id for r in every)
-    t = _table(None, "id", "experiment", "name", "status", "start", "duration", "framework", "metrics")
+    t = _table(None, "id", "experiment", "name", "status", "start", "duration", "framework", "metrics",
+               keep=("id", "name", "status"))
     for r, depth in _nested(recs):
         name = ("  " * (depth - 1) + "└ " if depth else "") + sm.clean(r.name)
         t.add_row(_text(short[r.id], "dim" if depth else "bold"), _text(r.experiment), _text(name),
@@ -220,7 +278,7 @@ def run_details(rec: "RunRecord") -> dict[str, Any]:
 
 
 def _kv_table(title: str, mapping: dict[str, Any]):
-    t = _table(title, "key", "value")
+    t = _table(title, "key", "value", keep=("key",))
     for k, v in mapping.items():
         t.add_row(_text(k), _text(sm.fmt_value(v)))
     return t
@@ -270,7 +328,8 @@ def _show(con: _Out, store: "Store", rec: "RunRecord") -> None:
 
     datasets = rec.datasets()
     if datasets:
-        t = _table("datasets", "context", "name", "digest", "rows", "schema", "source")
+        t = _table("datasets", "context", "name", "digest", "rows", "schema", "source",
+                   keep=("context", "name", "digest", "rows"))
         for d in datasets:
             digest = d.digest[:16] + (" (sampled)" if d.sampled else "")
             t.add_row(_text(d.context), _text(d.name), _text(digest), sm.fmt_num(d.n_rows),
@@ -281,7 +340,8 @@ def _show(con: _Out, store: "Store", rec: "RunRecord") -> None:
 
     keys = rec.metric_keys()
     if keys:
-        t = _table("metrics", "key", "count", "last", "min", "max", "steps", "epochs")
+        t = _table("metrics", "key", "count", "last", "min", "max", "steps", "epochs",
+                   keep=("key", "count", "last", "min", "max"))
         for c in ("count", "last", "min", "max"):
             t.columns[["key", "count", "last", "min", "max"].index(c)].justify = "right"
         for k in keys:
@@ -294,7 +354,8 @@ def _show(con: _Out, store: "Store", rec: "RunRecord") -> None:
 
     ckpts = rec.checkpoints()
     if ckpts:
-        t = _table("checkpoints", "", "path", "step", "epoch", "metrics", "size", "sha256")
+        t = _table("checkpoints", "", "path", "step", "epoch", "metrics", "size", "sha256",
+                   keep=("", "step", "epoch", "size", "sha256"))
         for c in ckpts:
             flag = Text()
             if c.best:
@@ -312,7 +373,7 @@ def _show(con: _Out, store: "Store", rec: "RunRecord") -> None:
 
     arts = rec.artifacts()
     if arts:
-        t = _table("artifacts", "name", "size", "sha256", "stored at")
+        t = _table("artifacts", "name", "size", "sha256", "stored at", keep=("name", "size", "sha256"))
         for a in arts:
             t.add_row(_text(a.name), sm.fmt_size(a.size), a.sha256[:12], _text(a.path))
         section("artifacts", "", t)
@@ -322,7 +383,8 @@ def _show(con: _Out, store: "Store", rec: "RunRecord") -> None:
     kids = rec.children()
     if kids:
         short = sm.short_ids(r.id for r in store.runs())
-        t = _table("children", "id", "name", "status", "duration", "metrics")
+        t = _table("children", "id", "name", "status", "duration", "metrics",
+                   keep=("id", "name", "status", "duration"))
         for c in kids:
             t.add_row(_text(short.get(c.id, c.id[:8])), _text(c.name), _status(c.status),
                       sm.fmt_duration(c.duration), _text(_headline_text(c)))
@@ -395,15 +457,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _compare(con: _Out, store: "Store", recs: list["RunRecord"], data: dict[str, Any]) -> None:
+    from rich.cells import cell_len
     from rich.text import Text
 
     short = sm.short_ids(r.id for r in store.runs())
     cols = [f"{short.get(r.id, r.id[:8])}" for r in recs]
 
     def header_table(title: str, first: str):
-        t = _table(title, first)
+        t = _table(title, first, keep=(first,))
         for r, c in zip(recs, cols):
-            t.add_column(Text(c, style="bold") + Text("\n" + sm.clean(r.name), style="cyan"))
+            # the header (id, name) is kept whole; the values under it fold
+            t.add_column(Text(c, style="bold") + Text("\n" + sm.clean(r.name), style="cyan"), overflow="fold",
+                         min_width=max(len(c), cell_len(sm.clean(r.name))))
         return t
 
     t = header_table("runs", "")

@@ -70,6 +70,10 @@ WORKLOADS = [
              ["none", "trackhooks", "trackhooks autolog", "CSVLogger", "mlflow.keras.autolog"]),
     Workload("xgboost", "XGBoost: binary:logistic on 5000x20, one eval set", "xgboost_bench.py",
              ["none", "trackhooks", "trackhooks autolog", "mlflow.xgboost.autolog"]),
+    Workload("autolog", "Lazy autolog(): process wall time of fresh interpreters, side by side (issue 21)",
+             "autolog_bench.py", ["autolog(): import + autolog() vs import", "autolog(): sklearn fit script vs untracked"],
+             kind="micro", fork_groups=[["autolog(): import + autolog() vs import",
+                                         "autolog(): sklearn fit script vs untracked"]]),
     Workload("sklearn", "scikit-learn: GridSearchCV (20 candidates x 3 folds) + one small fit", "sklearn_bench.py",
              ["none", "trackhooks autolog", "trackhooks track()", "mlflow.sklearn.autolog(log_models=False)",
               "mlflow.sklearn.autolog()"],
@@ -86,6 +90,8 @@ MICRO_TARGETS: dict[str, tuple[str, Any]] = {
     "start_run": ("< 30 ms", lambda v: v < 30),
     "dataset hash: fingerprint": ("≥ 500 MB/s", lambda v: v >= 500),
     "dataset hash: log_dataset + flush": ("≥ 500 MB/s", lambda v: v >= 500),
+    "autolog(): import + autolog() vs import": ("≤ 1.3×", lambda v: v <= 1.3),
+    "autolog(): sklearn fit script vs untracked": ("≤ 1.2×", lambda v: v <= 1.2),
 }
 
 
@@ -259,7 +265,7 @@ def framework_table(w: Workload, rows: list[dict[str, Any]], targets: list[dict[
     return out
 
 
-_DETAIL_KEYS = ("fetch_s", "first_new_store_ms", "second_in_process_ms", "heavy_modules_imported", "log_s",
+_DETAIL_KEYS = ("baseline_ms", "tracked_ms", "procs", "fetch_s", "first_new_store_ms", "second_in_process_ms", "heavy_modules_imported", "log_s",
                 "drain_after_last_call_s", "caller_s", "sampled", "calls", "points", "mb")
 
 

@@ -11,6 +11,9 @@ this one changes only with a note in ``docs/plugins.md``.
 - ``START_RUN_OPTIONS``: the keyword arguments of ``start_run`` an integration passes through.
 - the mirror replay base: ``ReplaySink``, ``ReplayTarget``, ``RunView``, ``Cursor``,
   ``CursorConflict``, ``replay_run``, ``TERMINAL``.
+- the store engine base: ``Store`` (subclass it, see ``trackhooks/store/api.py``), the packed
+  metric column helpers ``pack``/``unpack`` and ``NO_EPOCH``, ``redact_uri`` (a URI without its
+  password), ``spool_path()``.
 
 Importing this module imports nothing else (every name but ``hookimpl`` loads on first use), so that
 an entry-point module that does ``from trackhooks.plugin import hookimpl`` costs almost nothing:
@@ -64,6 +67,14 @@ def __getattr__(name: str) -> Any:
         from . import sync
 
         return getattr(sync, name)
+    elif name in ("Store", "redact_uri", "spool_path", "NO_EPOCH"):
+        from . import store
+
+        return getattr(store, name)
+    elif name in ("pack", "unpack"):
+        from .store import records
+
+        return getattr(records, name)
     elif name == "START_RUN_OPTIONS":
         return _start_run_options()
     else:
@@ -73,4 +84,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", "ReplaySink",
-           "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL"]
+           "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack", "unpack", "NO_EPOCH", "redact_uri", "spool_path"]

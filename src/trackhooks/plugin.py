@@ -8,14 +8,17 @@ this one changes only with a note in ``docs/plugins.md``.
 - ``warn_once(key, message)``: one ``RuntimeWarning`` per process for a given key (a failing
   integration or mirror reports once, then keeps quiet).
 - ``flatten_params(mapping)`` / ``same_param(a, b)``: the core's param flattening and equality.
-- ``START_RUN_OPTIONS``: the keyword arguments of ``start_run`` an integration passes through.
+- ``START_RUN_OPTIONS``: the keyword arguments of ``start_run`` an integration passes through;
+  ``split_options(options, own, where)`` splits an integration's keyword arguments into its own and
+  those (an unknown key raises ``InvalidOptionError``, a ``TypeError``).
+- the nesting rule (``trackhooks.nesting``, docs/plugins.md "Nesting"): ``open_run`` (-> ``Opened``
+  or None), ``decide``, ``suppressed``, ``container``, ``mark_container``, ``mark_owned``.
 - the mirror replay base: ``ReplaySink``, ``ReplayTarget``, ``RunView``, ``Cursor``,
   ``CursorConflict``, ``replay_run``, ``TERMINAL``.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from .hookspecs import hookimpl
@@ -23,10 +26,8 @@ from .values import flatten_params, same_param
 from .writer import warn_once
 
 
-def _start_run_options() -> tuple[str, ...]:
-    from .run import start_run
-
-    return tuple(p for p in inspect.signature(start_run).parameters if p != "resume")
+_NESTING = ("open_run", "Opened", "decide", "suppressed", "container", "mark_container", "mark_owned",
+            "split_options", "InvalidOptionError")
 
 
 def __getattr__(name: str) -> Any:
@@ -36,9 +37,15 @@ def __getattr__(name: str) -> Any:
 
         return getattr(sync, name)
     if name == "START_RUN_OPTIONS":
-        return _start_run_options()
+        from .nesting import start_run_options
+
+        return start_run_options()
+    if name in _NESTING:  # loads the run module: only when an integration records something
+        from . import nesting
+
+        return getattr(nesting, name)
     raise AttributeError(f"module 'trackhooks.plugin' has no attribute {name!r}")
 
 
-__all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", "ReplaySink",
+__all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", *_NESTING, "ReplaySink",
            "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL"]

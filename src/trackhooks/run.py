@@ -38,6 +38,35 @@ STATUSES = ("running", "finished", "failed", "killed")
 
 _active: list["Run"] = []  # runs started in this process and not finished, innermost last
 _active_lock = threading.Lock()
+# This thread's stack of runs and nesting frames, innermost last (see nesting.py). A run's own entry
+# is removed when it finishes, on whatever thread that happens. No lock: list.append/remove are
+# atomic under the GIL, and a finish from a finalizer or signal handler must never wait on a lock.
+_thread = threading.local()
+
+
+class StackEntry:
+    """One entry of a thread's run stack: ``kind`` is "run" (a started run), "fit" (an integration's
+    fit in progress), "suppress" (inner fits record nothing) or "container" (they record into ``run``)."""
+
+    __slots__ = ("kind", "run", "integration")
+
+    def __init__(self, kind: str, run: "Run | None", integration: str | None = None):
+        self.kind, self.run, self.integration = kind, run, integration
+
+
+def thread_stack() -> list[StackEntry]:
+    """This thread's run stack (runs started here and nesting frames pushed here), innermost last."""
+    stack = getattr(_thread, "stack", None)
+    if stack is None:
+        stack = _thread.stack = []
+    return stack
+
+
+def _unstack(stack: list, entry: StackEntry) -> None:
+    try:
+        stack.remove(entry)  # identity: StackEntry has no __eq__
+    except ValueError:
+        pass
 _stores: dict[str, LocalStoreSink] = {}
 _mirrors: dict[str, Sink] = {}
 _channels: dict[tuple, _w.Channel] = {}
@@ -74,6 +103,11 @@ class Run:
         self._state = _w.RunState(run_id, channel, last_step)
         self._params_lock = threading.Lock()
         self._finish_lock = threading.Lock()
+        # nesting (nesting.py): None = the user's run; "fit" = an integration's own run of one fit;
+        # "container" = a run whose inner fits record into it (an Optuna trial)
+        self._role: str | None = None
+        self._opened_by: str | None = None
+        self._stacked: tuple[list, StackEntry] | None = None  # (thread stack, its entry) while running
 
     def __repr__(self) -> str:
         return f"Run(id={self.id[:8]}, name={self.name!r}, experiment={self.experiment!r}, status={self.status!r})"
@@ -263,7 +297,13 @@ class Run:
         with _active_lock:
             if self in _active:
                 _active.remove(self)
+        self._unstack()
         self._writer.flush(timeout)
+
+    def _unstack(self) -> None:
+        stacked, self._stacked = self._stacked, None
+        if stacked is not None:
+            _unstack(*stacked)
 
     def __enter__(self) -> "Run":
         return self
@@ -399,6 +439,10 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     w.ensure_started()
     with _active_lock:
         _active.append(run)
+    stack = thread_stack()
+    entry = StackEntry("run", run)
+    stack.append(entry)
+    run._stacked = (stack, entry)
     try:
         _collect_system_info(run)
         if params:
@@ -452,6 +496,7 @@ def _finish_all(status: str, timeout: float | None = None, at_exit: bool = False
         with _active_lock:
             if run in _active:
                 _active.remove(run)
+        run._unstack()
     if not at_exit:
         _w.get_writer().flush(timeout)
 

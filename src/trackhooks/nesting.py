@@ -150,12 +150,11 @@ def decide(integration: str) -> tuple[str, "_run.Run | None"]:
             return "into", run
         if run._role is None:  # a run the user started on this thread
             return "user", run
-    if not stack or all(e.kind == "run" for e in stack):
-        pid = os.getpid()
-        with _run._active_lock:
-            for run in reversed(_run._active):
-                if run._role is None and run.status == "running" and run._state.owner_pid == pid:
-                    return "user", run
+    pid = os.getpid()  # no run of the user's on this thread: one started on another thread
+    with _run._active_lock:
+        for run in reversed(_run._active):
+            if run._role is None and run.status == "running" and run._state.owner_pid == pid:
+                return "user", run
     return "new", None
 
 

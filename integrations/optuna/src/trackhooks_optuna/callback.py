@@ -415,3 +415,14 @@ def _study_lock(study: optuna.Study):
 
 
 __all__ = ["TrackhooksCallback", "RUN_ID_ATTR"]
+
+
+def _install_at_import() -> None:
+    # ``study.optimize(f, callbacks=[TrackhooksCallback()])`` looks ``optimize`` up before the callback
+    # exists: the wrapper must already be in place when the class can first be named
+    from . import patch
+
+    patch.mark_explicit()
+
+
+_install_at_import()

@@ -49,6 +49,8 @@ def safe_url(url: str) -> str:
     except ValueError:
         return "<unparseable storage URL>"
     netloc = parts.netloc
+    if "@" not in netloc and not (parts.query and _SECRET_KEYS.search(parts.query)):
+        return url  # nothing secret; also keeps sqlite:///path as written
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         user = userinfo.split(":", 1)[0]

@@ -31,15 +31,19 @@ _live: list[Any] = []  # callbacks recording an optimize right now (report/sugge
 
 
 def _callback_class() -> type:
-    from .callback import TrackhooksCallback
-
+    _internal.on = True  # autolog importing the class is not the user's explicit use
+    try:
+        from .callback import TrackhooksCallback
+    finally:
+        _internal.on = False
     return TrackhooksCallback
 
 
 def _new_callback(options: dict[str, Any]) -> Any:
+    cls = _callback_class()
     _internal.on = True
     try:
-        return _callback_class()(**options)
+        return cls(**options)
     finally:
         _internal.on = False
 
@@ -95,6 +99,7 @@ def _plan(sig: inspect.Signature, study: Any, args: tuple, kwargs: dict) -> tupl
         bound = sig.bind(study, *args, **kwargs)
     except TypeError:
         return None  # Optuna raises the user's TypeError itself
+    bound.apply_defaults()
     cls = _callback_class()
     callbacks = bound.arguments.get("callbacks")
     listed = list(callbacks) if callbacks is not None else []

@@ -323,12 +323,14 @@ def study_view(rec: Any, *, curves: bool = False) -> dict[str, Any]:
 
     Each trial: number, id, name, status, state, value (single objective) or values, the sampled
     params (those with a recorded distribution), duration, pruned, and with ``curves`` the
-    intermediate ``objective`` values (steps, values). Sorting: complete trials by value in the
+    intermediate ``objective`` values (steps, values). ``param_kinds``: linear, log or categorical
+    (from the recorded distributions), for the axes of a parallel-coordinates view. Sorting: complete trials by value in the
     study's direction (the first objective for several), then pruned, running and failed ones.
     """
     directions = study_directions(rec)
     trials: list[dict[str, Any]] = []
     names: list[str] = []
+    kinds: dict[str, str] = {}
     for c in rec.children():
         tags = c.tags
         try:
@@ -340,6 +342,9 @@ def study_view(rec: Any, *, curves: bool = False) -> dict[str, Any]:
         for k in sampled:
             if k not in names:
                 names.append(k)
+                dist = str(params.get(f"distribution.{k}", ""))
+                kinds[k] = "categorical" if dist.startswith("Categorical") else "log" if "log=True" in dist \
+                    else "linear"
         keys = c.metric_keys()
         if len(directions) == 1:
             values = [last_value(c, "value")] if "value" in keys else None
@@ -366,4 +371,4 @@ def study_view(rec: Any, *, curves: bool = False) -> dict[str, Any]:
     best = [t["number"] for t in trials if t["state"] == "COMPLETE"][:1] if len(directions) == 1 else []
     if len(directions) > 1:
         best = sorted(int(n) for n in rec.tags.get("optuna.best_trials", "").split(",") if n.strip().isdigit())
-    return {"directions": directions, "param_names": names, "trials": trials, "best": best}
+    return {"directions": directions, "param_names": names, "param_kinds": kinds, "trials": trials, "best": best}

@@ -323,3 +323,89 @@ def test_bad_options_raise_naming_the_key():
         TrackhooksCallback(experimnt="x")
     with pytest.raises(TypeError, match="experimnt"):
         autolog(experimnt="x")
+
+
+# ---- looking at a study: CLI, report, UI ---------------------------------------------------------
+
+
+@pytest.fixture
+def recorded_study(store_path):
+    study = new_study(study_name="look")
+    study.optimize(quadratic, n_trials=20, callbacks=[TrackhooksCallback()], catch=(ValueError,))
+    return study, study_run(store_path)
+
+
+def _expected_order(study):
+    rank = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.FAIL: 3}
+    return [t.number for t in sorted(study.trials, key=lambda t: (rank[t.state], t.value is None,
+                                                                  t.value if t.value is not None else 0, t.number))]
+
+
+def test_cli_show_lists_the_trials_best_first(store_path, recorded_study):
+    study, parent = recorded_study
+    env = dict(os.environ, COLUMNS="120")
+    out = subprocess.run([sys.executable, "-m", "trackhooks", "--store", store_path, "show", parent.id, "--json"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    view = json.loads(out.stdout)["study"]
+    assert [t["number"] for t in view["trials"]] == _expected_order(study)
+    assert view["best"] == [study.best_trial.number] and view["param_names"] == ["kind", "x"]
+    assert view["param_kinds"] == {"kind": "categorical", "x": "linear"}
+    text = subprocess.run([sys.executable, "-m", "trackhooks", "--store", store_path, "show", parent.id],
+                          capture_output=True, text=True, env=env, timeout=120).stdout
+    section = text[text.index("trials (minimize; best first)"):]
+    rows = [line.split() for line in section.splitlines()[3:3 + len(study.trials)]]
+    numbers = [int(r[1]) if r[0] == "★" else int(r[0]) for r in rows]
+    assert numbers == _expected_order(study)
+    assert rows[0][0] == "★" and "complete" in rows[0] and f"x={study.best_params['x']:.4g}" in " ".join(rows[0])
+
+
+def test_report_and_ui_carry_the_study_view(store_path, recorded_study, tmp_path):
+    from trackhooks.report import build_data, build_report
+
+    study, parent = recorded_study
+    recs = trackhooks.open_store(store_path).runs()
+    data = build_data(recs)
+    (st,) = data["studies"]
+    assert st["id"] == parent.id and st["run"] == [r.id for r in recs].index(parent.id)
+    by_number = {t["number"]: t for t in st["trials"]}
+    for t in study.trials:
+        mine = by_number[t.number]
+        assert mine["state"] == t.state.name and mine["pruned"] == (t.state == TrialState.PRUNED)
+        assert mine["objective"]["steps"] == sorted(t.intermediate_values)
+    page, info = build_report(recs)
+    assert info["studies"] == 1 and 'data-study="0"' in page and "TrackhooksStudy" in page
+    assert page.count("<tr>") >= len(study.trials)  # the trials table is there without JavaScript
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+    from trackhooks.ui.server import create_app
+
+    client = TestClient(create_app(store_path))
+    detail = client.get(f"/api/runs/{parent.id}").json()
+    assert [t["number"] for t in detail["study"]["trials"]] == _expected_order(study)
+    child = next(iter(parent.children()))
+    assert client.get(f"/api/runs/{child.id}").json()["study"] is None
+    assert "TrackhooksStudy" in client.get("/static/study.js").text
+
+
+def test_study_charts_draw_in_headless_chromium(store_path, recorded_study, tmp_path):
+    import shutil
+
+    chromium = os.environ.get("TRACKHOOKS_CHROMIUM") or shutil.which("chromium")
+    browser_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "browser")
+    if not chromium or not shutil.which("node") or \
+            not os.path.isdir(os.path.join(browser_dir, "node_modules", "playwright-core")):
+        pytest.skip("needs chromium, node and `npm ci` in tests/browser")
+    report = str(tmp_path / "report.html")
+    p = subprocess.run([sys.executable, "-m", "trackhooks", "report", "--store", store_path, "-o", report],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    r = subprocess.run(["node", "check_study.mjs", "file://" + report, str(tmp_path / "study.png"), chromium],
+                       cwd=browser_dir, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["console_errors"] == [] and res["page_errors"] == [], res
+    titles = [c["title"] for c in res["charts"]]
+    assert titles == ["optimisation history", "parallel coordinates", "intermediate values (objective)"]
+    assert all(c["inked"] > 2000 for c in res["charts"]), res["charts"]  # axes and data, not a blank canvas
+    assert res["readout"].startswith("trial ") and ("complete" in res["readout"] or "pruned" in res["readout"])

@@ -13,6 +13,8 @@ this one changes only with a note in ``docs/plugins.md``.
   those (an unknown key raises ``InvalidOptionError``, a ``TypeError``).
 - the nesting rule (``trackhooks.nesting``, docs/plugins.md "Nesting"): ``open_run`` (-> ``Opened``
   or None), ``decide``, ``suppressed``, ``container``, ``mark_container``, ``mark_owned``.
+- ``start_child_run(parent, name, *, params, tags)``: a child run in the parent's experiment, store
+  and sinks, without the caller-side store transaction of ``start_run`` (many short children).
 - the mirror replay base: ``ReplaySink``, ``ReplayTarget``, ``RunView``, ``Cursor``,
   ``CursorConflict``, ``replay_run``, ``TERMINAL``.
 """
@@ -44,8 +46,12 @@ def __getattr__(name: str) -> Any:
         from . import nesting
 
         return getattr(nesting, name)
+    if name == "start_child_run":
+        from .run import start_child_run
+
+        return start_child_run
     raise AttributeError(f"module 'trackhooks.plugin' has no attribute {name!r}")
 
 
-__all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", *_NESTING, "ReplaySink",
+__all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", *_NESTING, "start_child_run", "ReplaySink",
            "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL"]

@@ -108,6 +108,7 @@ class Run:
         self._role: str | None = None
         self._opened_by: str | None = None
         self._stacked: tuple[list, StackEntry] | None = None  # (thread stack, its entry) while running
+        self._system: dict[str, Any] | None = None  # what the system-info plugins said (children reuse it)
 
     def __repr__(self) -> str:
         return f"Run(id={self.id[:8]}, name={self.name!r}, experiment={self.experiment!r}, status={self.status!r})"
@@ -286,7 +287,11 @@ class Run:
         return self._writer.flush(timeout)
 
     def finish(self, status: str = "finished", *, timeout: float | None = None) -> None:
-        """End the run with a status (finished, failed, killed) and drain everything it logged."""
+        """End the run with a status (finished, failed, killed) and drain everything it logged.
+
+        ``timeout``: wait at most that long for the drain; ``timeout=0`` does not wait (nor wake the
+        writer): the end is recorded with the writer's next batch, and at the latest at exit.
+        """
         if status not in STATUSES or status == "running":
             raise InvalidValueError(f"status must be one of finished, failed, killed; got {status!r}")
         with self._finish_lock:
@@ -298,6 +303,10 @@ class Run:
             if self in _active:
                 _active.remove(self)
         self._unstack()
+        if timeout == 0:
+            # no wait asked for: the writer records the end with its next batch (within its flush
+            # interval, or at exit) instead of being woken for it (an Optuna trial, many per second)
+            return
         self._writer.flush(timeout)
 
     def _unstack(self) -> None:
@@ -391,6 +400,49 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     default ``$TRACKHOOKS_MIRRORS``). Raises StoreError (an OSError) naming the path when the store
     cannot be created or opened.
     """
+    return _start(experiment, name, params=params, tags=tags, store=store, mirrors=mirrors, parent=parent,
+                  resume=resume, durable_now=True)
+
+
+def start_child_run(parent: Run, name: str | None = None, *, params: Mapping[str, Any] | None = None,
+                    tags: Mapping[str, Any] | None = None) -> Run:
+    """A child of ``parent`` in its experiment, store and sinks, for integrations that open many
+    short child runs (an Optuna trial, a search candidate).
+
+    Unlike ``start_run`` it does not write the run's row on the caller's thread before returning:
+    the writer records it with its next batch, so a child costs no store transaction (and no wait for
+    the writer's) on the caller's thread. The parent is durable already; a process killed within the
+    writer's interval after the child started loses that child's row, not the parent's. The child's
+    system record is its parent's (same process, same environment) instead of asking the
+    system-info plugins again.
+    """
+    if not isinstance(parent, Run):
+        raise InvalidValueError(f"start_child_run: parent must be a Run, got {short_repr(parent)}")
+    return _start(parent.experiment, name, params=params, tags=tags, store=parent.store,
+                  mirrors=list(parent._state.channel.sinks[1:]), parent=parent, resume=None, durable_now=False,
+                  system_from=parent)
+
+
+_proc_start: dict[int, int | None] = {}
+_hostname: list[str] = []
+
+
+def _host() -> str:
+    if not _hostname:
+        _hostname.append(socket.gethostname())
+    return _hostname[0]
+
+
+def _process_start(pid: int) -> int | None:
+    # a process' start time never changes: read /proc once per process, not once per run
+    if pid not in _proc_start:
+        _proc_start[pid] = process_start_time(pid)
+    return _proc_start[pid]
+
+
+def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None,
+           store: str | os.PathLike | None, mirrors: Iterable[Any] | None, parent: "Run | str | None",
+           resume: str | None, durable_now: bool, system_from: Run | None = None) -> Run:
     experiment = check_key(experiment, "experiment")
     if name is not None:
         name = check_key(name, "run name")
@@ -430,11 +482,11 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     w = run._writer
     w.register(run._state)
     pid = os.getpid()
-    start = RunStart(run_id, experiment, name, parent_id, time.time(), pid, socket.gethostname(),
-                     process_start_time(pid), resumed)
+    start = RunStart(run_id, experiment, name, parent_id, time.time(), pid, _host(),
+                     _process_start(pid), resumed)
     # the run row is durable before training starts: a process killed in its first second still
     # leaves a run that reads as killed, not nothing
-    durable = channel.sinks[0].write_run_start_now(start)
+    durable = channel.sinks[0].write_run_start_now(start) if durable_now else True
     run._buffer.append((_w.OP_START, run._state, start))
     w.ensure_started()
     with _active_lock:
@@ -444,7 +496,12 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     stack.append(entry)
     run._stacked = (stack, entry)
     try:
-        _collect_system_info(run)
+        inherited = system_from._system if system_from is not None else None
+        if inherited:  # a child in the same process: the same environment, no plugin calls per child
+            run._system = inherited
+            run._update_system(inherited)
+        else:
+            _collect_system_info(run)
         if params:
             run.log_params(params)
         if tags:
@@ -471,6 +528,7 @@ def _collect_system_info(run: Run) -> None:
         if isinstance(result, Mapping):
             info.update(result)
     if info:
+        run._system = info
         run._update_system(info)
 
 
@@ -522,11 +580,12 @@ def autolog(*names: str, **options: Any) -> list[str]:
     return chosen
 
 
-__all__ = ["Run", "start_run", "active_run", "autolog", "StoreError"]
+__all__ = ["Run", "start_run", "start_child_run", "active_run", "autolog", "StoreError"]
 
 
 def _after_fork_in_child() -> None:
     # SQLite connections and sinks must not be shared across fork: a forked child opens its own
+    _proc_start.clear()
     _stores.clear()
     _mirrors.clear()
     _channels.clear()

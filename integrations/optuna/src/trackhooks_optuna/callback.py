@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 import trackhooks
-from trackhooks.plugin import mark_container, mark_owned, split_options, warn_once
+from trackhooks.plugin import mark_container, mark_owned, split_options, start_child_run, warn_once
 
 from . import describe
 
@@ -205,9 +205,9 @@ class TrackhooksCallback:
         try:
             number = trial.number
             name = self._trial_name.format(number=number, study=self._study_name)
-            run = trackhooks.start_run(parent.experiment, name, parent=parent, store=parent.store,
-                                       mirrors=_sinks(parent),
-                                       tags={"optuna.trial_number": number, "optuna.study_name": self._study_name})
+            # no store transaction on the trial's thread: the writer records the row with its next batch
+            run = start_child_run(parent, name, tags={"optuna.trial_number": number,
+                                                      "optuna.study_name": self._study_name})
             mark_container(run, "optuna")
             t = _Trial(run, number, trial)
             fixed = getattr(trial, "_fixed_params", None) or {}
@@ -231,8 +231,9 @@ class TrackhooksCallback:
         try:
             with t.lock:
                 t.logged[name] = value
-            if name not in t.run.params:
-                t.run.log_params({name: value})
+            t.run.log_params({name: value})
+        except trackhooks.ParamConflictError:
+            pass  # a framework inside the objective logged that key first: its value stays
         except Exception as exc:
             _warn("recording a sampled param", exc)
 
@@ -349,13 +350,6 @@ def _catch_tuple(catch: Any) -> tuple[type[BaseException], ...]:
         return tuple(catch or ())
     except TypeError:
         return ()
-
-
-def _sinks(run: trackhooks.Run) -> list[Any] | None:
-    try:  # children go to exactly the sinks of their parent (Sink objects are accepted as mirrors)
-        return list(run._state.channel.sinks[1:])
-    except Exception:
-        return None
 
 
 def _log_params_kept(run: trackhooks.Run, params: dict[str, Any]) -> None:

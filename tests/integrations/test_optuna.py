@@ -409,3 +409,29 @@ def test_study_charts_draw_in_headless_chromium(store_path, recorded_study, tmp_
     assert titles == ["optimisation history", "parallel coordinates", "intermediate values (objective)"]
     assert all(c["inked"] > 2000 for c in res["charts"]), res["charts"]  # axes and data, not a blank canvas
     assert res["readout"].startswith("trial ") and ("complete" in res["readout"] or "pruned" in res["readout"])
+
+
+def test_ask_and_tell_loop_with_start_wrap_objective_and_end(store_path):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    cb = TrackhooksCallback()
+    cb.start(study)
+    run_trial = cb.wrap_objective(quadratic)
+    for _ in range(6):
+        trial = study.ask()
+        try:
+            value = run_trial(trial)
+        except optuna.TrialPruned:
+            frozen = study.tell(trial, state=TrialState.PRUNED)
+        except ValueError:
+            frozen = study.tell(trial, state=TrialState.FAIL)
+        else:
+            frozen = study.tell(trial, value)
+        cb(study, frozen)
+    cb.end()
+    parent = study_run(store_path)
+    assert parent.status == "finished"
+    children = {int(c.tags["optuna.trial_number"]): c for c in parent.children()}
+    assert sorted(children) == list(range(6))
+    for t in study.trials:
+        assert children[t.number].tags["optuna.state"] == t.state.name
+        assert children[t.number].params["x"] == t.params["x"]

@@ -94,6 +94,24 @@ class TrackhooksCallback:
     def __repr__(self) -> str:
         return f"TrackhooksCallback(run={self._run!r})"
 
+    # ---- ask-and-tell loops (optimize does all of this itself) ------------------------------------
+    def start(self, study: optuna.Study) -> None:
+        """Open (or continue) the study's run for a loop of your own: ``study.ask()``, run the
+        objective through ``wrap_objective``, ``study.tell(...)``, then call the callback with the
+        FrozenTrial ``tell`` returned; ``end()`` when the loop is over."""
+        from . import patch
+
+        # the loop tells Optuna about every exception and then calls us: nothing ends a trial early
+        if self._begin_optimize(study, None, None, 1, (Exception,)):
+            patch.add_live(self)
+
+    def end(self, exc: BaseException | None = None) -> None:
+        """End the study's run started by ``start`` (``exc``: the loop failed with it)."""
+        from . import patch
+
+        patch.remove_live(self)
+        self._end_optimize(exc)
+
     # ---- called by the optimize wrapper --------------------------------------------------------
     def _begin_optimize(self, study: optuna.Study, n_trials: Any, timeout: Any, n_jobs: Any, catch: Any) -> bool:
         """Open (or continue) the study's run. False: this optimize is not recorded by this callback."""

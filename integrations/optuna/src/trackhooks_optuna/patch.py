@@ -84,10 +84,19 @@ def _wrap_optimize(original: Callable) -> Callable:
     return optimize
 
 
-def _done(cb: Any, exc: BaseException | None) -> None:
+def add_live(cb: Any) -> None:
+    with _lock:
+        _live.append(cb)
+
+
+def remove_live(cb: Any) -> None:
     with _lock:
         if cb in _live:
             _live.remove(cb)
+
+
+def _done(cb: Any, exc: BaseException | None) -> None:
+    remove_live(cb)
     try:
         cb._end_optimize(exc)
     except Exception as err:

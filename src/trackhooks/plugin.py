@@ -17,6 +17,9 @@ this one changes only with a note in ``docs/plugins.md``.
   and sinks, without the caller-side store transaction of ``start_run`` (many short children).
 - the mirror replay base: ``ReplaySink``, ``ReplayTarget``, ``RunView``, ``Cursor``,
   ``CursorConflict``, ``replay_run``, ``TERMINAL``.
+- the store engine base: ``Store`` (subclass it, see ``trackhooks/store/api.py``), the packed
+  metric column helpers ``pack``/``unpack`` and ``NO_EPOCH``, ``redact_uri`` (a URI without its
+  password), ``spool_path()``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ def __getattr__(name: str) -> Any:
         from . import sync
 
         return getattr(sync, name)
+    if name in ("Store", "redact_uri", "spool_path", "NO_EPOCH"):
+        from . import store
+
+        return getattr(store, name)
+    if name in ("pack", "unpack"):
+        from .store import records
+
+        return getattr(records, name)
     if name == "START_RUN_OPTIONS":
         from .nesting import start_run_options
 
@@ -53,5 +64,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'trackhooks.plugin' has no attribute {name!r}")
 
 
-__all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", *_NESTING, "start_child_run", "ReplaySink",
-           "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL"]
+__all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", *_NESTING, "start_child_run",
+           "ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack",
+           "unpack", "NO_EPOCH", "redact_uri", "spool_path"]

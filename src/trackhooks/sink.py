@@ -84,6 +84,30 @@ class DatasetEvent:
 
 
 @dataclass
+class MediaEvent:
+    """One rich record (image, figure, histogram, table, confusion matrix, curve), ready to store.
+
+    Built on the writer thread from what the caller handed over: ``data`` is JSON-able (see
+    DESIGN.md "Rich records" for its shape per kind); images and figures carry their encoded file in
+    ``file`` (PNG, or a JPEG file kept as it was, ``ext`` says which) with its ``sha256``, stored
+    content-addressed like artifacts (identical images once).
+    """
+
+    run_id: str
+    key: str
+    kind: str  # image | figure | histogram | table | confusion_matrix | curve
+    step: int
+    epoch: int | None
+    time: float
+    data: dict[str, Any]
+    file: bytes | None = None
+    sha256: str | None = None
+    ext: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass
 class StatusEvent:
     run_id: str
     status: str
@@ -95,7 +119,7 @@ class Batch:
     """Everything drained from the buffer in one writer cycle for the runs of one store.
 
     Sections are applied in field order: run starts, params, tags, system info, metrics,
-    checkpoints, artifacts, datasets, heartbeats, then status changes.
+    checkpoints, artifacts, datasets, media, notes, heartbeats, then status changes.
     """
 
     runs: list[RunStart] = field(default_factory=list)
@@ -107,6 +131,8 @@ class Batch:
     checkpoint_updates: list[CheckpointUpdate] = field(default_factory=list)
     artifacts: list[ArtifactEvent] = field(default_factory=list)
     datasets: list[DatasetEvent] = field(default_factory=list)
+    media: list[MediaEvent] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)  # run_id -> the run's note (Markdown), replacing the last
     heartbeats: dict[str, float] = field(default_factory=dict)
     status: list[StatusEvent] = field(default_factory=list)
     #: the local store directory these records were written to first (set by the writer), so that a
@@ -118,7 +144,8 @@ class Batch:
 
     def is_empty(self) -> bool:
         return not (self.runs or self.params or self.tags or self.system or self.metrics or self.checkpoints
-                    or self.checkpoint_updates or self.artifacts or self.datasets or self.heartbeats
+                    or self.checkpoint_updates or self.artifacts or self.datasets or self.media or self.notes
+                    or self.heartbeats
                     or self.status)
 
 

@@ -50,6 +50,8 @@ OP_ARTIFACT = 8  # (op, state, name, source, data, ts)
 OP_DATASET = 9  # (op, state, callable -> DatasetEvent)
 OP_STATUS = 10  # (op, state, status, end_time)
 OP_FLUSH = 11  # (op, None, threading.Event)
+OP_NOTE = 12  # (op, state, markdown)
+OP_SYSINFO = 13  # (op, state, callable -> dict merged into the run's system record)
 
 DEFAULT_INTERVAL = float(os.environ.get("TRACKHOOKS_FLUSH_INTERVAL", "1.0"))
 MAX_BUFFERED = 200_000  # entries; beyond this the caller waits for the writer (never dropped)
@@ -303,6 +305,12 @@ class Writer:
                     ev = entry[2]()
                     if ev is not None:
                         batch.datasets.append(ev)
+                elif op == OP_SYSINFO:
+                    info = entry[2]()
+                    if info:
+                        batch.system.setdefault(st.run_id, {}).update(info)
+                elif op == OP_NOTE:
+                    batch.notes[st.run_id] = entry[2]
                 elif op == OP_STATUS:
                     st.finished = True
                     self._states.pop(st.run_id, None)

@@ -17,7 +17,7 @@ import trackhooks  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from trackhooks_optuna import TrackhooksCallback, autolog  # noqa: E402
 from trackhooks_optuna import patch as optuna_patch  # noqa: E402
-from trackhooks_optuna.describe import safe_url  # noqa: E402
+from trackhooks_optuna.describe import storage_url  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -313,9 +313,16 @@ def test_autolog_records_every_optimize_and_disable_restores_optuna(store_path):
 
 
 def test_storage_url_loses_its_password():
-    assert safe_url("postgresql://alice:s3cret@db:5432/optuna") == "postgresql://alice@db:5432/optuna"
-    assert safe_url("mysql://bob:pw@h/db?password=x&charset=utf8") == "mysql://bob@h/db?charset=utf8"
-    assert safe_url("sqlite:///tmp/x.db") == "sqlite:///tmp/x.db"
+    from types import SimpleNamespace as NS
+
+    def url(u):
+        return storage_url(NS(_storage=NS(url=u)))
+
+    assert url("postgresql://alice:s3cret@db:5432/optuna") == "postgresql://alice:***@db:5432/optuna"
+    assert "s3cret" not in url("mysql+pymysql://bob:s3cret@h/db?password=s3cret&charset=utf8")
+    assert url("sqlite:///tmp/x.db") == "sqlite:///tmp/x.db"
+    cached = NS(_storage=NS(_backend=NS(url="postgresql://a:pw@h/d")))  # Optuna's _CachedStorage
+    assert storage_url(cached) == "postgresql://a:***@h/d"
 
 
 def test_bad_options_raise_naming_the_key():

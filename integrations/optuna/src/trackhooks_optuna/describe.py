@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import inspect
-import re
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from trackhooks.plugin import redact_uri
 
 _SIMPLE = (bool, int, float, str, type(None))
-_SECRET_KEYS = re.compile(r"pass(word)?|secret|token|key", re.IGNORECASE)
 
 
 def settings(obj: Any, depth: int = 0) -> dict[str, Any]:
@@ -42,33 +41,13 @@ def _is_optuna_component(value: Any) -> bool:
     return mod.startswith("optuna.") and (type(value).__name__.endswith(("Sampler", "Pruner")))
 
 
-def safe_url(url: str) -> str:
-    """The URL with any password removed (``user:secret@host`` -> ``user@host``; ``?password=``)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable storage URL>"
-    netloc = parts.netloc
-    if "@" not in netloc and not (parts.query and _SECRET_KEYS.search(parts.query)):
-        return url  # nothing secret; also keeps sqlite:///path as written
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}@{host}" if user else host
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, v) for k, v in pairs if not _SECRET_KEYS.search(k)])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
 def storage_url(study: Any) -> str:
-    """A readable name of the study's storage, without secrets."""
+    """A readable name of the study's storage, its password redacted (the core's ``redact_uri``)."""
     storage = getattr(study, "_storage", None)
     inner = getattr(storage, "_backend", storage)  # _CachedStorage wraps the RDB storage
     url = getattr(inner, "url", None)
     if isinstance(url, str):
-        return safe_url(url)
+        return redact_uri(url)
     backend = getattr(inner, "_backend", None)  # JournalStorage(JournalFileBackend(path))
     path = getattr(backend, "_file_path", None) or getattr(backend, "file_path", None)
     if isinstance(path, str):

@@ -180,3 +180,25 @@ def test_option_parsing_is_shared():
     assert "resume" not in str(info.value)
     with pytest.raises(TypeError, match="user_run"):
         open_run("x", user_run="sideways")
+
+
+# ---- many short children (an Optuna trial per child) ------------------------------------------------
+
+
+def test_start_child_run_lands_in_the_parents_store_with_its_system_record(tmp_path):
+    from trackhooks.plugin import start_child_run
+
+    store = str(tmp_path / "s")
+    parent = trackhooks.start_run("study", "p", store=store)
+    child = start_child_run(parent, "trial-0", params={"x": 1.5}, tags={"k": "v"})
+    child.log_metric("value", 2.0)
+    child.finish(timeout=0)  # does not wait: recorded with the writer's next batch
+    assert child.status == "finished"
+    parent.finish()  # drains everything, the child's records included
+    rec = trackhooks.open_store(store).run(child.id)
+    assert (rec.experiment, rec.name, rec.parent_id, rec.status) == ("study", "trial-0", parent.id, "finished")
+    assert rec.params == {"x": 1.5} and rec.tags == {"k": "v"} and rec.metric("value").values == [2.0]
+    prec = trackhooks.open_store(store).run(parent.id)
+    assert rec.system == prec.system and rec.system.get("python")
+    with pytest.raises(TypeError):
+        start_child_run(parent.id)

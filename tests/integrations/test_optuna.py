@@ -407,15 +407,42 @@ def test_study_charts_draw_in_headless_chromium(store_path, recorded_study, tmp_
     p = subprocess.run([sys.executable, "-m", "trackhooks", "report", "--store", store_path, "-o", report],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    r = subprocess.run(["node", "check_study.mjs", "file://" + report, str(tmp_path / "study.png"), chromium],
-                       cwd=browser_dir, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout.strip().splitlines()[-1])
-    assert res["console_errors"] == [] and res["page_errors"] == [], res
-    titles = [c["title"] for c in res["charts"]]
-    assert titles == ["optimisation history", "parallel coordinates", "intermediate values (objective)"]
-    assert all(c["inked"] > 2000 for c in res["charts"]), res["charts"]  # axes and data, not a blank canvas
-    assert res["readout"].startswith("trial ") and ("complete" in res["readout"] or "pruned" in res["readout"])
+
+    def check(url: str) -> None:
+        r = subprocess.run(["node", "check_study.mjs", url, str(tmp_path / "study.png"), chromium],
+                           cwd=browser_dir, capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        assert res["console_errors"] == [] and res["page_errors"] == [], res
+        titles = [c["title"] for c in res["charts"]]
+        assert titles == ["optimisation history", "parallel coordinates", "intermediate values (objective)"]
+        assert all(c["inked"] > 2000 for c in res["charts"]), res["charts"]  # axes and data, not blank
+        assert res["readout"].startswith("trial ") and ("complete" in res["readout"] or "pruned" in res["readout"])
+
+    check("file://" + report)
+    # the same charts in the UI, at the study's run
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "trackhooks", "ui", "--store", store_path, "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "/api/runs", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()
+                time.sleep(0.2)
+        check(f"{base}/#/run/{recorded_study[1].id}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_ask_and_tell_loop_with_start_wrap_objective_and_end(store_path):

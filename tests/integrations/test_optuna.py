@@ -469,3 +469,47 @@ def test_ask_and_tell_loop_with_start_wrap_objective_and_end(store_path):
     for t in study.trials:
         assert children[t.number].tags["optuna.state"] == t.state.name
         assert children[t.number].params["x"] == t.params["x"]
+
+
+def test_lightning_callback_inside_the_objective_records_into_the_trial(store_path, tmp_path):
+    pl = pytest.importorskip("lightning.pytorch")
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+    from trackhooks_lightning import TrackhooksCallback as PLCallback
+
+    torch.manual_seed(0)
+    X = torch.randn(64, 4)
+    y = X.sum(dim=1, keepdim=True)
+
+    class Reg(pl.LightningModule):
+        def __init__(self, lr):
+            super().__init__()
+            self.save_hyperparameters()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, _):
+            loss = torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+            self.log("train_loss", loss, on_step=True, on_epoch=True)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    def objective(trial):
+        model = Reg(trial.suggest_float("lr", 1e-3, 1e-1, log=True))
+        trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, log_every_n_steps=1, callbacks=[PLCallback()],
+                             default_root_dir=tmp_path)
+        trainer.fit(model, DataLoader(TensorDataset(X, y), batch_size=16))
+        return float(trainer.callback_metrics["train_loss_epoch"])
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=2, callbacks=[TrackhooksCallback()])
+    assert len(trackhooks.open_store(store_path).runs()) == 3
+    for c in study_run(store_path).children():
+        t = study.trials[int(c.tags["optuna.trial_number"])]
+        assert c.tags["framework"] == "lightning" and c.status == "finished"
+        assert c.params["lr"] == t.params["lr"]  # sampled, and Lightning's hparams agree
+        assert c.metric("train_loss_epoch").epochs == [0, 1]
+        assert c.metric("train_loss_epoch").values[-1] == pytest.approx(t.value)
+        assert len(c.metric("train_loss_step")) == 8

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import trackhooks
-from trackhooks.plugin import START_RUN_OPTIONS as _RUN_KWARGS
 from trackhooks.plugin import flatten_params, open_run, same_param, split_options
 from trackhooks.plugin import warn_once
 

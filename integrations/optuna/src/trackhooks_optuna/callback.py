@@ -18,7 +18,6 @@ import json
 import os
 import tempfile
 import threading
-import time
 from typing import Any, Callable
 
 import optuna
@@ -372,7 +371,7 @@ def _catch_tuple(catch: Any) -> tuple[type[BaseException], ...]:
 
 def _log_params_kept(run: trackhooks.Run, params: dict[str, Any]) -> None:
     """log_params keeping values the run already holds (a resumed study, another process)."""
-    from trackhooks.plugin import flatten_params, same_param
+    from trackhooks.plugin import flatten_params
 
     have = run.params
     new = {k: v for k, v in flatten_params(params).items() if k not in have}

@@ -10,8 +10,7 @@ from typing import Any
 import xgboost
 from xgboost.callback import TrainingCallback
 
-import trackhooks
-from trackhooks.plugin import START_RUN_OPTIONS, open_run, split_options, warn_once
+from trackhooks.plugin import open_run, split_options, warn_once
 
 from . import patch
 from .data import log_data, log_dmatrix

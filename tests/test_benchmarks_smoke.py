@@ -161,3 +161,10 @@ def test_workload_lists_the_configs_the_harness_uses(script):
     for w in harness.WORKLOADS:
         if w.script == script:
             assert set(w.configs) <= listed, set(w.configs) - listed
+
+
+def test_optuna_workload_tiny():
+    rows = _run_workload("optuna_bench.py", ["none", "trackhooks", "trackhooks autolog"])
+    assert _ok(rows, "none")["trials"] == 5
+    if _installed("trackhooks_optuna"):
+        assert _ok(rows, "trackhooks")["trials"] == 5 and _ok(rows, "trackhooks autolog")["trials"] == 5

@@ -274,6 +274,8 @@ def run_details(rec: "RunRecord") -> dict[str, Any]:
     out["artifacts"] = [{"name": a.name, "path": a.path, "size": a.size, "sha256": a.sha256, "time": a.time}
                         for a in rec.artifacts()]
     out["children"] = [sm.run_brief(c) for c in rec.children()]
+    if sm.is_study(rec):
+        out["study"] = sm.study_view(rec)
     return out
 
 
@@ -281,6 +283,29 @@ def _kv_table(title: str, mapping: dict[str, Any]):
     t = _table(title, "key", "value", keep=("key",))
     for k, v in mapping.items():
         t.add_row(_text(k), _text(sm.fmt_value(v)))
+    return t
+
+
+def _trials_table(rec: "RunRecord", short: dict[str, str]):
+    """A study's trials, best first (sorted by value in the study's direction)."""
+    view = sm.study_view(rec)
+    multi = len(view["directions"]) > 1
+    t = _table(f"trials ({', '.join(view['directions'])}; best first)", "", "#", "id", "state", "values" if multi
+               else "value", "params", "duration")
+    for c in (1, 4, 6):
+        t.columns[c].justify = "right"
+    best = set(view["best"])
+    for tr in view["trials"]:
+        flag = _text("★", "bold green") if tr["number"] in best else _text("")
+        state = tr["state"].lower()
+        style = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "")
+        if multi:
+            value = ", ".join(sm.fmt_num(v) for v in tr["values"]) if tr["values"] else ""
+        else:
+            value = sm.fmt_num(tr["value"]) if tr["value"] is not None else ""
+        params = "  ".join(f"{k}={sm.fmt_value(v)}" for k, v in tr["params"].items())
+        t.add_row(flag, str(tr["number"]), _text(short.get(tr["id"], tr["id"][:8])), _text(state, style),
+                  value, _text(params), sm.fmt_duration(tr["duration"]))
     return t
 
 
@@ -381,7 +406,9 @@ def _show(con: _Out, store: "Store", rec: "RunRecord") -> None:
         section("artifacts", "none", None)
 
     kids = rec.children()
-    if kids:
+    if kids and sm.is_study(rec):
+        section("trials", "", _trials_table(rec, sm.short_ids(r.id for r in store.runs())))
+    elif kids:
         short = sm.short_ids(r.id for r in store.runs())
         t = _table("children", "id", "name", "status", "duration", "metrics",
                    keep=("id", "name", "status", "duration"))

@@ -8,7 +8,13 @@ this one changes only with a note in ``docs/plugins.md``.
 - ``warn_once(key, message)``: one ``RuntimeWarning`` per process for a given key (a failing
   integration or mirror reports once, then keeps quiet).
 - ``flatten_params(mapping)`` / ``same_param(a, b)``: the core's param flattening and equality.
-- ``START_RUN_OPTIONS``: the keyword arguments of ``start_run`` an integration passes through.
+- ``START_RUN_OPTIONS``: the keyword arguments of ``start_run`` an integration passes through;
+  ``split_options(options, own, where)`` splits an integration's keyword arguments into its own and
+  those (an unknown key raises ``InvalidOptionError``, a ``TypeError``).
+- the nesting rule (``trackhooks.nesting``, docs/plugins.md "Nesting"): ``open_run`` (-> ``Opened``
+  or None), ``decide``, ``suppressed``, ``container``, ``mark_container``, ``mark_owned``.
+- ``start_child_run(parent, name, *, params, tags)``: a child run in the parent's experiment, store
+  and sinks, without the caller-side store transaction of ``start_run`` (many short children).
 - the mirror replay base: ``ReplaySink``, ``ReplayTarget``, ``RunView``, ``Cursor``,
   ``CursorConflict``, ``replay_run``, ``TERMINAL``.
 - the store engine base: ``Store`` (subclass it, see ``trackhooks/store/api.py``), the packed
@@ -47,12 +53,8 @@ def hookimpl(function: "_F | None" = None, *, hookwrapper: bool = False, optiona
     return mark if function is None else mark(function)
 
 
-def _start_run_options() -> tuple[str, ...]:
-    import inspect
-
-    from .run import start_run
-
-    return tuple(p for p in inspect.signature(start_run).parameters if p != "resume")
+_NESTING = ("open_run", "Opened", "decide", "suppressed", "container", "mark_container", "mark_owned",
+            "split_options", "InvalidOptionError")
 
 
 def __getattr__(name: str) -> Any:
@@ -76,12 +78,23 @@ def __getattr__(name: str) -> Any:
 
         return getattr(records, name)
     elif name == "START_RUN_OPTIONS":
-        return _start_run_options()
+        from .nesting import start_run_options
+
+        return start_run_options()
+    elif name in _NESTING:  # loads the run module: only when an integration records something
+        from . import nesting
+
+        return getattr(nesting, name)
+    elif name == "start_child_run":
+        from .run import start_child_run
+
+        return start_child_run
     else:
         raise AttributeError(f"module 'trackhooks.plugin' has no attribute {name!r}")
     globals()[name] = value
     return value
 
 
-__all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", "ReplaySink",
-           "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack", "unpack", "NO_EPOCH", "redact_uri", "spool_path"]
+__all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", *_NESTING, "start_child_run",
+           "ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack",
+           "unpack", "NO_EPOCH", "redact_uri", "spool_path"]

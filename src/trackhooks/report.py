@@ -164,7 +164,9 @@ def build_data(recs: Sequence[Any]) -> dict[str, Any]:
                                                     "path": os.path.basename(c.path)})
     charts = [{"key": k, "direction": sm.metric_direction(k), "series": by_key[k], "checkpoints": ckpts.get(k, [])}
               for k in sorted(by_key, key=_chart_order)]
-    return {"runs": runs, "charts": charts, "max_points": MAX_POINTS}
+    studies = [{"run": i, "id": r.id, "name": r.name, **sm.jsonable(sm.study_view(r, curves=True))}
+               for i, r in enumerate(recs) if sm.is_study(r)]
+    return {"runs": runs, "charts": charts, "max_points": MAX_POINTS, "studies": studies}
 
 
 def _chart_order(key: str) -> tuple[int, str]:
@@ -337,6 +339,47 @@ def _checkpoints_section(recs: Sequence[Any], short: dict[str, str]) -> str:
     return _table(["run", "", "path", "step", "epoch", "metrics at save", "size"], rows, "checkpoints")
 
 
+def _studies_section(data: dict[str, Any], short: dict[str, str]) -> str:
+    """One block per study run: the charts (study.js) and its trials best first (works without JS)."""
+    out = []
+    for k, st in enumerate(data.get("studies", [])):
+        multi = len(st["directions"]) > 1
+        best = set(st["best"])
+        rows = []
+        for t in st["trials"][:200]:
+            if multi:
+                value = ", ".join(sm.fmt_num(v) for v in t["values"]) if t["values"] else ""
+            else:
+                value = sm.fmt_num(t["value"]) if t["value"] is not None else ""
+            params = "  ".join(f"{p}={sm.fmt_value(v)}" for p, v in t["params"].items())
+            state = t["state"].lower()
+            rows.append([('<span class="best">★</span>' if t["number"] in best else ""), esc(t["number"]),
+                         f"<code>{esc(short.get(t['id'], t['id'][:8]))}</code>",
+                         f'<span class="trial-{esc(state)}">{esc(state)}</span>', esc(value), esc(params),
+                         esc(sm.fmt_duration(t["duration"]))])
+        more = len(st["trials"]) - len(rows)
+        table = _table(["", "#", "id", "state", "values" if multi else "value", "params", "duration"], rows,
+                       "trials") + (f'<p class="muted small">… and {more} more trials</p>' if more > 0 else "")
+        out.append(f'<h3>{esc(st["name"])} <span class="muted small">{esc(", ".join(st["directions"]))} · '
+                   f'{len(st["trials"])} trials</span></h3>'
+                   f'<div class="study" data-study="{k}"></div>'
+                   f"<details open><summary>Trials, best first</summary>{table}</details>")
+    if not out:
+        return ""
+    return f'<section id="studies"><h2>Studies</h2>{"".join(out)}</section>'
+
+
+_STUDY_INIT = """
+(function () {
+  var DATA = JSON.parse(document.getElementById("trackhooks-data").textContent);
+  var nodes = document.querySelectorAll("[data-study]");
+  for (var i = 0; i < nodes.length; i++) {
+    window.TrackhooksStudy.render(nodes[i], DATA.studies[Number(nodes[i].getAttribute("data-study"))]);
+  }
+})();
+"""
+
+
 def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
 
@@ -352,6 +395,9 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
         warnings.append(w)
     title = title or ("trackhooks report: " + ", ".join(sorted({r.experiment for r in recs}))[:120])
     script = _static("report.js")
+    if data["studies"]:  # the study charts are shared with the UI: one file, inlined here
+        script += "\n" + resources.files("trackhooks").joinpath("ui", "static", "study.js").read_text(
+            encoding="utf-8") + _STUDY_INIT
     style = _static("report.css")
     csp = (f"default-src 'none'; script-src {_csp_hash(script)}; style-src {_csp_hash(style)}; "
            "img-src data:; base-uri 'none'; form-action 'none'")
@@ -380,6 +426,7 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
 <main>
 {warn_html}
 <section id="runs"><h2>Runs</h2>{_runs_section(recs, short)}</section>
+{_studies_section(data, short)}
 <section id="charts"><h2>Metrics</h2>
 <div class="toolbar">
 <span class="seg" role="group" aria-label="x axis"><span class="muted">x axis</span>
@@ -401,7 +448,8 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
 </body>
 </html>
 """
-    info = {"runs": len(recs), "charts": len(data["charts"]), "points": n_points, "warnings": warnings,
+    info = {"runs": len(recs), "charts": len(data["charts"]), "studies": len(data["studies"]),
+            "points": n_points, "warnings": warnings,
             "downsampled": [c["key"] for c in data["charts"] if any(s["shown"] < s["n"] for s in c["series"])]}
     return page, info
 

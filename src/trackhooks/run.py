@@ -42,6 +42,35 @@ STATUSES = ("running", "finished", "failed", "killed")
 
 _active: list["Run"] = []  # runs started in this process and not finished, innermost last
 _active_lock = threading.Lock()
+# This thread's stack of runs and nesting frames, innermost last (see nesting.py). A run's own entry
+# is removed when it finishes, on whatever thread that happens. No lock: list.append/remove are
+# atomic under the GIL, and a finish from a finalizer or signal handler must never wait on a lock.
+_thread = threading.local()
+
+
+class StackEntry:
+    """One entry of a thread's run stack: ``kind`` is "run" (a started run), "fit" (an integration's
+    fit in progress), "suppress" (inner fits record nothing) or "container" (they record into ``run``)."""
+
+    __slots__ = ("kind", "run", "integration")
+
+    def __init__(self, kind: str, run: "Run | None", integration: str | None = None):
+        self.kind, self.run, self.integration = kind, run, integration
+
+
+def thread_stack() -> list[StackEntry]:
+    """This thread's run stack (runs started here and nesting frames pushed here), innermost last."""
+    stack = getattr(_thread, "stack", None)
+    if stack is None:
+        stack = _thread.stack = []
+    return stack
+
+
+def _unstack(stack: list, entry: StackEntry) -> None:
+    try:
+        stack.remove(entry)  # identity: StackEntry has no __eq__
+    except ValueError:
+        pass
 _stores: dict[str, LocalStoreSink] = {}
 _mirrors: dict[str, Sink] = {}
 _channels: dict[tuple, _w.Channel] = {}
@@ -81,6 +110,12 @@ class Run:
         self._state = _w.RunState(run_id, channel, last_step)
         self._params_lock = threading.Lock()
         self._finish_lock = threading.Lock()
+        # nesting (nesting.py): None = the user's run; "fit" = an integration's own run of one fit;
+        # "container" = a run whose inner fits record into it (an Optuna trial)
+        self._role: str | None = None
+        self._opened_by: str | None = None
+        self._stacked: tuple[list, StackEntry] | None = None  # (thread stack, its entry) while running
+        self._system: dict[str, Any] | None = None  # what the system-info plugins said (children reuse it)
 
     def __repr__(self) -> str:
         return f"Run(id={self.id[:8]}, name={self.name!r}, experiment={self.experiment!r}, status={self.status!r})"
@@ -269,7 +304,11 @@ class Run:
         return self._writer.flush(timeout)
 
     def finish(self, status: str = "finished", *, timeout: float | None = None) -> None:
-        """End the run with a status (finished, failed, killed) and drain everything it logged."""
+        """End the run with a status (finished, failed, killed) and drain everything it logged.
+
+        ``timeout``: wait at most that long for the drain; ``timeout=0`` does not wait (nor wake the
+        writer): the end is recorded with the writer's next batch, and at the latest at exit.
+        """
         if status not in STATUSES or status == "running":
             raise InvalidValueError(f"status must be one of finished, failed, killed; got {status!r}")
         with self._finish_lock:
@@ -280,7 +319,17 @@ class Run:
         with _active_lock:
             if self in _active:
                 _active.remove(self)
+        self._unstack()
+        if timeout == 0:
+            # no wait asked for: the writer records the end with its next batch (within its flush
+            # interval, or at exit) instead of being woken for it (an Optuna trial, many per second)
+            return
         self._writer.flush(timeout)
+
+    def _unstack(self) -> None:
+        stacked, self._stacked = self._stacked, None
+        if stacked is not None:
+            _unstack(*stacked)
 
     def __enter__(self) -> "Run":
         return self
@@ -368,6 +417,42 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     default ``$TRACKHOOKS_MIRRORS``). Raises StoreError (an OSError) naming the path when the store
     cannot be created or opened.
     """
+    return _start(experiment, name, params=params, tags=tags, store=store, mirrors=mirrors, parent=parent,
+                  resume=resume, durable_now=True)
+
+
+def start_child_run(parent: Run, name: str | None = None, *, params: Mapping[str, Any] | None = None,
+                    tags: Mapping[str, Any] | None = None) -> Run:
+    """A child of ``parent`` in its experiment, store and sinks, for integrations that open many
+    short child runs (an Optuna trial, a search candidate).
+
+    Unlike ``start_run`` it does not write the run's row on the caller's thread before returning:
+    the writer records it with its next batch, so a child costs no store transaction (and no wait for
+    the writer's) on the caller's thread. The parent is durable already; a process killed within the
+    writer's interval after the child started loses that child's row, not the parent's. The child's
+    system record is its parent's (same process, same environment) instead of asking the
+    system-info plugins again.
+    """
+    if not isinstance(parent, Run):
+        raise InvalidValueError(f"start_child_run: parent must be a Run, got {short_repr(parent)}")
+    return _start(parent.experiment, name, params=params, tags=tags, store=parent.store,
+                  mirrors=list(parent._state.channel.sinks[1:]), parent=parent, resume=None, durable_now=False,
+                  system_from=parent)
+
+
+_proc_start: dict[int, int | None] = {}
+
+
+def _process_start(pid: int) -> int | None:
+    # a process' start time never changes: read /proc once per process, not once per run
+    if pid not in _proc_start:
+        _proc_start[pid] = process_start_time(pid)
+    return _proc_start[pid]
+
+
+def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None,
+           store: str | os.PathLike | None, mirrors: Iterable[Any] | None, parent: "Run | str | None",
+           resume: str | None, durable_now: bool, system_from: Run | None = None) -> Run:
     experiment = check_key(experiment, "experiment")
     if name is not None:
         name = check_key(name, "run name")
@@ -415,19 +500,28 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     w.register(run._state)
     pid = os.getpid()
     start = RunStart(run_id, experiment, name, parent_id, time.time(), pid, HOST,
-                     process_start_time(pid), resumed)
+                     _process_start(pid), resumed)
     # bad params or tags raise here, before anything is recorded
     first = _first_records(run, params, tags)
     # the run row, with the params and tags given here, is durable before training starts: a
     # process killed in its first second still leaves a run that reads as killed, not nothing
-    durable = channel.sinks[0].write_run_start_now(start, *first)
+    # (start_child_run leaves the row to the writer's next batch)
+    durable = channel.sinks[0].write_run_start_now(start, *first) if durable_now else True
     run._buffer.append((_w.OP_START, run._state, start))
     w.ensure_started()
     with _active_lock:
         _active.append(run)
+    stack = thread_stack()
+    entry = StackEntry("run", run)
+    stack.append(entry)
+    run._stacked = (stack, entry)
     # the environment is described on the writer thread: building the plugin manager (entry-point
-    # scan, importlib.metadata) and asking every plugin took ~60 ms of the first start_run
-    run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _collect_system_info(run)))
+    # scan, importlib.metadata) and asking every plugin took ~60 ms of the first start_run; a child
+    # of a run of this process has the same environment: its parent's record, no plugin calls
+    if system_from is not None:
+        run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _inherited_system_info(run, system_from)))
+    else:
+        run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _system_info_of(run)))
     if params:
         run.log_params(params)
     if tags:
@@ -474,6 +568,20 @@ def _collect_system_info(run: Run) -> dict[str, Any]:
     return info
 
 
+def _system_info_of(run: Run) -> dict[str, Any]:
+    info = _collect_system_info(run)
+    run._system = info  # kept for its children (start_child_run)
+    return info
+
+
+def _inherited_system_info(run: Run, parent: Run) -> dict[str, Any]:
+    # the writer handles entries in order: the parent's record (of this process) is known by now
+    if parent._system is None:
+        return _system_info_of(run)
+    run._system = parent._system
+    return dict(parent._system)
+
+
 def active_run() -> Run | None:
     """The innermost run started in this process and not finished yet, or None."""
     with _active_lock:
@@ -496,17 +604,19 @@ def _finish_all(status: str, timeout: float | None = None, at_exit: bool = False
         with _active_lock:
             if run in _active:
                 _active.remove(run)
+        run._unstack()
     if not at_exit:
         _w.get_writer().flush(timeout)
 
 
 from .autologging import autolog  # noqa: E402 - the public name lives here too
 
-__all__ = ["Run", "start_run", "active_run", "autolog", "StoreError"]
+__all__ = ["Run", "start_run", "start_child_run", "active_run", "autolog", "StoreError"]
 
 
 def _after_fork_in_child() -> None:
     # SQLite connections and sinks must not be shared across fork: a forked child opens its own
+    _proc_start.clear()
     _stores.clear()
     _mirrors.clear()
     _channels.clear()

@@ -296,3 +296,79 @@ def run_brief(rec: Any, *, with_metrics: bool = True) -> dict[str, Any]:
     if with_metrics:
         out["metrics"] = {k: jsonable(last_value(rec, k)) for k in rec.metric_keys()}
     return out
+
+
+# ---- hyperparameter studies (trackhooks-optuna: a study run whose children are its trials) --------
+
+
+def is_study(rec: Any) -> bool:
+    """A study's run: recorded by an integration that sets ``optuna.study_name`` without a trial number."""
+    tags = rec.tags
+    return "optuna.study_name" in tags and "optuna.trial_number" not in tags
+
+
+def study_directions(rec: Any) -> list[str]:
+    params = rec.params
+    if "direction" in params:
+        return [str(params["direction"])]
+    dirs = params.get("directions")
+    return [str(d) for d in dirs] if isinstance(dirs, (list, tuple)) else ["minimize"]
+
+
+_STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "FAIL": 3}
+
+
+def study_view(rec: Any, *, curves: bool = False) -> dict[str, Any]:
+    """A study's trials, read from its children through the read API, best first.
+
+    Each trial: number, id, name, status, state, value (single objective) or values, the sampled
+    params (those with a recorded distribution), duration, pruned, and with ``curves`` the
+    intermediate ``objective`` values (steps, values). ``param_kinds``: linear, log or categorical
+    (from the recorded distributions), for the axes of a parallel-coordinates view. Sorting: complete trials by value in the
+    study's direction (the first objective for several), then pruned, running and failed ones.
+    """
+    directions = study_directions(rec)
+    trials: list[dict[str, Any]] = []
+    names: list[str] = []
+    kinds: dict[str, str] = {}
+    for c in rec.children():
+        tags = c.tags
+        try:
+            number = int(tags.get("optuna.trial_number", ""))
+        except ValueError:
+            continue
+        params = c.params
+        sampled = sorted(k[len("distribution."):] for k in params if k.startswith("distribution."))
+        for k in sampled:
+            if k not in names:
+                names.append(k)
+                dist = str(params.get(f"distribution.{k}", ""))
+                kinds[k] = "categorical" if dist.startswith("Categorical") else "log" if "log=True" in dist \
+                    else "linear"
+        keys = c.metric_keys()
+        if len(directions) == 1:
+            values = [last_value(c, "value")] if "value" in keys else None
+        else:
+            values = [last_value(c, f"values/{i}") for i in range(len(directions))] \
+                if all(f"values/{i}" in keys for i in range(len(directions))) else None
+        trial = {"number": number, "id": c.id, "name": c.name, "status": c.status,
+                 "state": tags.get("optuna.state", "RUNNING" if c.status == "running" else c.status.upper()),
+                 "value": values[0] if values else None, "values": values,
+                 "params": {k: params.get(k) for k in sampled}, "duration": last_value(c, "duration_s"),
+                 "pruned": tags.get("pruned") == "true"}
+        if curves and "objective" in keys:
+            s = c.metric("objective")
+            trial["objective"] = {"steps": list(s.steps), "values": list(s.values)}
+        trials.append(trial)
+    sign = -1.0 if directions[0] == "maximize" else 1.0
+
+    def order(t: dict[str, Any]) -> tuple:
+        v = t["value"]
+        finite_v = v is not None and not math.isnan(v)
+        return (_STATE_ORDER.get(t["state"], 4), 0 if finite_v else 1, sign * v if finite_v else 0.0, t["number"])
+
+    trials.sort(key=order)
+    best = [t["number"] for t in trials if t["state"] == "COMPLETE"][:1] if len(directions) == 1 else []
+    if len(directions) > 1:
+        best = sorted(int(n) for n in rec.tags.get("optuna.best_trials", "").split(",") if n.strip().isdigit())
+    return {"directions": directions, "param_names": names, "param_kinds": kinds, "trials": trials, "best": best}

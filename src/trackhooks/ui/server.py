@@ -172,6 +172,8 @@ class UIStore:
             "datasets": [{"name": d.name, "context": d.context, "digest": d.digest, "n_rows": d.n_rows,
                           "schema": sm.jsonable(d.schema), "sampled": d.sampled} for d in rec.datasets()],
             "children": children,
+            # a hyperparameter study: its trials from the children, best first (summaries.study_view)
+            "study": sm.jsonable(sm.study_view(rec, curves=True)) if sm.is_study(rec) else None,
         }
 
     def series(self, run_id: str, key: str, since: int | None, max_points: int) -> dict[str, Any]:

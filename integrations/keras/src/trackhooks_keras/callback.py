@@ -24,17 +24,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import trackhooks
-from trackhooks.plugin import flatten_params, same_param
+from trackhooks.plugin import START_RUN_OPTIONS, flatten_params, open_run, same_param, split_options
 from trackhooks.plugin import warn_once
 
 from .fitdata import DataInfo
 
 #: keyword arguments of ``trackhooks.start_run`` the callback accepts (it opens its own run with them)
-RUN_KWARGS = ("experiment", "name", "params", "tags", "store", "mirrors", "parent")
-
-# ids of runs this plugin started: never adopted as "the user's active run" by a later fit (a run
-# left running by a failed fit under the explicit callback would otherwise swallow the next fit)
-_OWNED: set[str] = set()
+RUN_KWARGS = START_RUN_OPTIONS
 
 
 def _warn(where: str, exc: BaseException) -> None:
@@ -137,10 +133,12 @@ def _mode(ckpt: Any) -> str | None:
 class TrackhooksCallback(keras.callbacks.Callback):
     """Record a Keras ``fit`` into trackhooks: params, per-epoch metrics, checkpoints, artifacts.
 
-    :param run: log into this run (never finished by the callback). Without it, the callback logs into
-        the active run if the user started one, else opens its own run at train begin with the
-        ``start_run`` keyword arguments given here (``experiment``, ``name``, ``params``, ``tags``,
-        ``store``, ``mirrors``, ``parent``) and finishes it at train end.
+    :param run: log into this run (never finished by the callback). Without it, the core nesting rule
+        (docs/plugins.md, "Nesting") decides: inside an Optuna trial the trial's run, inside another
+        integration's fit (a scikit-learn search, ``cross_val_score``) nothing, inside a run the user
+        started that run (a child of it when ``start_run`` options are given), else its own run
+        opened at train begin with the ``start_run`` keyword arguments given here (``experiment``,
+        ``name``, ``params``, ``tags``, ``store``, ``mirrors``, ``parent``) and finished at train end.
     :param log_every_n_batches: also record Keras' batch logs as ``batch_<key>`` every N optimizer
         steps (off by default).
     :param log_model: save the final model as a ``model.keras`` artifact at train end (off by
@@ -150,10 +148,7 @@ class TrackhooksCallback(keras.callbacks.Callback):
     def __init__(self, run: "trackhooks.Run | None" = None, *, log_every_n_batches: int | None = None,
                  log_model: bool = False, **start_run_kwargs: Any):
         super().__init__()
-        unknown = sorted(set(start_run_kwargs) - set(RUN_KWARGS))
-        if unknown:
-            raise TypeError(f"TrackhooksCallback got unexpected keyword arguments {', '.join(unknown)}; "
-                            f"it takes run=, log_every_n_batches=, log_model= and {', '.join(RUN_KWARGS)}")
+        split_options(start_run_kwargs, ("run", "log_every_n_batches", "log_model"), "TrackhooksCallback")
         if log_every_n_batches is not None and (
                 isinstance(log_every_n_batches, bool) or not isinstance(log_every_n_batches, int)
                 or log_every_n_batches < 1):
@@ -169,6 +164,7 @@ class TrackhooksCallback(keras.callbacks.Callback):
             self.on_train_batch_end = self._log_batch  # type: ignore[method-assign]
             self.async_safe = True
         self._run: trackhooks.Run | None = None
+        self._opened: Any = None
         self._owned = False
         self._in_fit = False
         self._siblings: list[Any] = []
@@ -193,20 +189,27 @@ class TrackhooksCallback(keras.callbacks.Callback):
 
     def _open_run(self) -> "trackhooks.Run | None":
         given = self._given_run
-        if given is not None:
-            if given.status != "running":
-                warn_once(("keras", "run-finished"), f"keras: run {given.id[:8]} is {given.status}; nothing recorded")
-                return None
+        if given is not None and given.status != "running":
+            warn_once(("keras", "run-finished"), f"keras: run {given.id[:8]} is {given.status}; nothing recorded")
+            return None
+        if self._opened is not None:  # an earlier fit whose end Keras never reported (it raised)
+            self._opened.detach()
+        opened = self._opened = open_run("keras", run=given, options=self._run_kwargs, user_run="into")
+        if opened is None:  # an inner fit of another integration's fit: only the outer one records
             self._owned = False
-            return given
-        active = trackhooks.active_run() if not self._run_kwargs else None
-        if active is not None and active.id not in _OWNED:
-            self._owned = False
-            return active
-        run = trackhooks.start_run(**self._run_kwargs)
-        _OWNED.add(run.id)
-        self._owned = True
-        return run
+            return None
+        self._owned = opened.owned
+        return opened.run
+
+    def _end_fit(self, status: str | None) -> None:
+        """The fit is over: pop its nesting frame; ``status``: also finish an owned run with it."""
+        opened, self._opened = self._opened, None
+        if opened is None:
+            return
+        if status is None:
+            opened.detach()
+        else:
+            opened.close(status)
 
     def _iterations(self) -> int | None:
         opt = getattr(self.model, "optimizer", None)
@@ -229,8 +232,8 @@ class TrackhooksCallback(keras.callbacks.Callback):
         return p
 
     def _describe_model(self, run: "trackhooks.Run") -> None:
-        run.set_tags({"framework": "keras", "keras.backend": keras.backend.backend(),
-                      "keras.version": keras.__version__})
+        tags = {"framework": "keras", "keras.backend": keras.backend.backend(), "keras.version": keras.__version__}
+        (self._opened or run).set_tags(tags)
         _log_params(run, self._model_params())
         lines: list[str] = []
         try:
@@ -354,20 +357,17 @@ class TrackhooksCallback(keras.callbacks.Callback):
                         run.log_text("model.keras", f.read())
             except Exception as exc:
                 _warn("saving the model (log_model=True)", exc)
-        if self._owned:
-            try:
-                run.finish("finished")
-            except Exception as exc:
-                _warn("finishing the run", exc)
+        try:
+            self._end_fit("finished")
+        except Exception as exc:
+            _warn("finishing the run", exc)
 
     def _on_fit_error(self, exc: BaseException) -> None:
         """Called by autolog when ``fit`` raised: the run this callback owns is failed (or killed)."""
         self._in_fit = False
         try:
             self._unwatch_checkpoints()
-            run = self._run
-            if run is not None and self._owned and run.status == "running":
-                run.finish("killed" if isinstance(exc, KeyboardInterrupt) else "failed")
+            self._end_fit("killed" if isinstance(exc, KeyboardInterrupt) else "failed")
         except Exception as err:
             _warn("marking the run failed", err)
 
@@ -466,6 +466,10 @@ class TrackhooksCallback(keras.callbacks.Callback):
                 self._log_data(run, info)
         except Exception as exc:
             _warn("recording evaluate metrics", exc)
+        try:
+            self._end_fit(None)  # an evaluate without a fit before it opened a frame: it is over
+        except Exception as exc:
+            _warn("finishing the run", exc)
         if finish:
             try:
                 run.finish("finished")

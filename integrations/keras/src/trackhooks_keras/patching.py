@@ -14,11 +14,10 @@ import threading
 import weakref
 from typing import Any, Callable
 
-from trackhooks.plugin import warn_once
+from trackhooks.plugin import START_RUN_OPTIONS, warn_once
 
 #: options of autolog(), passed on to each TrackhooksCallback it creates
-OPTION_NAMES = ("log_every_n_batches", "log_model", "experiment", "name", "params", "tags", "store", "mirrors",
-                "parent")
+OPTION_NAMES = ("log_every_n_batches", "log_model", *START_RUN_OPTIONS)
 
 _lock = threading.Lock()
 _options: dict[str, Any] | None = None  # None: autolog is off

@@ -16,10 +16,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import trackhooks
-from trackhooks.plugin import flatten_params, same_param
+from trackhooks.plugin import flatten_params, open_run, same_param, split_options
 from trackhooks.plugin import warn_once
-
-from .plugin import START_RUN_OPTIONS as _RUN_KWARGS
 
 _TRAINER_SETTINGS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "precision", "accumulate_grad_batches",
                      "gradient_clip_val", "gradient_clip_algorithm", "num_devices", "num_nodes",
@@ -150,18 +148,17 @@ class _ConnectorStepValues:
 class _TrackhooksCallback:
     """Records a Lightning run into trackhooks (see docs/integrations/lightning.md).
 
-    ``run``: log into this run and leave it open; otherwise the keyword arguments of
-    ``trackhooks.start_run`` (experiment, name, params, tags, store, mirrors, parent) open a run
-    at fit start that is finished at fit end. ``log_every_n_steps`` overrides the Trainer's cadence
+    ``run``: log into this run and leave it open; otherwise the core nesting rule decides
+    (docs/plugins.md, "Nesting"): inside an Optuna trial the trial's run, inside another
+    integration's fit nothing, inside a run the user started a child of it, else the keyword
+    arguments of ``trackhooks.start_run`` (experiment, name, params, tags, store, mirrors, parent)
+    open a run at fit start that is finished at fit end. ``log_every_n_steps`` overrides the Trainer's cadence
     for per-step values; ``checkpoints`` and ``datasets`` switch those records off.
     """
 
     def __init__(self, run: "trackhooks.Run | None" = None, *, log_every_n_steps: int | None = None,
                  checkpoints: bool = True, datasets: bool = True, **start_run_kwargs: Any):
-        unknown = set(start_run_kwargs) - set(_RUN_KWARGS)
-        if unknown:
-            raise TypeError(f"TrackhooksCallback got unexpected keyword arguments {sorted(unknown)}; "
-                            f"run options are {', '.join(_RUN_KWARGS)}")
+        split_options(start_run_kwargs, ("run", "log_every_n_steps", "checkpoints", "datasets"), "TrackhooksCallback")
         if log_every_n_steps is not None and (type(log_every_n_steps) is not int or log_every_n_steps < 0):
             raise ValueError(f"log_every_n_steps must be an int >= 0, got {log_every_n_steps!r}")
         parent = start_run_kwargs.get("parent")
@@ -169,6 +166,7 @@ class _TrackhooksCallback:
             start_run_kwargs["parent"] = parent.id  # an id pickles into ddp_spawn workers, a Run does not
         self._user_run = run
         self._run: trackhooks.Run | None = run
+        self._opened: Any = None
         self._owns = False
         self._run_kwargs = start_run_kwargs
         self._log_every = log_every_n_steps
@@ -204,7 +202,7 @@ class _TrackhooksCallback:
         state = self.__dict__.copy()
         if self._user_run is not None:
             state["_spawned_user_run"] = self._user_run.id
-        state["_user_run"] = state["_run"] = None
+        state["_user_run"] = state["_run"] = state["_opened"] = None
         state["_owns"] = False
         state["_lc"] = state["_step_values"] = None
         state["_wrapped"] = []
@@ -243,33 +241,42 @@ class _TrackhooksCallback:
             return None
         kwargs = {k: v for k, v in self._run_kwargs.items() if k not in ("params", "tags")}
         resume = self._resume_id or (self._last_id if reuse_last else None)
-        run = None
-        if resume is not None:
-            try:
-                run = trackhooks.start_run(resume=resume, **kwargs)
-            except trackhooks.RunNotFoundError:
-                warn_once(("lightning", "resume", resume), f"lightning: run {resume[:8]} named by the checkpoint "
-                          "is not in this store; recording into a new run")
-        if run is None:
-            run = trackhooks.start_run(**kwargs)
-        self._run, self._owns, self._last_id, self._resume_id = run, True, run.id, None
-        _open.add(self)
-        _install_exit_hook()
+        try:
+            opened = open_run("lightning", options=kwargs, resume=resume)
+        except trackhooks.RunNotFoundError:
+            warn_once(("lightning", "resume", resume), f"lightning: run {str(resume)[:8]} named by the checkpoint "
+                      "is not in this store; recording into a new run")
+            opened = open_run("lightning", options=kwargs)
+        if opened is None:  # an inner fit of another integration's fit: only the outer one records
+            return None
+        run = opened.run
+        self._run, self._opened, self._owns, self._resume_id = run, opened, opened.owned, None
+        if opened.owned:
+            self._last_id = run.id
+            _open.add(self)
+            _install_exit_hook()
         self._log_params(self._run_kwargs.get("params") or {})
         tags = dict(self._run_kwargs.get("tags") or {})
-        run.set_tags({"framework": "lightning", "lightning.package": type(trainer).__module__.split(".")[0],
-                      **tags})
+        opened.set_tags({"framework": "lightning", "lightning.package": type(trainer).__module__.split(".")[0],
+                         **tags})
         return run
 
     def _end_run(self, status: str) -> None:
         run = self._run
         if run is None:
             return
+        opened, self._opened = self._opened, None
         if self._owns:
             self._run = None
             _open.discard(self)
-            run.finish(status)
+            if opened is not None:
+                opened.close(status)
+            else:
+                run.finish(status)
         else:
+            if opened is not None:  # a trial's run (or the user's) goes on; this fit is over
+                self._run = None if opened.run is not self._user_run else self._run
+                opened.close(status)
             run.flush()
 
     def _log_params(self, params: Mapping[str, Any]) -> None:

@@ -13,10 +13,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 _TREES = ("lightning.pytorch", "pytorch_lightning")
-#: keyword arguments of trackhooks.start_run that TrackhooksCallback passes on
-START_RUN_OPTIONS = ("experiment", "name", "params", "tags", "store", "mirrors", "parent")
-#: every option TrackhooksCallback (and so autolog) takes
-OPTION_NAMES = ("run", "log_every_n_steps", "checkpoints", "datasets", *START_RUN_OPTIONS)
+#: the options of TrackhooksCallback (and so autolog) besides start_run's (trackhooks.plugin.START_RUN_OPTIONS)
+OWN_OPTIONS = ("run", "log_every_n_steps", "checkpoints", "datasets")
 _patched: dict[type, Any] = {}  # Trainer class -> its original __init__
 _options: dict[str, Any] = {}
 
@@ -33,7 +31,10 @@ def trackhooks_autolog(options: dict[str, Any]) -> None:
     Options meant for other plugins (``trackhooks.autolog()`` passes the same options to every
     installed integration) are ignored with one warning; ``trackhooks_lightning.autolog`` rejects them.
     """
-    unknown = sorted(k for k in options if k not in OPTION_NAMES and k != "disable")
+    from trackhooks.plugin import START_RUN_OPTIONS  # not at module level: it loads the run module
+
+    known = (*OWN_OPTIONS, *START_RUN_OPTIONS)
+    unknown = sorted(k for k in options if k not in known and k != "disable")
     if unknown:
         from trackhooks.plugin import warn_once
 

@@ -131,22 +131,22 @@ def _record_cv_batch(orig_call: Any, parallel: Any, items: Any, first: tuple, ki
             tasks.append(item)
             yield item
 
+    opened = recording.open_run(None, config["run_kwargs"])
+    run = opened.run if opened is not None else None
     with recording.suppressed():
-        run, owned = recording.open_run(None, config["run_kwargs"])
         if run is not None:
             recording._safe("recording params and data", recording._log_start, run, est, X, y, kind)
         t0 = time.perf_counter()
         try:
             results = orig_call(parallel, _mark(keep(items)))
         except BaseException as exc:
-            if run is not None and owned:
-                recording.end_run(run, exc)
+            if opened is not None:
+                recording.end_run(opened, exc)
             raise
         elapsed = time.perf_counter() - t0
         if run is not None:
             recording._safe("recording cross-validation results", _log_cv, run, kind, est, y, results, tasks, elapsed)
-            if owned:
-                recording.end_run(run, None)
+            recording.end_run(opened, None)
         return results
 
 
@@ -345,8 +345,10 @@ def _patch_parallel() -> None:
         return _record_cv_batch(orig_call, self, items, first, kind, config)
 
     def task_call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.__dict__.get("_trackhooks_inner") and not getattr(recording._guard, "depth", 0):
-            with recording.suppressed():  # a joblib worker thread running a task of a recorded fit
+        if self.__dict__.get("_trackhooks_inner"):
+            # a task of a recorded fit (on a joblib worker thread, or on this thread inside a search's
+            # refit window, which lets only the refit record into the search's run)
+            with recording.suppressed():
                 return orig_task(self, *args, **kwargs)
         if self.__dict__.get("_trackhooks_in_function"):
             _in_function.depth = getattr(_in_function, "depth", 0) + 1

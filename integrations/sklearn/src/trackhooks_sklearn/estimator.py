@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-import inspect
 from typing import Any
 
 import trackhooks
+from trackhooks.plugin import START_RUN_OPTIONS
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
 from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
@@ -193,7 +193,7 @@ class TrackedEstimator(MetaEstimatorMixin, BaseEstimator):
         return state
 
 
-_START_RUN_ARGS = frozenset(inspect.signature(trackhooks.start_run).parameters) - {"resume"}
+_START_RUN_ARGS = frozenset(START_RUN_OPTIONS)
 
 
 def track(estimator: Any, run: trackhooks.Run | None = None, *, log_model: bool = False,

@@ -3,7 +3,10 @@
 Only the outermost fit of a thread records: ``_guard.depth`` counts the recorded fits (and the
 metric computations, which fit small helpers such as ``LabelBinarizer``) in progress on this thread,
 and every nested fit, ``partial_fit`` or cross-validation sees ``depth > 0`` and runs untouched. That
-check is one thread-local read, so the inner fits of a search pay next to nothing.
+check is one thread-local read, so the inner fits of a search pay next to nothing. ``suppressed()``
+also pushes the core's suppress frame, so that the other integrations' fits inside (an XGBoost,
+Keras or Lightning estimator in a search) record nothing either; which run a recorded fit goes to is
+the core nesting rule (``trackhooks.plugin.open_run``, docs/plugins.md "Nesting").
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 import trackhooks
 from trackhooks import TrackhooksError
-from trackhooks.plugin import warn_once
+from trackhooks.plugin import container, open_run as core_open_run, suppressed as core_suppressed, warn_once
 
 _guard = threading.local()
 MAX_FEATURE_NAMES = 1000  # longer column lists are recorded by count only (params are for reading)
@@ -34,13 +37,16 @@ def depth() -> int:
 class suppressed:
     """Within this block, fits on this thread are not recorded (they are inner fits)."""
 
-    __slots__ = ()
+    __slots__ = ("_core",)
 
     def __enter__(self) -> None:
         _guard.depth = getattr(_guard, "depth", 0) + 1
+        self._core = core_suppressed()
+        self._core.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
         _guard.depth -= 1
+        self._core.__exit__(None, None, None)
 
 
 def _warn(stage: str, exc: BaseException) -> None:
@@ -82,33 +88,34 @@ def remember(est: Any, run: trackhooks.Run) -> None:
         pass
 
 
-_owned_ids: set[str] = set()  # runs this integration opened (never the parent of a later fit)
-
-
-def open_run(run: trackhooks.Run | None, run_kwargs: Mapping[str, Any] | None) -> tuple[trackhooks.Run | None, bool]:
-    """(run, owned): the given run, or a new one started with ``run_kwargs``; (None, False) on failure."""
+def open_run(run: trackhooks.Run | None, run_kwargs: Mapping[str, Any] | None, *, user_run: str = "child") -> Any:
+    """The core nesting rule for one fit (call it before entering ``suppressed()``): an ``Opened``
+    (``.run``, ``.owned``; end it with ``end_run``), or None when the fit records nothing (an inner
+    fit of another integration's fit) or the run could not be started (one warning)."""
     try:
-        if run is None:
-            kwargs = dict(run_kwargs or {})
-            tags = {"framework": "sklearn", **dict(kwargs.pop("tags", None) or {})}
-            if "parent" not in kwargs:  # a fit inside `with start_run():` becomes a child of that run
-                active = trackhooks.active_run()
-                if active is not None and active.id not in _owned_ids:
-                    kwargs["parent"] = active
-            new = trackhooks.start_run(tags=tags, **kwargs)
-            _owned_ids.add(new.id)
-            return new, True
-        run.set_tags({"framework": "sklearn"})
-        return run, False
+        opened = core_open_run("sklearn", run=run, options=run_kwargs, user_run=user_run)
+        if opened is not None:
+            opened.set_tags({"framework": "sklearn", **dict((run_kwargs or {}).get("tags") or {})})
+        return opened
     except Exception as exc:
         _warn("starting the run", exc)
-        return None, False
+        return None
 
 
-def end_run(run: trackhooks.Run, exc: BaseException | None) -> None:
+def end_run(opened: Any, exc: BaseException | None) -> None:
+    """End the fit of ``opened`` (finishing the run if the fit opened it)."""
     status = "finished" if exc is None else "killed" if isinstance(exc, KeyboardInterrupt) else "failed"
-    _owned_ids.discard(run.id)
-    _safe("finishing the run", run.finish, status)
+    _safe("finishing the run", opened.close, status)
+
+
+def refit_window(opened: Any, est: Any) -> Any:
+    """A search's own fit: its refit (outside the cross-validation tasks, which are suppressed)
+    records into the search's run, e.g. the per-round curves of an XGBoost best estimator."""
+    import contextlib
+
+    if opened is None or not hasattr(est, "_run_search"):
+        return contextlib.nullcontext()
+    return container(opened.run)
 
 
 def _mirrors_of(run: trackhooks.Run) -> list[Any] | None:
@@ -518,16 +525,18 @@ def record_fit(est: Any, call: Callable[[], Any], X: Any, y: Any, *, run: trackh
     estimator whose params are recorded (default ``est``). The user's exception propagates unchanged
     after an owned run is marked failed (killed for KeyboardInterrupt).
     """
+    opened = open_run(run, run_kwargs)
+    run = opened.run if opened is not None else None
     with suppressed():
-        run, owned = open_run(run, run_kwargs)
         if run is not None:
             _safe("recording params and data", _log_start, run, params_of if params_of is not None else est, X, y, kind)
         t0 = time.perf_counter()
         try:
-            result = call()
+            with refit_window(opened, params_of if params_of is not None else est):
+                result = call()
         except BaseException as exc:
-            if run is not None and owned:
-                end_run(run, exc)
+            if opened is not None:
+                end_run(opened, exc)
             raise
         fit_time = time.perf_counter() - t0
         if run is not None:
@@ -536,8 +545,7 @@ def record_fit(est: Any, call: Callable[[], Any], X: Any, y: Any, *, run: trackh
             if save_model and fitted is not None:
                 _safe("saving the model", log_model, run, fitted)
             remember(est, run)
-            if owned:
-                end_run(run, None)
+            end_run(opened, None)
         return result
 
 
@@ -568,17 +576,16 @@ def _log_end(run: trackhooks.Run, fitted: Any, X: Any, y: Any, fit_time: float, 
 
 
 class _PartialState:
-    __slots__ = ("run", "owned", "step", "seen", "__weakref__")
+    __slots__ = ("opened", "run", "owned", "step", "seen", "__weakref__")
 
-    def __init__(self, run: trackhooks.Run, owned: bool):
-        self.run, self.owned, self.step, self.seen = run, owned, 0, 0
+    def __init__(self, opened: Any):
+        self.opened, self.run, self.owned, self.step, self.seen = opened, opened.run, opened.owned, 0, 0
 
 
 _partial: "weakref.WeakKeyDictionary[Any, _PartialState]" = weakref.WeakKeyDictionary()
 
 
 def _finish_quietly(run: trackhooks.Run) -> None:
-    _owned_ids.discard(run.id)
     if run.status == "running":
         try:
             run.finish("finished", timeout=0)
@@ -592,8 +599,8 @@ def end_partial(est: Any) -> None:
         state = _partial.pop(est, None) if _partial else None
     except TypeError:
         return
-    if state is not None and state.owned:
-        end_run(state.run, None)
+    if state is not None:
+        end_run(state.opened, None)
 
 
 def record_partial_fit(est: Any, call: Callable[[], Any], X: Any, y: Any, *, run: trackhooks.Run | None = None,
@@ -601,31 +608,33 @@ def record_partial_fit(est: Any, call: Callable[[], Any], X: Any, y: Any, *, run
                        params_of: Any = None, training_metrics: bool = True) -> Any:
     """Each partial_fit call is one step of one run per estimator (finished when the estimator is
     garbage-collected, refitted with fit(), or at interpreter exit)."""
+    try:
+        state = _partial.get(est)
+    except TypeError:  # not weak-referenceable: every call is a run of its own
+        state = None
+    opened = None
+    if state is None or state.run.status != "running":
+        opened = open_run(run, run_kwargs)
+        if opened is not None:
+            opened.detach()  # the run spans many calls; each call's inner fits are suppressed below
     with suppressed():
-        try:
-            state = _partial.get(est)
-        except TypeError:  # not weak-referenceable: every call is a run of its own
-            state = None
-        if state is None or state.run.status != "running":
-            new_run, owned = open_run(run, run_kwargs)
-            if new_run is not None:
-                state = _PartialState(new_run, owned)
-                try:
-                    _partial[est] = state
-                    if owned:
-                        weakref.finalize(est, _finish_quietly, new_run)
-                except TypeError:
-                    pass
-                _safe("recording params", _log_start_partial, new_run,
-                      params_of if params_of is not None else est, X, y)
+        if opened is not None:
+            state = _PartialState(opened)
+            try:
+                _partial[est] = state
+                if opened.owned:
+                    weakref.finalize(est, _finish_quietly, opened.run)
+            except TypeError:
+                pass
+            _safe("recording params", _log_start_partial, opened.run,
+                  params_of if params_of is not None else est, X, y)
         t0 = time.perf_counter()
         try:
             result = call()
         except BaseException as exc:
             if state is not None:
                 _partial.pop(est, None)
-                if state.owned:
-                    end_run(state.run, exc)
+                end_run(state.opened, exc)
             raise
         dt = time.perf_counter() - t0
         if state is not None:
@@ -682,10 +691,11 @@ def log_eval(estimator: Any, X: Any, y: Any, prefix: str = "test", run: trackhoo
             store = ref.store if ref is not None else None  # an unpickled tracker: the default store
             target = _safe("resuming the run", trackhooks.start_run, resume=run_id, store=store)
             owned = target is not None
-        else:
-            target = trackhooks.active_run()
-            if target is None:
-                target, owned = open_run(None, start_run_kwargs)
+        else:  # the trial's or the user's run, else a new one (the core nesting rule)
+            opened = open_run(None, start_run_kwargs, user_run="into")
+            if opened is not None:
+                opened.detach()
+                target, owned = opened.run, opened.owned
     elif target.status != "running":
         target = _safe("resuming the run", trackhooks.start_run, resume=target.id, store=target.store)
         owned = target is not None
@@ -695,5 +705,5 @@ def log_eval(estimator: Any, X: Any, y: Any, prefix: str = "test", run: trackhoo
         _safe("recording evaluation metrics", target.log_metrics, metrics)
         _safe("recording evaluation data", log_data, target, X, y, prefix)
     if owned:
-        end_run(target, None)
+        _safe("finishing the run", target.finish, "finished")
     return metrics

@@ -10,13 +10,11 @@ from typing import Any
 import xgboost
 from xgboost.callback import TrainingCallback
 
-import trackhooks
-from trackhooks.plugin import warn_once
+from trackhooks.plugin import open_run, split_options, warn_once
 
 from . import patch
 from .data import log_data, log_dmatrix
 
-_START_RUN_KWARGS = frozenset({"experiment", "name", "params", "tags", "store", "mirrors", "parent"})
 # the metrics XGBoost's EarlyStopping maximizes (same rule, so that "best" agrees with it)
 _MAXIMIZE_PREFIXES = ("auc", "aucpr", "pre", "map", "ndcg")
 #: per importance type, at most this many features (the largest) also become metrics
@@ -56,7 +54,10 @@ class TrackhooksCallback(TrainingCallback):
 
     ``run``: log into this run (it is not finished here); otherwise each training opens its own run
     with the ``start_run`` keyword arguments (``experiment``, ``name``, ``params``, ``tags``,
-    ``store``, ``mirrors``, ``parent``; the parent defaults to the active run) and finishes it.
+    ``store``, ``mirrors``, ``parent``) and finishes it. Where it records follows the core nesting rule
+    (docs/plugins.md, "Nesting"): inside an Optuna trial into the trial's run, inside another
+    integration's fit (a scikit-learn search or ``cross_val_score``) nothing, inside a run the user
+    started a child of it.
     ``checkpoint_every=N``: save the booster as UBJSON every N rounds into ``checkpoint_dir``
     (default ``./xgboost_checkpoints/<run id>``) and record each file. ``log_model``: store the
     final model as the artifact ``model.ubj``. ``log_importance``: feature importance (weight, gain,
@@ -68,10 +69,7 @@ class TrackhooksCallback(TrainingCallback):
                  checkpoint_dir: str | os.PathLike | None = None, log_model: bool = False,
                  log_importance: bool = True, log_datasets: bool = True, **start_run_kwargs: Any) -> None:
         super().__init__()
-        unknown = sorted(set(start_run_kwargs) - _START_RUN_KWARGS)
-        if unknown:
-            raise TypeError(f"TrackhooksCallback got unexpected keyword argument(s) {', '.join(unknown)}; "
-                            f"start_run takes {', '.join(sorted(_START_RUN_KWARGS))}")
+        split_options(start_run_kwargs, (), "TrackhooksCallback")
         if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
                                              not isinstance(checkpoint_every, int) or checkpoint_every < 1):
             raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
@@ -91,6 +89,7 @@ class TrackhooksCallback(TrainingCallback):
 
     def _reset(self) -> None:
         self._owned = False
+        self._opened: Any = None
         self._ctx: patch.CallContext | None = None
         self._is_cv = False
         self._offset = 0
@@ -192,11 +191,11 @@ class TrackhooksCallback(TrainingCallback):
         self._logging = False
         # drop what pins the user's data and XGBoost's history; the callback may live on in an estimator
         self._ctx, self._log_ref, self._series = None, None, []
-        run = self._run
-        if run is None or not self._owned or run.status != "running":
+        opened, self._opened = self._opened, None
+        if opened is None:
             return
         try:
-            run.finish(status)
+            opened.close(status)
         except Exception as exc:
             self._internal("finish", exc)
 
@@ -206,22 +205,19 @@ class TrackhooksCallback(TrainingCallback):
                   f"TrackhooksCallback failed at {where} ({type(exc).__name__}: {exc}); training continues")
 
     def _begin(self, model: Any) -> None:
-        if self._owned and self._run is not None and self._run.status == "running":
+        if self._opened is not None:
             # the previous training with this callback ended without after_training and no wrapper saw
             # it end: an exception we could not see (e.g. ``from xgboost import train`` before import)
-            self._run.finish("failed")
+            self._opened.close("failed")
         self._reset()
         self._run = None
         ctx = self._ctx = patch.current_call(self)
         self._is_cv = not isinstance(model, xgboost.Booster)
         api = ctx.api if ctx is not None else ("cv" if self._is_cv else "train")
-        if self._given_run is not None:
-            self._run, self._owned = self._given_run, False
-        else:
-            kwargs = dict(self._start_kwargs)
-            if "parent" not in kwargs:
-                kwargs["parent"] = trackhooks.active_run()
-            self._run, self._owned = trackhooks.start_run(**kwargs), True
+        opened = self._opened = open_run("xgboost", run=self._given_run, options=self._start_kwargs)
+        if opened is None:  # an inner fit of another integration's fit: only the outer one records
+            return
+        self._run, self._owned = opened.run, opened.owned
         self._logging = True
         run = self._run
         # the rounds of a model trained further (xgb_model=) are read after XGBoost's first update:
@@ -230,7 +226,7 @@ class TrackhooksCallback(TrainingCallback):
         self._offset = None
         self._best0 = model.attr("best_iteration")
         tags = {"framework": "xgboost", "xgboost.api": api, "xgboost.version": xgboost.__version__}
-        run.set_tags(tags)
+        opened.set_tags(tags)
         if self._every is not None and not self._is_cv:
             self._ckpt_dir = os.path.abspath(self._ckpt_root or os.path.join("xgboost_checkpoints", run.id))
         args = ctx.arguments if ctx is not None else {}
@@ -252,7 +248,7 @@ class TrackhooksCallback(TrainingCallback):
             for d, n in evals:
                 params.update(self._shape(f"evals.{n}", d))
         try:
-            run.log_params(params)
+            opened.log_params(params)
         except Exception as exc:
             self._internal("params", exc)
         if self._log_datasets:
@@ -304,7 +300,7 @@ class TrackhooksCallback(TrainingCallback):
     def _log_config(self, model: Any) -> None:
         booster = model if not self._is_cv else model.cvfolds[0].bst
         try:
-            self._run.log_params({"config": _drop_counters(json.loads(booster.save_config()))})
+            self._opened.log_params({"config": _drop_counters(json.loads(booster.save_config()))})
         except Exception as exc:
             self._internal("config", exc)
 

@@ -357,6 +357,24 @@
   }
 
   // ---- run view -------------------------------------------------------------------------------
+  // a hyperparameter study (trackhooks-optuna): history, parallel coordinates, intermediate values
+  // (study.js, shared with the HTML report) and its trials best first
+  function studyBlock(study) {
+    app.appendChild(el("h2", { text: "Study (" + study.directions.join(", ") + ", " + study.trials.length + " trials)" }));
+    var box = el("div", { id: "study" });
+    app.appendChild(box);
+    window.TrackhooksStudy.render(box, study);
+    var best = {};
+    study.best.forEach(function (n) { best[n] = true; });
+    var multi = study.directions.length > 1;
+    app.appendChild(simpleTable("trials", ["", "#", "trial", "state", multi ? "values" : "value"].concat(study.param_names, ["duration"]),
+      study.trials.map(function (t) {
+        return [best[t.number] ? "★" : "", String(t.number), el("a", { href: "#/run/" + t.id, text: t.name }), t.state.toLowerCase(),
+          multi ? (t.values || []).map(fmt).join(", ") : fmt(t.value)].concat(
+          study.param_names.map(function (k) { return fmt(t.params[k]); }), [fmtDur(t.duration)]);
+      })));
+  }
+
   function runView(id) {
     clear();
     api("/api/runs/" + encodeURIComponent(id)).then(function (r) {
@@ -364,6 +382,7 @@
       badge.id = "run-status";
       app.appendChild(el("h1", null, [document.createTextNode(r.name + " "), badge]));
       app.appendChild(el("p", { class: "muted", text: r.id + " · " + r.experiment + " · started " + fmtTime(r.start_time) + " · " + fmtDur(r.duration) + (r.tags.framework ? " · " + r.tags.framework : "") }));
+      if (r.study && window.TrackhooksStudy) studyBlock(r.study);
       var cols = el("div", { class: "cols" });
       cols.appendChild(el("div", null, [el("h2", { text: "Params" }), kvBlock(r.params)]));
       cols.appendChild(el("div", null, [el("h2", { text: "Tags" }), kvBlock(r.tags), el("h2", { text: "System" }), kvBlock(r.system)]));

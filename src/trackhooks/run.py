@@ -74,6 +74,8 @@ class Run:
         self._state = _w.RunState(run_id, channel, last_step)
         self._params_lock = threading.Lock()
         self._finish_lock = threading.Lock()
+        self._capturing = False  # this run holds a share of the process's console capture
+        self._pending_info: list[threading.Thread] = []  # system-info work still running (git diff)
 
     def __repr__(self) -> str:
         return f"Run(id={self.id[:8]}, name={self.name!r}, experiment={self.experiment!r}, status={self.status!r})"
@@ -175,6 +177,17 @@ class Run:
         self._buffer.append((_w.OP_SYSTEM, self._state, dict(info)))
         self._writer.ensure_started()
 
+    def _add_artifact_bytes(self, name: str, data: bytes) -> None:
+        """Store bytes as an artifact from a system-info plugin's thread (works after finish)."""
+        self._buffer.append((_w.OP_ARTIFACT, self._state, _check_artifact_name(name), None, bytes(data), time.time()))
+        self._writer.ensure_started()
+
+    def _wait_for_info(self, timeout: float = 5.0) -> None:
+        # a short run should not end before its git diff is recorded; bounded, as git is time-boxed
+        deadline = time.monotonic() + timeout
+        for t in list(self._pending_info):
+            t.join(max(0.0, deadline - time.monotonic()))
+
     # ---- files ----------------------------------------------------------------------------------
     def log_checkpoint(self, path: str | os.PathLike, *, step: int | None = None, epoch: int | None = None,
                        metrics: Mapping[str, Any] | None = None, best: bool = False, monitor: str | None = None,
@@ -249,17 +262,27 @@ class Run:
         Returns False if ``timeout`` seconds passed first, or if the local store could not be written
         (disk full, not writable): the records are then kept in memory and retried in the background.
         """
+        from . import console
+
+        console.sync()
         return self._writer.flush(timeout)
 
     def finish(self, status: str = "finished", *, timeout: float | None = None) -> None:
         """End the run with a status (finished, failed, killed) and drain everything it logged."""
         if status not in STATUSES or status == "running":
             raise InvalidValueError(f"status must be one of finished, failed, killed; got {status!r}")
+        if self._pending_info:
+            self._wait_for_info()
         with self._finish_lock:
             if self.status != "running":
                 return
+            if self._capturing:
+                from . import console
+
+                console.sync()
             self.status = status
             self._buffer.append((_w.OP_STATUS, self._state, status, time.time()))
+        _release_capture(self)
         with _active_lock:
             if self in _active:
                 _active.remove(self)
@@ -340,17 +363,36 @@ def _mirror_list(mirrors: Any) -> list[Any]:
     return list(mirrors)
 
 
+def _release_capture(run: Run) -> None:
+    if run._capturing:
+        run._capturing = False
+        from . import console
+
+        console.detach()
+
+
 def start_run(experiment: str = "default", name: str | None = None, *, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None, store: str | os.PathLike | None = None,
               mirrors: Iterable[Any] | None = None, parent: "Run | str | None" = None,
+              system_metrics: bool | float | None = None, capture_output: bool | str | None = None,
               resume: str | None = None) -> Run:
     """Start (or with ``resume=<run id>`` continue) a run and make it the active run.
 
     ``store``: a local store directory (default ``$TRACKHOOKS_URI`` or ``./.trackhooks``).
     ``mirrors``: extra sinks (``"mlflow+http://..."``, ``"tensorboard:<dir>"`` or Sink objects;
-    default ``$TRACKHOOKS_MIRRORS``). Raises StoreError (an OSError) naming the path when the store
-    cannot be created or opened.
+    default ``$TRACKHOOKS_MIRRORS``). ``system_metrics``: seconds between samples of CPU, memory,
+    I/O and GPU figures (``system/...`` metrics), True for every 10 s, False/0 for none (default
+    ``$TRACKHOOKS_SYSTEM_METRICS``, else 10 s). ``capture_output``: also store what the process
+    prints as the artifact ``console.log``: True (``"python"``: sys.stdout/sys.stderr), ``"fd"``
+    (file descriptors 1 and 2, for C extensions and subprocesses) or False (default
+    ``$TRACKHOOKS_CAPTURE_OUTPUT``, else True). Raises StoreError (an OSError) naming the path
+    when the store cannot be created or opened.
     """
+    from .console import parse_mode
+    from .sysmetrics import parse_interval
+
+    interval = parse_interval(system_metrics)
+    capture = parse_mode(capture_output)
     experiment = check_key(experiment, "experiment")
     if name is not None:
         name = check_key(name, "run name")
@@ -376,6 +418,7 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
         saved_params = dict(rec.params)
         last_step = {k: s for k, s in reader._db().execute(
             "SELECT key, last_step FROM metric_keys WHERE run_id=? AND last_step IS NOT NULL", (rec.id,))}
+        console_before = rec.console() if capture else b""
         reader.close()
         resumed = True
         if rec.status == "running":
@@ -385,6 +428,7 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
                 return existing[0]
     else:
         run_id = os.urandom(16).hex()
+        console_before = b""
     name = name or _default_name()
     run = Run(run_id, name, experiment, store_path, parent_id, channel, saved_params, last_step)
     w = run._writer
@@ -396,6 +440,16 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     # leaves a run that reads as killed, not nothing
     durable = channel.sinks[0].write_run_start_now(start)
     run._buffer.append((_w.OP_START, run._state, start))
+    if interval is not None:
+        run._buffer.append((_w.OP_SYSMETRICS, run._state, interval))
+    if capture is not None:
+        from . import console
+
+        try:
+            console.attach(run, capture, console_before)
+            run._capturing = True
+        except Exception as exc:  # capture is a convenience: never a reason not to train
+            _w.warn_once(("console", "attach", type(exc)), f"console capture failed to start: {exc}")
     w.ensure_started()
     with _active_lock:
         _active.append(run)
@@ -443,12 +497,17 @@ def _finish_all(status: str, timeout: float | None = None, at_exit: bool = False
     """Finish every run this process owns (interpreter exit, SIGTERM)."""
     with _active_lock:
         runs = [r for r in _active if r._state.owner_pid == os.getpid()]
+    if runs:
+        from . import console
+
+        console.sync()
     for run in reversed(runs):
         with run._finish_lock:
             if run.status != "running":
                 continue
             run.status = status
             run._buffer.append((_w.OP_STATUS, run._state, status, time.time()))
+        _release_capture(run)
         with _active_lock:
             if run in _active:
                 _active.remove(run)

@@ -3,9 +3,11 @@
 Two levels (see docs/console.md for why the default is the Python level):
 
 - ``"python"`` (the default, ``capture_output=True``): ``sys.stdout`` and ``sys.stderr`` (and logging
-  handlers that write to them) are replaced by a tee that writes to the original stream first, then
-  appends the text to the writer's buffer. The caller's cost is one method call and one append;
-  the user's stream, its buffering, ``isatty()`` and colours are untouched.
+  handlers that write to them) are replaced by a text stream with the same encoding and buffering
+  whose binary layer writes to the original binary buffer first, then appends the bytes to the
+  writer's buffer. A ``print`` costs what it did; each flush of the text layer (a line on a
+  terminal, 8 KB into a file) costs one more method call and one append. ``isatty()``, colours
+  and the file descriptors are untouched.
 - ``"fd"``: file descriptors 1 and 2 are pointed at a pipe that one reader thread copies to the
   original destination and into the log, so output of C extensions and subprocesses is kept too.
 
@@ -16,13 +18,14 @@ chunks (see ``ConsoleLog``): carriage-return progress bars collapsed, a size cap
 
 from __future__ import annotations
 
+import io
 import os
 import select
 import sys
 import threading
 from typing import Any
 
-from .errors import InvalidValueError, short_repr
+from .errors import InvalidOptionError, InvalidValueError, short_repr
 from . import writer as _w
 
 ENV = "TRACKHOOKS_CAPTURE_OUTPUT"
@@ -45,13 +48,15 @@ def parse_mode(value: Any, option: str = "capture_output") -> str | None:
             return "python"
         if text in MODES:
             return text
-        raise InvalidValueError(f"${ENV}={raw!r}: expected on/off, 'python' or 'fd'")
+        raise InvalidOptionError(f"${ENV}={raw!r}: expected on/off, 'python' or 'fd'")
     if value is True:
         return "python"
     if value is False:
         return None
-    if isinstance(value, str) and value.strip().lower() in MODES:
-        return value.strip().lower()
+    if isinstance(value, str):
+        if value.strip().lower() in MODES:
+            return value.strip().lower()
+        raise InvalidOptionError(f"{option}={short_repr(value)}: expected True, False, 'python' or 'fd'")
     raise InvalidValueError(f"{option}={short_repr(value)}: expected True, False, 'python' or 'fd'")
 
 
@@ -145,15 +150,96 @@ class ConsoleLog:
 # ---- caller side ----------------------------------------------------------------------------
 
 
+class _TeeBinary(io.BufferedIOBase):
+    """The binary layer under the stand-in text stream: the original binary buffer first, then one
+    append. The text layer above it is a C ``io.TextIOWrapper``, so a ``print`` runs no Python code
+    until that layer flushes (at a newline on a terminal, every 8 KB into a pipe or file): threads
+    printing at once interleave exactly as they did without capture."""
+
+    def __init__(self, raw: Any, capture: "_Capture"):
+        self._raw = raw
+        self._capture = capture
+        self._closed = False
+
+    def write(self, b: Any) -> int:
+        n = self._raw.write(b)  # the user's output as before, errors included
+        cap = self._capture
+        if cap.on:
+            try:
+                buf = cap.buffer
+                buf.append((_w.OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
+                if len(buf) >= _w.WAKE_AT:
+                    cap.backpressure()
+            except Exception:  # never raise into a print
+                pass
+        return len(b) if n is None else n
+
+    def flush(self) -> None:
+        if not self._closed:
+            self._raw.flush()
+
+    def close(self) -> None:
+        # closing the stand-in (also when it is garbage-collected) must not close the real stream
+        if not self._closed:
+            try:
+                self.flush()
+            finally:
+                self._closed = True
+
+    @property
+    def closed(self) -> bool:  # type: ignore[override]
+        return self._closed or self._raw.closed
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def isatty(self) -> bool:
+        return self._raw.isatty()
+
+    @property
+    def name(self) -> Any:
+        return getattr(self._raw, "name", None)
+
+    @property
+    def raw(self) -> Any:
+        return getattr(self._raw, "raw", self._raw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def _text_tee(stream: io.TextIOWrapper, capture: "_Capture") -> io.TextIOWrapper:
+    stream.flush()
+    tee = io.TextIOWrapper(_TeeBinary(stream.buffer, capture), encoding=stream.encoding, errors=stream.errors,
+                           line_buffering=stream.line_buffering, write_through=stream.write_through)
+    for attr in ("mode",):
+        if hasattr(stream, attr):
+            try:
+                setattr(tee, attr, getattr(stream, attr))
+            except AttributeError:
+                pass
+    return tee
+
+
 class _Tee:
-    """Stands in for sys.stdout / sys.stderr: the original stream first, then one append."""
+    """Stands in for a sys.stdout / sys.stderr that is not an io.TextIOWrapper (Jupyter, a
+    StringIO, a user's own class): the original stream first, then one append."""
 
     def __init__(self, stream: Any, capture: "_Capture"):
         self._stream = stream
         self._capture = capture
 
     def write(self, s: Any) -> int:
-        n = self._stream.write(s)  # the user's output as before, errors included
+        n = self._stream.write(s)
         cap = self._capture
         if cap.on:
             try:
@@ -306,7 +392,10 @@ class _Capture:
                 continue
             if self._pipes is not None and _fileno(stream) == fd:
                 continue  # already seen at the fd level
-            tee = _Tee(stream, self)
+            if isinstance(stream, io.TextIOWrapper) and getattr(stream, "buffer", None) is not None:
+                tee = _text_tee(stream, self)
+            else:
+                tee = _Tee(stream, self)
             setattr(sys, name, tee)
             self._tees.append((name, stream, tee))
         self._wrap_logging()
@@ -330,12 +419,23 @@ class _Capture:
             self.writer.wait_for_space()
 
     def sync(self) -> None:
+        for name, _, tee in self._tees:
+            if getattr(sys, name) is tee:
+                try:
+                    tee.flush()
+                except Exception:
+                    pass
         if self._pipes is not None:
             self._pipes.sync()
 
     def stop(self) -> None:
         if self._pipes is not None:
             self._pipes.stop()
+        for name, orig, tee in self._tees:
+            try:
+                tee.flush()  # what the stand-in still buffers goes out, and into the log
+            except Exception:
+                pass
         self.on = False
         for name, orig, tee in self._tees:
             if getattr(sys, name) is tee:  # a stream the user replaced since stays theirs

@@ -21,7 +21,7 @@ import time
 from numbers import Real
 from typing import Any, Callable
 
-from .errors import InvalidValueError, OutOfRangeError, short_repr
+from .errors import InvalidOptionError, InvalidValueError, short_repr
 from .writer import warn_once
 
 DEFAULT_INTERVAL_S = 10.0
@@ -50,7 +50,7 @@ def parse_interval(value: Any, option: str = "system_metrics") -> float | None:
         try:
             number = float(text)
         except ValueError:
-            raise InvalidValueError(
+            raise InvalidOptionError(
                 f"${ENV}={raw!r}: expected seconds between samples (e.g. 10), or 0/off") from None
         return parse_interval(number, f"${ENV}")
     if value is True:
@@ -60,7 +60,7 @@ def parse_interval(value: Any, option: str = "system_metrics") -> float | None:
     if isinstance(value, Real) and not isinstance(value, bool):
         number = float(value)
         if math.isnan(number) or math.isinf(number) or number < 0:
-            raise OutOfRangeError(f"{option}={short_repr(value)}: expected a positive number of seconds, or 0/False")
+            raise InvalidOptionError(f"{option}={short_repr(value)}: expected a positive number of seconds, or 0/False")
         return number or None
     raise InvalidValueError(
         f"{option}={short_repr(value)}: expected seconds between samples (a number), True or False")

@@ -30,7 +30,7 @@ from trackhooks.plugin import warn_once
 from .fitdata import DataInfo
 
 #: keyword arguments of ``trackhooks.start_run`` the callback accepts (it opens its own run with them)
-RUN_KWARGS = ("experiment", "name", "params", "tags", "store", "mirrors", "parent")
+from trackhooks.plugin import START_RUN_OPTIONS as RUN_KWARGS  # noqa: E402
 
 # ids of runs this plugin started: never adopted as "the user's active run" by a later fit (a run
 # left running by a failed fit under the explicit callback would otherwise swallow the next fit)

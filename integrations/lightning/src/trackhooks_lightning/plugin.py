@@ -7,12 +7,11 @@ import functools
 import importlib
 from typing import Any
 
-from trackhooks.plugin import hookimpl
+from trackhooks.plugin import START_RUN_OPTIONS, hookimpl
 from trackhooks.plugin import warn_once
 
 _TREES = ("lightning.pytorch", "pytorch_lightning")
-#: keyword arguments of trackhooks.start_run that TrackhooksCallback passes on
-START_RUN_OPTIONS = ("experiment", "name", "params", "tags", "store", "mirrors", "parent")
+# START_RUN_OPTIONS: keyword arguments of trackhooks.start_run that TrackhooksCallback passes on
 #: every option TrackhooksCallback (and so autolog) takes
 OPTION_NAMES = ("run", "log_every_n_steps", "checkpoints", "datasets", *START_RUN_OPTIONS)
 _patched: dict[type, Any] = {}  # Trainer class -> its original __init__

@@ -11,12 +11,12 @@ import xgboost
 from xgboost.callback import TrainingCallback
 
 import trackhooks
-from trackhooks.plugin import warn_once
+from trackhooks.plugin import START_RUN_OPTIONS, warn_once
 
 from . import patch
 from .data import log_data, log_dmatrix
 
-_START_RUN_KWARGS = frozenset({"experiment", "name", "params", "tags", "store", "mirrors", "parent"})
+_START_RUN_KWARGS = frozenset(START_RUN_OPTIONS)
 # the metrics XGBoost's EarlyStopping maximizes (same rule, so that "best" agrees with it)
 _MAXIMIZE_PREFIXES = ("auc", "aucpr", "pre", "map", "ndcg")
 #: per importance type, at most this many features (the largest) also become metrics

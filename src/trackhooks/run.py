@@ -464,6 +464,10 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
         raise
     if not durable:  # the store was busy: wait (bounded) for the writer to record the run instead
         w.flush(timeout=5.0)
+    else:
+        # the params, tags and system record go in at once rather than a writer interval later: a
+        # process killed in its first second keeps them too
+        w.wake()
     return run
 
 

@@ -14,6 +14,7 @@ import pluggy
 if TYPE_CHECKING:
     from .run import Run
     from .sink import Sink
+    from .store import Store
 
 hookspec = pluggy.HookspecMarker("trackhooks")
 hookimpl = pluggy.HookimplMarker("trackhooks")
@@ -23,9 +24,11 @@ hookimpl = pluggy.HookimplMarker("trackhooks")
 def trackhooks_collect_system_info(run: "Run") -> dict[str, Any] | None:
     """Describe the environment of a run that is starting.
 
-    Called on the thread that calls ``start_run`` (usually the training thread), once per run, before
-    the run is returned; keep it fast (no network, no subprocess that can hang). Every implementation
-    is called even if another one raises (a failure is reported as one warning).
+    Called on the writer thread, once per run, right after the run is recorded and before any record
+    logged after ``start_run`` returned (so ``flush()``/``finish()`` see its result); ``start_run``
+    itself never waits for it. Keep it fast (no network, no subprocess that can hang): the writer
+    delivers nothing else meanwhile. Every implementation is called even if another one raises (a
+    failure is reported as one warning).
 
     :return: a flat dict merged into the run's ``system`` record, or None to add nothing.
     """
@@ -41,6 +44,21 @@ def trackhooks_make_sink(uri: str, options: dict[str, Any]) -> "Sink | None":
 
     :return: a :class:`trackhooks.sink.Sink` if this plugin handles the URI's scheme, else None
         (the first non-None result wins).
+    """
+
+
+@hookspec(firstresult=True)
+def trackhooks_open_store(uri: str) -> "Store | None":
+    """Open the read API over a store URI of this plugin's scheme, e.g. ``postgresql://host/db``.
+
+    Called on the thread that calls ``open_store`` (or any CLI command, ``trackhooks ui``,
+    ``report`` or ``sync`` with ``--store``), once per call; plain paths never reach it (they are
+    local stores). Connect eagerly and raise :class:`trackhooks.StoreError` naming the server (never a
+    password) when the store cannot be reached or is not a trackhooks store. Writing to such a store
+    goes through ``trackhooks_make_sink`` with the same URI (a local spool replicated into it).
+
+    :return: a :class:`trackhooks.Store` subclass instance if this plugin handles the URI's scheme,
+        else None (the first non-None result wins).
     """
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -12,6 +11,7 @@ from typing import Any, Iterable
 from . import writer as _w
 from .errors import (
     InvalidValueError,
+    OutOfRangeError,
     ParamConflictError,
     RunFinishedError,
     RunNotFoundError,
@@ -21,7 +21,10 @@ from .errors import (
     UnsafePathError,
     short_repr,
 )
-from .localstore import CheckpointRecord, LocalStoreSink, Store, is_local_uri, process_start_time, resolve_uri
+from .store.status import HOST
+from .store import is_local_uri, process_start_time, redact_uri, resolve_uri, spool_path, uri_text
+from .store.records import CheckpointRecord
+from .store.sqlite import LocalStoreSink, SQLiteStore
 from .sink import CheckpointUpdate, RunStart, Sink
 from .values import (
     check_source as _check_source,
@@ -34,6 +37,7 @@ from .values import (
 )
 
 _IMIN, _IMAX = -(2**63) + 1, 2**63 - 1
+NOTE_MAX_CHARS = 100_000
 STATUSES = ("running", "finished", "failed", "killed")
 
 _active: list["Run"] = []  # runs started in this process and not finished, innermost last
@@ -60,11 +64,14 @@ class Run:
     the writer thread does the rest. Use as a context manager to finish it (failed on exception)."""
 
     def __init__(self, run_id: str, name: str, experiment: str, store_path: str, parent_id: str | None,
-                 channel: _w.Channel, params: dict[str, Any], last_step: dict[str, int]):
+                 channel: _w.Channel, params: dict[str, Any], last_step: dict[str, int], store_uri: str | None = None):
         self.id = run_id
         self.name = name
         self.experiment = experiment
+        #: the local store directory written first (for a team store: the spool)
         self.store = store_path
+        #: where the run is kept, as shown to people (a path, or a team store URI without its password)
+        self.store_uri = store_uri or store_path
         self.parent_id = parent_id
         self.status = "running"
         self._params = dict(params)
@@ -76,6 +83,7 @@ class Run:
         self._finish_lock = threading.Lock()
         self._capturing = False  # this run holds a share of the process's console capture
         self._pending_info: list[threading.Thread] = []  # system-info work still running (git diff)
+        self._sysinfo_pending = False  # the writer has not described the environment yet
 
     def __repr__(self) -> str:
         return f"Run(id={self.id[:8]}, name={self.name!r}, experiment={self.experiment!r}, status={self.status!r})"
@@ -242,6 +250,16 @@ class Run:
             raise InvalidValueError(f"artifact {name!r}: text must be str or bytes, got {type(text).__name__}")
         self._buffer.append((_w.OP_ARTIFACT, self._state, name, None, data, time.time()))
 
+    def set_note(self, markdown: str) -> None:
+        """Describe the run in free text (Markdown); replaces the note set before. Works after finish."""
+        if not isinstance(markdown, str):
+            raise InvalidValueError(f"run {self.id[:8]}: a note must be a str (Markdown), got {type(markdown).__name__}")
+        if len(markdown) > NOTE_MAX_CHARS:
+            raise OutOfRangeError(f"run {self.id[:8]}: a note is at most {NOTE_MAX_CHARS} characters, "
+                                    f"got {len(markdown)}; log long text with log_text() as an artifact")
+        self._buffer.append((_w.OP_NOTE, self._state, markdown))
+        self._writer.ensure_started()
+
     def log_dataset(self, data: Any, *, name: str | None = None, context: str = "train"):
         """Record which data the run saw: a content digest, schema and row count (see datasets.py)."""
         self._check_open()
@@ -271,6 +289,8 @@ class Run:
         """End the run with a status (finished, failed, killed) and drain everything it logged."""
         if status not in STATUSES or status == "running":
             raise InvalidValueError(f"status must be one of finished, failed, killed; got {status!r}")
+        if self._sysinfo_pending and self.status == "running":
+            self._writer.flush(timeout=5.0)  # the environment is described (and git started) first
         if self._pending_info:
             self._wait_for_info()
         with self._finish_lock:
@@ -396,9 +416,17 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     experiment = check_key(experiment, "experiment")
     if name is not None:
         name = check_key(name, "run name")
-    store_path = resolve_uri(store)
+    mirror_list = _mirror_list(mirrors)
+    store_text = uri_text(store)
+    if is_local_uri(store_text):
+        store_path, store_uri = resolve_uri(store_text), None
+    else:
+        # a team store: write to the local spool first; the store's plugin replicates the spool into
+        # it through the mirror machinery (exact, idempotent, outage-safe)
+        store_path, store_uri = spool_path(), redact_uri(store_text)
+        mirror_list = [store_text, *[m for m in mirror_list if m != store_text]]
     with _setup_lock:
-        channel = _channel(store_path, _mirror_list(mirrors))
+        channel = _channel(store_path, mirror_list)
     parent_id = None
     if parent is not None:
         parent_id = parent.id if isinstance(parent, Run) else check_key(parent, "parent run id")
@@ -408,7 +436,7 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     if resume is not None:
         if isinstance(resume, Run):
             resume = resume.id
-        reader = Store(store_path)
+        reader = SQLiteStore(store_path)
         try:
             rec = reader.run(check_key(resume, "resume run id"))
         except RunNotFoundError:
@@ -416,8 +444,7 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
         run_id, experiment, parent_id = rec.id, rec.experiment, rec.parent_id
         name = name or rec.name
         saved_params = dict(rec.params)
-        last_step = {k: s for k, s in reader._db().execute(
-            "SELECT key, last_step FROM metric_keys WHERE run_id=? AND last_step IS NOT NULL", (rec.id,))}
+        last_step = {k: s["last_step"] for k, s in rec.metric_summaries().items() if s["last_step"] is not None}
         console_before = rec.console() if capture else b""
         reader.close()
         resumed = True
@@ -430,15 +457,17 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
         run_id = os.urandom(16).hex()
         console_before = b""
     name = name or _default_name()
-    run = Run(run_id, name, experiment, store_path, parent_id, channel, saved_params, last_step)
+    run = Run(run_id, name, experiment, store_path, parent_id, channel, saved_params, last_step, store_uri)
     w = run._writer
     w.register(run._state)
     pid = os.getpid()
-    start = RunStart(run_id, experiment, name, parent_id, time.time(), pid, socket.gethostname(),
+    start = RunStart(run_id, experiment, name, parent_id, time.time(), pid, HOST,
                      process_start_time(pid), resumed)
-    # the run row is durable before training starts: a process killed in its first second still
-    # leaves a run that reads as killed, not nothing
-    durable = channel.sinks[0].write_run_start_now(start)
+    # bad params or tags raise here, before anything is recorded
+    first = _first_records(run, params, tags)
+    # the run row, with the params and tags given here, is durable before training starts: a
+    # process killed in its first second still leaves a run that reads as killed, not nothing
+    durable = channel.sinks[0].write_run_start_now(start, *first)
     run._buffer.append((_w.OP_START, run._state, start))
     if interval is not None:
         run._buffer.append((_w.OP_SYSMETRICS, run._state, interval))
@@ -453,25 +482,41 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     w.ensure_started()
     with _active_lock:
         _active.append(run)
-    try:
-        _collect_system_info(run)
-        if params:
-            run.log_params(params)
-        if tags:
-            run.set_tags(tags)
-    except TrackhooksError:
-        run.finish("failed")
-        raise
+    # the environment is described on the writer thread: building the plugin manager (entry-point
+    # scan, importlib.metadata) and asking every plugin took ~60 ms of the first start_run
+    run._sysinfo_pending = True
+    run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _collect_system_info(run)))
+    if params:
+        run.log_params(params)
+    if tags:
+        run.set_tags(tags)
     if not durable:  # the store was busy: wait (bounded) for the writer to record the run instead
         w.flush(timeout=5.0)
-    else:
-        # the params, tags and system record go in at once rather than a writer interval later: a
-        # process killed in its first second keeps them too
-        w.wake()
     return run
 
 
-def _collect_system_info(run: Run) -> None:
+def _first_records(run: Run, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None
+                   ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The params and tags given to start_run, validated (raising before anything is recorded)."""
+    new_params: dict[str, Any] = {}
+    if params:
+        flat = flatten_params(params)
+        for k, v in flat.items():
+            if k in run._params and not same_param(run._params[k], v):
+                raise ParamConflictError(
+                    f"param {k!r} is already {short_repr(run._params[k])} in run {run.id[:8]}; "
+                    f"cannot change it to {short_repr(v)} (log it as a metric or tag if it changes)")
+        new_params = {k: v for k, v in flat.items() if k not in run._params}
+    new_tags: dict[str, str] = {}
+    if tags:
+        if not isinstance(tags, Mapping):
+            raise InvalidValueError(f"tags must be a mapping, got {short_repr(tags)}")
+        new_tags = {check_key(k, "tag key"): tag_value(k, v) for k, v in tags.items()}
+    return new_params, new_tags
+
+
+def _collect_system_info(run: Run) -> dict[str, Any]:
+    """What every ``trackhooks_collect_system_info`` implementation says (writer thread)."""
     from .plugins import plugin_manager
 
     info: dict[str, Any] = {}
@@ -484,8 +529,8 @@ def _collect_system_info(run: Run) -> None:
             continue
         if isinstance(result, Mapping):
             info.update(result)
-    if info:
-        run._update_system(info)
+    run._sysinfo_pending = False
+    return info
 
 
 def active_run() -> Run | None:

@@ -94,6 +94,30 @@ class ConsoleChunk:
 
 
 @dataclass
+class MediaEvent:
+    """One rich record (image, figure, histogram, table, confusion matrix, curve), ready to store.
+
+    Built on the writer thread from what the caller handed over: ``data`` is JSON-able (see
+    DESIGN.md "Rich records" for its shape per kind); images and figures carry their encoded file in
+    ``file`` (PNG, or a JPEG file kept as it was, ``ext`` says which) with its ``sha256``, stored
+    content-addressed like artifacts (identical images once).
+    """
+
+    run_id: str
+    key: str
+    kind: str  # image | figure | histogram | table | confusion_matrix | curve
+    step: int
+    epoch: int | None
+    time: float
+    data: dict[str, Any]
+    file: bytes | None = None
+    sha256: str | None = None
+    ext: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass
 class StatusEvent:
     run_id: str
     status: str
@@ -105,9 +129,9 @@ class Batch:
     """Everything drained from the buffer in one writer cycle for the runs of one store.
 
     Sections are applied in field order: run starts, params, tags, system info, metrics, console
-    chunks, checkpoints, artifacts, datasets, heartbeats, then status changes. At a run's finish the
-    whole console output also arrives as the artifact ``console.log``; a sink that keeps artifacts
-    may ignore ``console``.
+    chunks, checkpoints, artifacts, datasets, media, notes, heartbeats, then status changes. At a
+    run's finish the whole console output also arrives as the artifact ``console.log``; a sink that
+    keeps artifacts may ignore ``console``.
     """
 
     runs: list[RunStart] = field(default_factory=list)
@@ -120,6 +144,8 @@ class Batch:
     checkpoint_updates: list[CheckpointUpdate] = field(default_factory=list)
     artifacts: list[ArtifactEvent] = field(default_factory=list)
     datasets: list[DatasetEvent] = field(default_factory=list)
+    media: list[MediaEvent] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)  # run_id -> the run's note (Markdown), replacing the last
     heartbeats: dict[str, float] = field(default_factory=dict)
     status: list[StatusEvent] = field(default_factory=list)
     #: the local store directory these records were written to first (set by the writer), so that a
@@ -131,8 +157,8 @@ class Batch:
 
     def is_empty(self) -> bool:
         return not (self.runs or self.params or self.tags or self.system or self.metrics or self.console
-                    or self.checkpoints
-                    or self.checkpoint_updates or self.artifacts or self.datasets or self.heartbeats
+                    or self.checkpoints or self.checkpoint_updates or self.artifacts or self.datasets or self.media
+                    or self.notes or self.heartbeats
                     or self.status)
 
 

@@ -51,9 +51,11 @@ OP_ARTIFACT = 8  # (op, state, name, source, data, ts)
 OP_DATASET = 9  # (op, state, callable -> DatasetEvent)
 OP_STATUS = 10  # (op, state, status, end_time)
 OP_FLUSH = 11  # (op, None, threading.Event)
-OP_CONSOLE = 12  # (op, None, str | bytes): output of the process, for every capturing run
-OP_CONSOLE_ATTACH = 13  # (op, state, prefix bytes, limit): the run captures from here on
-OP_SYSMETRICS = 14  # (op, state, interval seconds): the run gets system samples from here on
+OP_NOTE = 12  # (op, state, markdown)
+OP_SYSINFO = 13  # (op, state, callable -> dict merged into the run's system record)
+OP_CONSOLE = 14  # (op, None, str | bytes): output of the process, for every capturing run
+OP_CONSOLE_ATTACH = 15  # (op, state, prefix bytes, limit): the run captures from here on
+OP_SYSMETRICS = 16  # (op, state, interval seconds): the run gets system samples from here on
 
 DEFAULT_INTERVAL = float(os.environ.get("TRACKHOOKS_FLUSH_INTERVAL", "1.0"))
 MAX_BUFFERED = 200_000  # entries; beyond this the caller waits for the writer (never dropped)
@@ -367,6 +369,12 @@ class Writer:
                     ev = entry[2]()
                     if ev is not None:
                         batch.datasets.append(ev)
+                elif op == OP_SYSINFO:
+                    info = entry[2]()
+                    if info:
+                        batch.system.setdefault(st.run_id, {}).update(info)
+                elif op == OP_NOTE:
+                    batch.notes[st.run_id] = entry[2]
                 elif op == OP_CONSOLE_ATTACH:
                     from .console import ConsoleLog
 

@@ -288,3 +288,32 @@ def test_show_console_prints_the_log(store_path):
     from trackhooks.cli import console_for_terminal
 
     assert console_for_terminal(b"ok \x1b[31mred\x1b[0m \x1b]0;title\x07") == "ok \x1b[31mred\x1b[0m \\x1b]0;title\\x07"
+
+
+def test_resuming_a_killed_run_keeps_its_log_and_appends(store_path):
+    code = textwrap.dedent(r"""
+        import os, sys, time, trackhooks
+        run = trackhooks.start_run("console", store=sys.argv[1], capture_output=True)
+        print(run.id)
+        print("half", end="")
+        run.flush()
+        os.write(int(sys.argv[2]), b"x")
+        time.sleep(600)
+    """)
+    r, w = os.pipe()
+    p = subprocess.Popen([PY, "-c", code, store_path, str(w)], pass_fds=(w,), stdout=subprocess.PIPE)
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b"x"
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        os.close(r)
+    run_id = p.stdout.read().split()[0].decode()
+    p.stdout.close()
+    with trackhooks.start_run(resume=run_id, capture_output=True) as run:
+        print(" and the rest")
+        run.flush()
+        # while the second session runs: the first one's chunks, then the new ones after them
+        assert trackhooks.open_store(store_path).run(run_id).console() == f"{run_id}\nhalf and the rest\n".encode()
+    assert trackhooks.open_store(store_path).run(run_id).console() == f"{run_id}\nhalf and the rest\n".encode()

@@ -96,10 +96,10 @@ class ConsoleLog:
 
     __slots__ = ("run_id", "state", "seq", "pending", "full", "total", "limit", "capped", "dirty", "closing")
 
-    def __init__(self, run_id: str, prefix: bytes = b"", limit: int = LIMIT_BYTES):
+    def __init__(self, run_id: str, prefix: bytes = b"", limit: int = LIMIT_BYTES, seq: int = 0):
         self.run_id = run_id
         self.state: Any = None  # the writer's RunState of the run
-        self.seq = 0
+        self.seq = seq  # a resumed run continues after the chunks of its earlier session
         self.pending = bytearray()
         self.full = bytearray(prefix)  # everything emitted, for the console.log artifact at the finish
         self.total = 0
@@ -456,14 +456,14 @@ _lock = threading.Lock()
 _capture: _Capture | None = None
 
 
-def attach(run: Any, mode: str, prefix: bytes = b"") -> None:
+def attach(run: Any, mode: str, prefix: bytes = b"", seq: int = 0) -> None:
     """Start capturing for ``run`` (starting the process's capture if it is the first run)."""
     global _capture
     with _lock:
         if _capture is None or _capture.pid != os.getpid():
             _capture = _Capture(mode)
         _capture.users += 1
-    run._buffer.append((_w.OP_CONSOLE_ATTACH, run._state, prefix, LIMIT_BYTES))
+    run._buffer.append((_w.OP_CONSOLE_ATTACH, run._state, prefix, LIMIT_BYTES, seq))
 
 
 def sync() -> None:

@@ -446,6 +446,7 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
         saved_params = dict(rec.params)
         last_step = {k: s["last_step"] for k, s in rec.metric_summaries().items() if s["last_step"] is not None}
         console_before = rec.console() if capture else b""
+        console_seq = reader._console_next_seq(rec.id) if capture else 0
         reader.close()
         resumed = True
         if rec.status == "running":
@@ -455,7 +456,7 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
                 return existing[0]
     else:
         run_id = os.urandom(16).hex()
-        console_before = b""
+        console_before, console_seq = b"", 0
     name = name or _default_name()
     run = Run(run_id, name, experiment, store_path, parent_id, channel, saved_params, last_step, store_uri)
     w = run._writer
@@ -475,7 +476,7 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
         from . import console
 
         try:
-            console.attach(run, capture, console_before)
+            console.attach(run, capture, console_before, console_seq)
             run._capturing = True
         except Exception as exc:  # capture is a convenience: never a reason not to train
             _w.warn_once(("console", "attach", type(exc)), f"console capture failed to start: {exc}")

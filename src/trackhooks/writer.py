@@ -54,7 +54,7 @@ OP_FLUSH = 11  # (op, None, threading.Event)
 OP_NOTE = 12  # (op, state, markdown)
 OP_SYSINFO = 13  # (op, state, callable -> dict merged into the run's system record)
 OP_CONSOLE = 14  # (op, None, str | bytes): output of the process, for every capturing run
-OP_CONSOLE_ATTACH = 15  # (op, state, prefix bytes, limit): the run captures from here on
+OP_CONSOLE_ATTACH = 15  # (op, state, prefix bytes, limit, first seq): the run captures from here on
 OP_SYSMETRICS = 16  # (op, state, interval seconds): the run gets system samples from here on
 
 DEFAULT_INTERVAL = float(os.environ.get("TRACKHOOKS_FLUSH_INTERVAL", "1.0"))
@@ -378,7 +378,7 @@ class Writer:
                 elif op == OP_CONSOLE_ATTACH:
                     from .console import ConsoleLog
 
-                    log = ConsoleLog(st.run_id, entry[2], entry[3])
+                    log = ConsoleLog(st.run_id, entry[2], entry[3], entry[4])
                     log.state = st
                     self._consoles[st.run_id] = log
                 elif op == OP_SYSMETRICS:

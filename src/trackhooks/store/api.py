@@ -275,6 +275,14 @@ class Store:
             rows = []
         return out + b"".join(bytes(r[0]) for r in rows)
 
+    def _console_next_seq(self, run_id: str) -> int:
+        """The seq a resumed run's console chunks start at (after those of an earlier session)."""
+        try:
+            row = self._one("SELECT MAX(seq) FROM console WHERE run_id=?", (run_id,))
+        except Exception:
+            return 0
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
     def _known_file(self, sha256: str) -> str | None:
         """The stored file's path when it is known without I/O (a local store), else None (fetched later)."""
         return None

@@ -70,7 +70,7 @@ WORKLOADS = [
              quick_configs=["none", "trackhooks", "CSVLogger", "TensorBoardLogger"]),
     # issue 17: the defaults (system metrics every 10 s, console capture on) against both off
     Workload("lightning-sys", "Lightning every step: trackhooks defaults vs system metrics and capture off",
-             "lightning_bench.py", ["trackhooks (no system metrics, no capture)", "trackhooks"],
+             "lightning_bench.py", ["trackhooks (system metrics and capture off)", "trackhooks"],
              args=["--log-every-n-steps", "1"], ratio_target=1.01),
     Workload("console-file", "100 000 print calls to a file (block-buffered), capture off vs on",
              "console_bench.py", ["capture off", "capture on", "capture fd"], args=["--destination", "file"],

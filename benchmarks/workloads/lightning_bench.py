@@ -23,7 +23,7 @@ CONFIGS: dict[str, list[str]] = {
     "none": _BASE,
     "trackhooks": _BASE + ["trackhooks_lightning"],
     # issue 17's reference: the same callback without system metrics and console capture
-    "trackhooks (no system metrics, no capture)": _BASE + ["trackhooks_lightning"],
+    "trackhooks (system metrics and capture off)": _BASE + ["trackhooks_lightning"],
     "CSVLogger": _BASE,
     "TensorBoardLogger": _BASE + ["tensorboard"],
     "MLFlowLogger(sqlite)": _BASE + ["mlflow"],
@@ -91,7 +91,7 @@ def run(config: str, p: dict[str, Any], tmp: str, clock: _bench.Clock) -> dict[s
         from trackhooks_lightning import TrackhooksCallback
 
         callbacks.append(TrackhooksCallback(experiment="bench"))
-    elif config == "trackhooks (no system metrics, no capture)":
+    elif config == "trackhooks (system metrics and capture off)":
         from trackhooks_lightning import TrackhooksCallback
 
         callbacks.append(TrackhooksCallback(experiment="bench", system_metrics=False, capture_output=False))

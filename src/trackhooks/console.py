@@ -33,6 +33,7 @@ LIMIT_BYTES = int(float(os.environ.get("TRACKHOOKS_CONSOLE_LIMIT_MB", "10")) * 1
 PARTIAL_MAX = 64 * 1024  # a "line" without newline longer than this is stored as it is
 MARKER = "\n[trackhooks: console output reached the {mb} MB limit of this run; the rest was not recorded]\n"
 MODES = ("python", "fd")
+_OP_CONSOLE = _w.OP_CONSOLE
 
 
 def parse_mode(value: Any, option: str = "capture_output") -> str | None:
@@ -156,10 +157,14 @@ class _TeeBinary(io.BufferedIOBase):
     until that layer flushes (at a newline on a terminal, every 8 KB into a pipe or file): threads
     printing at once interleave exactly as they did without capture."""
 
+    # A plain attribute, not a property: the text layer reads ``closed`` on every write, and a
+    # property (a Python call) made each print 2-3x slower. Closing the real stream underneath
+    # still makes writes fail, in the real stream's write.
+    closed = False
+
     def __init__(self, raw: Any, capture: "_Capture"):
         self._raw = raw
         self._capture = capture
-        self._closed = False
 
     def write(self, b: Any) -> int:
         n = self._raw.write(b)  # the user's output as before, errors included
@@ -167,7 +172,7 @@ class _TeeBinary(io.BufferedIOBase):
         if cap.on:
             try:
                 buf = cap.buffer
-                buf.append((_w.OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
+                buf.append((_OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
                 if len(buf) >= _w.WAKE_AT:
                     cap.backpressure()
             except Exception:  # never raise into a print
@@ -175,20 +180,16 @@ class _TeeBinary(io.BufferedIOBase):
         return len(b) if n is None else n
 
     def flush(self) -> None:
-        if not self._closed:
+        if not self.closed:
             self._raw.flush()
 
     def close(self) -> None:
         # closing the stand-in (also when it is garbage-collected) must not close the real stream
-        if not self._closed:
+        if not self.closed:
             try:
                 self.flush()
             finally:
-                self._closed = True
-
-    @property
-    def closed(self) -> bool:  # type: ignore[override]
-        return self._closed or self._raw.closed
+                self.closed = True
 
     def writable(self) -> bool:
         return True

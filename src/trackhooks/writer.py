@@ -249,13 +249,28 @@ class Writer:
             cols.timestamps.append(ts)
             st.last_step[key] = step
 
-    def _console_feed(self, text) -> None:
-        from .console import _encode
+    def _console_feed(self, parts: list) -> None:
+        """Hand what was printed since the last feed to every capturing run, in one piece."""
+        try:
+            data = b"".join(parts)  # the usual case: bytes from the stand-in streams or the fd pipes
+        except TypeError:
+            from .console import _encode
 
-        data = _encode(text)
+            data = b"".join(_encode(p) for p in parts)
+        parts.clear()
         for log in self._consoles.values():
             if not log.closing:
                 log.feed(data)
+
+    def _console_feed_safely(self, parts: list) -> None:
+        if not self._consoles:
+            parts.clear()
+            return
+        try:
+            self._console_feed(parts)
+        except Exception as exc:
+            parts.clear()
+            warn_once(("console", type(exc)), f"console capture: {type(exc).__name__}: {exc}")
 
     def _console_emit(self, batches: dict) -> None:
         for run_id, log in list(self._consoles.items()):
@@ -293,17 +308,19 @@ class Writer:
     def _process(self, entries: list) -> list[threading.Event]:
         batches: dict[Channel, Batch] = {}
         flushes: list[threading.Event] = []
+        # console output is collected and handed to the capturing runs in one piece per stretch of
+        # entries (200 000 prints are 200 000 entries): before a run starts or stops capturing, and
+        # at the end
+        printed: list = []
         for entry in entries:
             op = entry[0]
+            if op == OP_CONSOLE:
+                printed.append(entry[2])
+                continue
+            if printed and (op == OP_STATUS or op == OP_CONSOLE_ATTACH):
+                self._console_feed_safely(printed)
             if op == OP_FLUSH:
                 flushes.append(entry[2])
-                continue
-            if op == OP_CONSOLE:
-                if self._consoles:
-                    try:
-                        self._console_feed(entry[2])
-                    except Exception as exc:
-                        warn_once(("console", type(exc)), f"console capture: {type(exc).__name__}: {exc}")
                 continue
             st: RunState = entry[1]
             batch = batches.get(st.channel)
@@ -404,6 +421,8 @@ class Writer:
             except Exception as exc:
                 warn_once(("process", st.run_id, op, type(exc)),
                           f"could not record an entry of run {st.run_id[:8]} ({type(exc).__name__}: {exc})")
+        if printed:
+            self._console_feed_safely(printed)
         if self._consoles:
             try:
                 self._console_emit(batches)

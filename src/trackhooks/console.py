@@ -218,9 +218,38 @@ class _TeeBinary(io.BufferedIOBase):
         return getattr(self._raw, name)
 
 
+class _TeeRaw(_TeeBinary, io.RawIOBase):
+    """The raw layer under a C ``io.BufferedWriter`` in the stand-in of a buffered stream: each
+    chunk the buffer lets go (8 KB into a file, a line on a terminal, anything on ``flush()``)
+    goes to the original binary buffer and out, as the original's own flush would, then into the
+    log. A C buffer between the text layer and this one keeps the per-print cost to C code."""
+
+    def write(self, b: Any) -> int:
+        raw = self._raw
+        n = raw.write(b)
+        raw.flush()
+        cap = self._capture
+        if cap.on:
+            try:
+                buf = cap.buffer
+                buf.append((_OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
+                if len(buf) >= _w.WAKE_AT:
+                    cap.backpressure()
+            except Exception:  # never raise into a print
+                pass
+        return len(b) if n is None else n
+
+    def readinto(self, b: Any) -> int:
+        raise io.UnsupportedOperation("not readable")
+
+
 def _text_tee(stream: io.TextIOWrapper, capture: "_Capture") -> io.TextIOWrapper:
     stream.flush()
-    tee = io.TextIOWrapper(_TeeBinary(stream.buffer, capture), encoding=stream.encoding, errors=stream.errors,
+    if stream.write_through:  # unbuffered (python -u, pytest's capture): every write goes through
+        binary: Any = _TeeBinary(stream.buffer, capture)
+    else:
+        binary = io.BufferedWriter(_TeeRaw(stream.buffer, capture), buffer_size=8192)
+    tee = io.TextIOWrapper(binary, encoding=stream.encoding, errors=stream.errors,
                            line_buffering=stream.line_buffering, write_through=stream.write_through)
     for attr in ("mode",):
         if hasattr(stream, attr):
@@ -281,15 +310,31 @@ class _FdPipes:
                 pass
         st1, st2 = os.fstat(1), os.fstat(2)
         same = (st1.st_dev, st1.st_ino) == (st2.st_dev, st2.st_ino)
-        for fd in (1, 2):
-            self._saved[fd] = os.dup(fd)
         # 2>&1 (or both on one terminal/file): one pipe for both keeps their relative order exactly
         groups = [(1, 2)] if same else [(1,), (2,)]
-        for group in groups:
-            r, w = os.pipe()
-            os.set_blocking(r, False)
-            for fd in group:
-                os.dup2(w, fd)
+        pipes: list[tuple[tuple[int, ...], int, int]] = []
+        try:
+            for fd in (1, 2):
+                self._saved[fd] = os.dup(fd)
+            for group in groups:
+                r, w = os.pipe()
+                pipes.append((group, r, w))
+                os.set_blocking(r, False)
+            for group, r, w in pipes:  # nothing is redirected until every pipe exists
+                for fd in group:
+                    os.dup2(w, fd)
+        except OSError:
+            for fd, saved in self._saved.items():  # back to where it was, nothing left open
+                try:
+                    os.dup2(saved, fd)
+                    os.close(saved)
+                except OSError:
+                    pass
+            for _, r, w in pipes:
+                os.close(r)
+                os.close(w)
+            raise
+        for group, r, w in pipes:
             os.close(w)
             self._readers[r] = self._saved[group[0]]
         self._thread = threading.Thread(target=self._loop, name="trackhooks-console", daemon=True)
@@ -348,9 +393,12 @@ class _FdPipes:
     def stop(self) -> None:
         self.sync()
         with self._lock:
+            forwarding = set(self._readers.values())
             for fd, saved in self._saved.items():
                 try:
                     os.dup2(saved, fd)
+                    if saved not in forwarding:  # fd 2's copy when 1 and 2 shared one pipe
+                        os.close(saved)
                 except OSError:
                     pass
         # the reader thread keeps copying until the pipes' last writers (children that inherited

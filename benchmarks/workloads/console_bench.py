@@ -16,6 +16,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -81,18 +82,21 @@ def run(config: str, p: dict[str, Any], tmp: str, clock: _bench.Clock) -> dict[s
         run = trackhooks.start_run("bench", system_metrics=False, capture_output=capture)
         clock.setup_done()
         loss = 1.0
+        t0 = time.perf_counter()
         for i in range(p["calls"]):
             loss *= 0.99999
             print(f"step {i} loss {loss:.5f}")
+        t1 = time.perf_counter()
         run.finish()
         clock.fit_done()
+        loop_s, finish_s = t1 - t0, time.perf_counter() - t1
     finally:
         undo()
     rec = trackhooks.open_store(os.environ["TRACKHOOKS_URI"]).run(run.id)
     kept = rec.console().count(b"\n")
     if capture and kept != p["calls"]:
         raise RuntimeError(f"console.log has {kept} lines, expected {p['calls']}")
-    return {"calls": p["calls"], "lines_kept": kept}
+    return {"calls": p["calls"], "lines_kept": kept, "loop_s": loop_s, "finish_s": finish_s}
 
 
 if __name__ == "__main__":

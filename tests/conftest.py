@@ -3,6 +3,9 @@ import os
 # Keras 3 runs on the torch backend here (tensorflow is never installed); must be set before keras loads.
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("TRACKHOOKS_FLUSH_INTERVAL", "0.2")
+# system metrics are on by default (every 10 s); tests that count metric keys would see system/*
+# keys appear depending on timing, so tests opt in (tests/test_sysmetrics.py) instead
+os.environ.setdefault("TRACKHOOKS_SYSTEM_METRICS", "0")
 
 import pytest  # noqa: E402
 

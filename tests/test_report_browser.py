@@ -99,3 +99,25 @@ def test_report_in_headless_chromium(tmp_path):
     assert os.path.getsize(shot) > 10_000
     print(f"report: first render {res['render_ms']:.0f} ms, hover {res['hover_ms_per_move']:.1f} ms per move, "
           f"page load {res['load_ms']} ms")
+
+
+def test_report_system_section_in_headless_chromium(tmp_path):
+    chromium, node = _requirements()
+    store = str(tmp_path / "store")
+    with trackhooks.start_run("digits", "sampled", store=store, system_metrics=0.2) as run:
+        for step in range(50):
+            run.log_metric("train_loss", 1 / (step + 1), step=step)
+    report = str(tmp_path / "report.html")
+    p = subprocess.run([sys.executable, "-m", "trackhooks", "report", "--store", store, "-o", report],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    r = subprocess.run([node, "check_report_system.mjs", report, chromium], cwd=BROWSER_DIR, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["console_errors"] == [] and out["page_errors"] == []
+    assert "system/memory_rss_mb" in out["system_keys"] and len(out["system_keys"]) == out["expected"]
+    assert out["metric_keys"] == ["train_loss"]  # system metrics are not among the training metrics
+    assert out["axis"] == "time" and all(n >= 2 for n in out["points_wall"])
+    assert out["tip"] and out["tip"].count(":") == 2  # the read-out is a clock time (YYYY-MM-DD HH:MM:SS)
+    assert out["points_sample"] == out["points_wall"]

@@ -162,10 +162,13 @@ def _wait_http(url, proc, timeout=60):
 
 LIVE = """
 import sys, time, trackhooks
-run = trackhooks.start_run(experiment="exp", name="live-run")
+run = trackhooks.start_run(experiment="exp", name="live-run", system_metrics=0.2)
 print(run.id, flush=True)
+print("<script>window.__xss=4</script>", flush=True)
 for i in range(400):
     run.log_metric("live_metric", float(i), step=i)
+    print(f"console line {i}", flush=True)
+    print(f"{i % 100}%\\r", end="", flush=True)  # a progress bar, overwritten by the next line
     run.flush()
     time.sleep(0.1)
 run.finish()
@@ -210,6 +213,37 @@ def test_ui_in_headless_chromium(tmp_path):
     assert out["live_after"] > out["live_before"] > 0 and out["no_reload"]
     assert out["live_status"] == "running"
     assert out["xss"] is None
-    for section in ("Params", "Metrics", "Checkpoints", "Artifacts", "Datasets"):
+    # the console tails live; the progress bar is one unfinished line; system metrics have their own section
+    assert out["console_after"] > out["console_before"] > 0 and out["console_first"] == "<script>window.__xss=4</script>"
+    assert "%" in out["console_partial"] and "\r" not in out["console_partial"]
+    assert "system/cpu_percent" in out["system_keys"] and not any(k.startswith("system/") for k in out["metric_keys"])
+    assert out["system_axis"] == "wall"
+    for section in ("Params", "Metrics", "System", "Console", "Checkpoints", "Artifacts", "Datasets"):
         assert any(h.startswith(section) for h in out["run_sections"])
     assert os.path.getsize(os.path.join(ARTIFACTS, "ui-compare.png")) > 10_000
+
+
+def test_console_tail_by_offset(tmp_path, monkeypatch):
+    store = str(tmp_path / "store")
+    run = trackhooks.start_run(store=store, capture_output=True)
+    c = TestClient(create_app(store))
+    try:
+        print("one\ntwo")
+        print("50%", end="\r")
+        run.flush()
+        first = c.get(f"/api/runs/{run.id}/console").json()
+        assert (first["text"], first["partial"], first["offset"], first["skipped"]) == ("one\ntwo\n", "50%", 0, 0)
+        assert first["status"] == "running"
+        print("100%")
+        print("three")
+        run.flush()
+        more = c.get(f"/api/runs/{run.id}/console?offset={first['next']}").json()
+        assert (more["text"], more["partial"]) == ("100%\nthree\n", "")  # only what is new
+    finally:
+        run.finish()
+    done = c.get(f"/api/runs/{run.id}/console").json()
+    assert done["text"] == "one\ntwo\n100%\nthree\n" and done["status"] == "finished"
+    monkeypatch.setattr("trackhooks.ui.server.CONSOLE_TAIL_BYTES", 10)
+    tail = c.get(f"/api/runs/{run.id}/console").json()  # a long log opens at its end
+    assert tail["text"] == "three\n" and tail["skipped"] == len("one\ntwo\n100%\n")
+    assert c.get("/api/runs/nope/console").status_code == 404

@@ -22,6 +22,8 @@ _BASE = ["lightning", "torch"]
 CONFIGS: dict[str, list[str]] = {
     "none": _BASE,
     "trackhooks": _BASE + ["trackhooks_lightning"],
+    # issue 17's reference: the same callback without system metrics and console capture
+    "trackhooks (system metrics and capture off)": _BASE + ["trackhooks_lightning"],
     "CSVLogger": _BASE,
     "TensorBoardLogger": _BASE + ["tensorboard"],
     "MLFlowLogger(sqlite)": _BASE + ["mlflow"],
@@ -89,6 +91,10 @@ def run(config: str, p: dict[str, Any], tmp: str, clock: _bench.Clock) -> dict[s
         from trackhooks_lightning import TrackhooksCallback
 
         callbacks.append(TrackhooksCallback(experiment="bench"))
+    elif config == "trackhooks (system metrics and capture off)":
+        from trackhooks_lightning import TrackhooksCallback
+
+        callbacks.append(TrackhooksCallback(experiment="bench", system_metrics=False, capture_output=False))
     elif config == "trackhooks+mlflow mirror":
         from trackhooks_lightning import TrackhooksCallback
 

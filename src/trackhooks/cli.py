@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -309,9 +310,38 @@ def _trials_table(rec: "RunRecord", short: dict[str, str]):
     return t
 
 
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def console_for_terminal(data: bytes) -> str:
+    """A run's console output made safe for a terminal: colours kept, every other control
+    character (cursor moves, title changes) shown escaped."""
+    out = []
+    for line in data.decode("utf-8", "replace").split("\n"):
+        parts = _SGR.split(line)
+        codes = _SGR.findall(line)
+        text = sm.clean(parts[0].replace("\t", "    "))
+        for code, part in zip(codes, parts[1:]):
+            text += code + sm.clean(part.replace("\t", "    "))
+        out.append(text)
+    return "\n".join(out)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     store = _open(args)
     rec = _resolve(store, args.run)
+    if getattr(args, "console", False):
+        data = rec.console()
+        if args.json:
+            _print_json({"id": rec.id, "console": data.decode("utf-8", "replace")})
+        elif sys.stdout.isatty():
+            sys.stdout.write(console_for_terminal(data) + ("\x1b[0m" if b"\x1b[" in data else ""))
+            sys.stdout.flush()
+        else:  # to a file or a pager: the bytes as the program wrote them
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        return 0
     if args.json:
         _print_json(run_details(rec))
         return 0
@@ -697,6 +727,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("show", cmd_show, "everything recorded about one run")
     sp.add_argument("run", metavar="RUN", help="run id or unique id prefix")
+    sp.add_argument("--console", action="store_true",
+                    help="print what the run printed (its console.log, also while it runs)")
 
     sp = add("compare", cmd_compare, "params that differ and shared metrics of several runs, best marked")
     sp.add_argument("runs", metavar="RUN", nargs="+", help="run ids or unique id prefixes (two or more)")

@@ -60,6 +60,11 @@ class UnknownPluginError(TrackhooksError, ValueError):
     """autolog() was asked for an integration that is not installed."""
 
 
+class InvalidOptionError(TrackhooksError, ValueError):
+    """A start_run option (or its environment variable) with a value it cannot take: a negative
+    or NaN interval, an unknown mode. A value of the wrong type is an InvalidValueError."""
+
+
 def short_repr(value: object, limit: int = 80) -> str:
     """repr() that never raises and never floods a message."""
     try:

@@ -110,14 +110,20 @@ def _short(v: float | None, digits: int) -> float | None:
     return None if v is None else float(f"{v:.{digits}g}")
 
 
-def _series(run_index: int, s: Any, max_points: int = MAX_POINTS) -> dict[str, Any]:
+def _series(run_index: int, s: Any, max_points: int = MAX_POINTS, with_time: bool = False) -> dict[str, Any]:
     values = s.values
     steps = s.steps
     epochs = s.epochs
     ex = epoch_positions(epochs)
     idx = downsample_indices(values, max_points, max(1, max_points * 2 // 5))
     full = len(idx) == len(values)
+    extra: dict[str, Any] = {}
+    if with_time:  # system metrics: wall time (epoch seconds) and seconds since the first sample
+        ts = s.timestamps
+        t0 = ts[0] if ts else 0.0
+        extra = {"time": [round(ts[i], 3) for i in idx], "since": [round(ts[i] - t0, 3) for i in idx]}
     return {
+        **extra,
         "run": run_index,
         "n": len(values),
         "shown": len(idx),
@@ -150,7 +156,7 @@ def build_data(recs: Sequence[Any]) -> dict[str, Any]:
     by_key: dict[str, list[dict[str, Any]]] = {}
     for k, runs_with_k in owners.items():
         limit = series_limit(len(runs_with_k))
-        by_key[k] = [_series(i, recs[i].metric(k), limit) for i in runs_with_k]
+        by_key[k] = [_series(i, recs[i].metric(k), limit, with_time=is_system_key(k)) for i in runs_with_k]
     # a metric logged once per run (test scores, feature importances) is a value, not a curve:
     # it goes to the "single values" table instead of a chart of dots
     by_key = {k: v for k, v in by_key.items() if any(s["n"] > 1 for s in v)}
@@ -163,10 +169,17 @@ def build_data(recs: Sequence[Any]) -> dict[str, Any]:
                                                     "best": c.best, "deleted": c.deleted,
                                                     "path": os.path.basename(c.path)})
     charts = [{"key": k, "direction": sm.metric_direction(k), "series": by_key[k], "checkpoints": ckpts.get(k, [])}
-              for k in sorted(by_key, key=_chart_order)]
+              for k in sorted(by_key, key=_chart_order) if not is_system_key(k)]
+    # system/* samples (CPU, memory, GPU) get their own section, on a wall-time axis by default
+    system = [{"key": k, "direction": None, "series": by_key[k], "checkpoints": []}
+              for k in sorted(k for k in by_key if is_system_key(k))]
     studies = [{"run": i, "id": r.id, "name": r.name, **sm.jsonable(sm.study_view(r, curves=True))}
                for i, r in enumerate(recs) if sm.is_study(r)]
-    return {"runs": runs, "charts": charts, "max_points": MAX_POINTS, "studies": studies}
+    return {"runs": runs, "charts": charts, "system_charts": system, "max_points": MAX_POINTS, "studies": studies}
+
+
+def is_system_key(key: str) -> bool:
+    return key.startswith("system/")
 
 
 def _chart_order(key: str) -> tuple[int, str]:
@@ -380,6 +393,20 @@ _STUDY_INIT = """
 """
 
 
+def _system_section(data: dict[str, Any]) -> str:
+    n = len(data["system_charts"])
+    if not n:
+        return ""
+    return f"""<section id="system"><h2>System</h2>
+<div class="toolbar">
+<span class="seg" role="group" aria-label="x axis of the system charts"><span class="muted">x axis</span>
+<button type="button" data-sysx="time" class="on">wall time</button><button type="button" data-sysx="since">since start</button><button type="button" data-sysx="step">sample</button></span>
+<span class="muted small">CPU, memory, I/O and GPU of the training process, sampled off the training thread</span>
+</div>
+<div id="system-grid" class="grid" data-charts="{n}"></div>
+</section>"""
+
+
 def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
 
@@ -438,6 +465,7 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
 <noscript><p class="warning">The charts need JavaScript; the tables work without it.</p></noscript>
 </section>
 {_values_section(recs, short)}
+{_system_section(data)}
 <section id="params"><h2>Params</h2>{_params_section(recs, short)}</section>
 <section id="datasets"><h2>Data</h2>{_datasets_section(recs, short)}</section>
 <section id="checkpoints"><h2>Checkpoints</h2>{_checkpoints_section(recs, short)}</section>

@@ -116,6 +116,9 @@ class Run:
         self._opened_by: str | None = None
         self._stacked: tuple[list, StackEntry] | None = None  # (thread stack, its entry) while running
         self._system: dict[str, Any] | None = None  # what the system-info plugins said (children reuse it)
+        self._capturing = False  # this run holds a share of the process's console capture
+        self._pending_info: list[threading.Thread] = []  # system-info work still running (git diff)
+        self._sysinfo_pending = False  # the writer has not described the environment yet
 
     def __repr__(self) -> str:
         return f"Run(id={self.id[:8]}, name={self.name!r}, experiment={self.experiment!r}, status={self.status!r})"
@@ -217,6 +220,17 @@ class Run:
         self._buffer.append((_w.OP_SYSTEM, self._state, dict(info)))
         self._writer.ensure_started()
 
+    def _add_artifact_bytes(self, name: str, data: bytes) -> None:
+        """Store bytes as an artifact from a system-info plugin's thread (works after finish)."""
+        self._buffer.append((_w.OP_ARTIFACT, self._state, _check_artifact_name(name), None, bytes(data), time.time()))
+        self._writer.ensure_started()
+
+    def _wait_for_info(self, timeout: float = 5.0) -> None:
+        # a short run should not end before its git diff is recorded; bounded, as git is time-boxed
+        deadline = time.monotonic() + timeout
+        for t in list(self._pending_info):
+            t.join(max(0.0, deadline - time.monotonic()))
+
     # ---- files ----------------------------------------------------------------------------------
     def log_checkpoint(self, path: str | os.PathLike, *, step: int | None = None, epoch: int | None = None,
                        metrics: Mapping[str, Any] | None = None, best: bool = False, monitor: str | None = None,
@@ -301,6 +315,9 @@ class Run:
         Returns False if ``timeout`` seconds passed first, or if the local store could not be written
         (disk full, not writable): the records are then kept in memory and retried in the background.
         """
+        from . import console
+
+        console.sync()
         return self._writer.flush(timeout)
 
     def finish(self, status: str = "finished", *, timeout: float | None = None) -> None:
@@ -311,11 +328,20 @@ class Run:
         """
         if status not in STATUSES or status == "running":
             raise InvalidValueError(f"status must be one of finished, failed, killed; got {status!r}")
+        if self._sysinfo_pending and self.status == "running":
+            self._writer.flush(timeout=5.0)  # the environment is described (and git started) first
+        if self._pending_info:
+            self._wait_for_info()
         with self._finish_lock:
             if self.status != "running":
                 return
+            if self._capturing:
+                from . import console
+
+                console.sync()
             self.status = status
             self._buffer.append((_w.OP_STATUS, self._state, status, time.time()))
+        _release_capture(self)
         with _active_lock:
             if self in _active:
                 _active.remove(self)
@@ -406,19 +432,37 @@ def _mirror_list(mirrors: Any) -> list[Any]:
     return list(mirrors)
 
 
+def _release_capture(run: Run) -> None:
+    if run._capturing:
+        run._capturing = False
+        from . import console
+
+        console.detach()
+
+
 def start_run(experiment: str = "default", name: str | None = None, *, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None, store: str | os.PathLike | None = None,
               mirrors: Iterable[Any] | None = None, parent: "Run | str | None" = None,
+              system_metrics: bool | float | None = None, capture_output: bool | str | None = None,
               resume: str | None = None) -> Run:
     """Start (or with ``resume=<run id>`` continue) a run and make it the active run.
 
     ``store``: a local store directory (default ``$TRACKHOOKS_URI`` or ``./.trackhooks``).
     ``mirrors``: extra sinks (``"mlflow+http://..."``, ``"tensorboard:<dir>"`` or Sink objects;
-    default ``$TRACKHOOKS_MIRRORS``). Raises StoreError (an OSError) naming the path when the store
-    cannot be created or opened.
+    default ``$TRACKHOOKS_MIRRORS``). ``system_metrics``: seconds between samples of CPU, memory,
+    I/O and GPU figures (``system/...`` metrics), True for every 10 s, False/0 for none (default
+    ``$TRACKHOOKS_SYSTEM_METRICS``, else 10 s). ``capture_output``: also store what the process
+    prints as the artifact ``console.log``: True (``"python"``: sys.stdout/sys.stderr), ``"fd"``
+    (file descriptors 1 and 2, for C extensions and subprocesses) or False (default
+    ``$TRACKHOOKS_CAPTURE_OUTPUT``, else True). Raises StoreError (an OSError) naming the path
+    when the store cannot be created or opened.
     """
+    from .console import parse_mode
+    from .sysmetrics import parse_interval
+
     return _start(experiment, name, params=params, tags=tags, store=store, mirrors=mirrors, parent=parent,
-                  resume=resume, durable_now=True)
+                  resume=resume, durable_now=True, interval=parse_interval(system_metrics),
+                  capture=parse_mode(capture_output))
 
 
 def start_child_run(parent: Run, name: str | None = None, *, params: Mapping[str, Any] | None = None,
@@ -431,13 +475,14 @@ def start_child_run(parent: Run, name: str | None = None, *, params: Mapping[str
     the writer's) on the caller's thread. The parent is durable already; a process killed within the
     writer's interval after the child started loses that child's row, not the parent's. The child's
     system record is its parent's (same process, same environment) instead of asking the
-    system-info plugins again.
+    system-info plugins again. A child takes no system-metric samples and no console capture of
+    its own: the parent, open in the same process, has them.
     """
     if not isinstance(parent, Run):
         raise InvalidValueError(f"start_child_run: parent must be a Run, got {short_repr(parent)}")
     return _start(parent.experiment, name, params=params, tags=tags, store=parent.store,
                   mirrors=list(parent._state.channel.sinks[1:]), parent=parent, resume=None, durable_now=False,
-                  system_from=parent)
+                  system_from=parent, interval=None, capture=None)
 
 
 _proc_start: dict[int, int | None] = {}
@@ -452,7 +497,8 @@ def _process_start(pid: int) -> int | None:
 
 def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None,
            store: str | os.PathLike | None, mirrors: Iterable[Any] | None, parent: "Run | str | None",
-           resume: str | None, durable_now: bool, system_from: Run | None = None) -> Run:
+           resume: str | None, durable_now: bool, system_from: Run | None = None,
+           interval: float | None = None, capture: str | None = None) -> Run:
     experiment = check_key(experiment, "experiment")
     if name is not None:
         name = check_key(name, "run name")
@@ -485,6 +531,8 @@ def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | Non
         name = name or rec.name
         saved_params = dict(rec.params)
         last_step = {k: s["last_step"] for k, s in rec.metric_summaries().items() if s["last_step"] is not None}
+        console_before = rec.console() if capture else b""
+        console_seq = reader._console_next_seq(rec.id) if capture else 0
         reader.close()
         resumed = True
         if rec.status == "running":
@@ -494,6 +542,7 @@ def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | Non
                 return existing[0]
     else:
         run_id = os.urandom(16).hex()
+        console_before, console_seq = b"", 0
     name = name or _default_name()
     run = Run(run_id, name, experiment, store_path, parent_id, channel, saved_params, last_step, store_uri)
     w = run._writer
@@ -508,6 +557,16 @@ def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | Non
     # (start_child_run leaves the row to the writer's next batch)
     durable = channel.sinks[0].write_run_start_now(start, *first) if durable_now else True
     run._buffer.append((_w.OP_START, run._state, start))
+    if interval is not None:
+        run._buffer.append((_w.OP_SYSMETRICS, run._state, interval))
+    if capture is not None:
+        from . import console
+
+        try:
+            console.attach(run, capture, console_before, console_seq)
+            run._capturing = True
+        except Exception as exc:  # capture is a convenience: never a reason not to train
+            _w.warn_once(("console", "attach", type(exc)), f"console capture failed to start: {exc}")
     w.ensure_started()
     with _active_lock:
         _active.append(run)
@@ -521,6 +580,7 @@ def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | Non
     if system_from is not None:
         run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _inherited_system_info(run, system_from)))
     else:
+        run._sysinfo_pending = True
         run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _system_info_of(run)))
     if params:
         run.log_params(params)
@@ -565,6 +625,7 @@ def _collect_system_info(run: Run) -> dict[str, Any]:
             continue
         if isinstance(result, Mapping):
             info.update(result)
+    run._sysinfo_pending = False
     return info
 
 
@@ -595,12 +656,17 @@ def _finish_all(status: str, timeout: float | None = None, at_exit: bool = False
     """Finish every run this process owns (interpreter exit, SIGTERM)."""
     with _active_lock:
         runs = [r for r in _active if r._state.owner_pid == os.getpid()]
+    if runs:
+        from . import console
+
+        console.sync()
     for run in reversed(runs):
         with run._finish_lock:
             if run.status != "running":
                 continue
             run.status = status
             run._buffer.append((_w.OP_STATUS, run._state, status, time.time()))
+        _release_capture(run)
         with _active_lock:
             if run in _active:
                 _active.remove(run)

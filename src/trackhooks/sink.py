@@ -84,6 +84,16 @@ class DatasetEvent:
 
 
 @dataclass
+class ConsoleChunk:
+    """A piece of a run's console output. ``seq`` numbers the pieces from 0; a chunk with the seq
+    of an earlier one replaces it (the unfinished last line is rewritten until it ends)."""
+
+    run_id: str
+    seq: int
+    data: bytes
+
+
+@dataclass
 class MediaEvent:
     """One rich record (image, figure, histogram, table, confusion matrix, curve), ready to store.
 
@@ -118,8 +128,10 @@ class StatusEvent:
 class Batch:
     """Everything drained from the buffer in one writer cycle for the runs of one store.
 
-    Sections are applied in field order: run starts, params, tags, system info, metrics,
-    checkpoints, artifacts, datasets, media, notes, heartbeats, then status changes.
+    Sections are applied in field order: run starts, params, tags, system info, metrics, console
+    chunks, checkpoints, artifacts, datasets, media, notes, heartbeats, then status changes. At a
+    run's finish the whole console output also arrives as the artifact ``console.log``; a sink that
+    keeps artifacts may ignore ``console``.
     """
 
     runs: list[RunStart] = field(default_factory=list)
@@ -127,6 +139,7 @@ class Batch:
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
     system: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: dict[str, dict[str, MetricColumns]] = field(default_factory=dict)  # run_id -> key -> cols
+    console: list[ConsoleChunk] = field(default_factory=list)
     checkpoints: list[CheckpointEvent] = field(default_factory=list)
     checkpoint_updates: list[CheckpointUpdate] = field(default_factory=list)
     artifacts: list[ArtifactEvent] = field(default_factory=list)
@@ -143,9 +156,9 @@ class Batch:
         return sum(len(c.values) for per_run in self.metrics.values() for c in per_run.values())
 
     def is_empty(self) -> bool:
-        return not (self.runs or self.params or self.tags or self.system or self.metrics or self.checkpoints
-                    or self.checkpoint_updates or self.artifacts or self.datasets or self.media or self.notes
-                    or self.heartbeats
+        return not (self.runs or self.params or self.tags or self.system or self.metrics or self.console
+                    or self.checkpoints or self.checkpoint_updates or self.artifacts or self.datasets or self.media
+                    or self.notes or self.heartbeats
                     or self.status)
 
 

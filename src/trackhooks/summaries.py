@@ -34,8 +34,11 @@ def metric_direction(key: str) -> str | None:
     spreads are not ranked ("lr", "lr.0", "learning_rate", "std_test_score"); scikit-learn's negated scores ("neg_log_loss") are
     higher-is-better; keys with a word (or a word ending) from LOWER_IS_BETTER are lower-is-better
     ("val_loss", "test_rmse", "mlogloss", "merror", "fit_time_s"); every other key is
-    higher-is-better ("acc", "f1", "auc", "score").
+    higher-is-better ("acc", "f1", "auc", "score"). System samples (``system/...``: CPU, memory,
+    GPU) describe the machine, not the model: not ranked.
     """
+    if key.startswith("system/"):
+        return None
     words = _words(key)
     joined = "_".join(words)
     if not words or joined in NOT_RANKED or "lr" in words or "std" in words or joined.endswith("learning_rate"):

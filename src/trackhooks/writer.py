@@ -29,6 +29,7 @@ from .sink import (
     Batch,
     CheckpointEvent,
     CheckpointUpdate,
+    ConsoleChunk,
     DatasetEvent,
     MetricColumns,
     RunStart,
@@ -52,6 +53,9 @@ OP_STATUS = 10  # (op, state, status, end_time)
 OP_FLUSH = 11  # (op, None, threading.Event)
 OP_NOTE = 12  # (op, state, markdown)
 OP_SYSINFO = 13  # (op, state, callable -> dict merged into the run's system record)
+OP_CONSOLE = 14  # (op, None, str | bytes): output of the process, for every capturing run
+OP_CONSOLE_ATTACH = 15  # (op, state, prefix bytes, limit, first seq): the run captures from here on
+OP_SYSMETRICS = 16  # (op, state, interval seconds): the run gets system samples from here on
 
 DEFAULT_INTERVAL = float(os.environ.get("TRACKHOOKS_FLUSH_INTERVAL", "1.0"))
 MAX_BUFFERED = 200_000  # entries; beyond this the caller waits for the writer (never dropped)
@@ -149,6 +153,8 @@ class Writer:
         self._channels: list[Channel] = []
         self._last_heartbeat = time.time()
         self.pid = os.getpid()
+        self.sampler = None  # sysmetrics.SystemSampler, made when a run asks for system metrics
+        self._consoles: dict[str, Any] = {}  # run_id -> console.ConsoleLog of the capturing runs
 
     # ---- caller side ------------------------------------------------------------------------
     def ensure_started(self) -> None:
@@ -215,10 +221,18 @@ class Writer:
     # ---- writer side ------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop:
-            self._event.wait(self.interval)
+            timeout = self.interval
+            sampler = self.sampler
+            if sampler is not None:
+                due = sampler.next_due()
+                if due is not None:
+                    timeout = max(0.0, min(timeout, due - time.time()))
+            self._event.wait(timeout)
             self._event.clear()
             self._woken = False
             try:
+                if sampler is not None:
+                    self._sample(sampler)
                 self._drain()
             except Exception as exc:  # the writer must never die: report and keep going
                 warn_once(("writer", type(exc)), f"writer thread error: {type(exc).__name__}: {exc}")
@@ -266,6 +280,64 @@ class Writer:
             self._last_heartbeat = now
             self._heartbeat(now)
 
+    def _sample(self, sampler) -> None:
+        for st, values, step, ts in sampler.due(time.time()):
+            if values and not st.finished:
+                self.buffer.append((OP_METRICS, st, values, step, None, ts))
+
+    @staticmethod
+    def _add_sample(batch: Batch, st: RunState, values: dict, step: int, ts: float) -> None:
+        per_run = batch.metrics.setdefault(st.run_id, {})
+        for key, value in values.items():
+            cols = per_run.get(key)
+            if cols is None:
+                cols = per_run[key] = MetricColumns()
+            cols.steps.append(step)
+            cols.epochs.append(None)
+            cols.values.append(float(value))
+            cols.timestamps.append(ts)
+            st.last_step[key] = step
+
+    def _console_feed(self, parts: list) -> None:
+        """Hand what was printed since the last feed to every capturing run, in one piece."""
+        try:
+            data = b"".join(parts)  # the usual case: bytes from the stand-in streams or the fd pipes
+        except TypeError:
+            from .console import _encode
+
+            data = b"".join(_encode(p) for p in parts)
+        parts.clear()
+        for log in self._consoles.values():
+            if not log.closing:
+                log.feed(data)
+
+    def _console_feed_safely(self, parts: list) -> None:
+        if not self._consoles:
+            parts.clear()
+            return
+        try:
+            self._console_feed(parts)
+        except Exception as exc:
+            parts.clear()
+            warn_once(("console", type(exc)), f"console capture: {type(exc).__name__}: {exc}")
+
+    def _console_emit(self, batches: dict) -> None:
+        for run_id, log in list(self._consoles.items()):
+            st = log.state
+            chunks = log.emit()
+            if chunks or log.closing:
+                batch = batches.get(st.channel)
+                if batch is None:
+                    batch = batches[st.channel] = Batch(store=getattr(st.channel.sinks[0], "path", None))
+                for seq, data in chunks:
+                    batch.console.append(ConsoleChunk(run_id, seq, data))
+            if log.closing:
+                del self._consoles[run_id]
+                if log.full:
+                    data = bytes(log.full)
+                    batch.artifacts.append(ArtifactEvent(run_id, "console.log", None, hashlib.sha256(data).hexdigest(),
+                                                         len(data), time.time(), data))
+
     def _retry_due(self) -> bool:
         now = time.monotonic()
         for ch in self._channels:
@@ -285,8 +357,17 @@ class Writer:
     def _process(self, entries: list) -> list[threading.Event]:
         batches: dict[Channel, Batch] = {}
         flushes: list[threading.Event] = []
+        # console output is collected and handed to the capturing runs in one piece per stretch of
+        # entries (200 000 prints are 200 000 entries): before a run starts or stops capturing, and
+        # at the end
+        printed: list = []
         for entry in entries:
             op = entry[0]
+            if op == OP_CONSOLE:
+                printed.append(entry[2])
+                continue
+            if printed and (op == OP_STATUS or op == OP_CONSOLE_ATTACH):
+                self._console_feed_safely(printed)
             if op == OP_FLUSH:
                 flushes.append(entry[2])
                 continue
@@ -360,13 +441,42 @@ class Writer:
                         batch.system.setdefault(st.run_id, {}).update(info)
                 elif op == OP_NOTE:
                     batch.notes[st.run_id] = entry[2]
+                elif op == OP_CONSOLE_ATTACH:
+                    from .console import ConsoleLog
+
+                    log = ConsoleLog(st.run_id, entry[2], entry[3], entry[4])
+                    log.state = st
+                    self._consoles[st.run_id] = log
+                elif op == OP_SYSMETRICS:
+                    if self.sampler is None:
+                        from .sysmetrics import SystemSampler
+
+                        self.sampler = SystemSampler()
+                    self.sampler.add(st, entry[2])
+                    batch.system.setdefault(st.run_id, {})["system_metrics"] = {
+                        "interval_s": entry[2], **self.sampler.facts()}
                 elif op == OP_STATUS:
+                    if self.sampler is not None:
+                        for _, values, step, ts in self.sampler.finish(st):
+                            if values:
+                                self._add_sample(batch, st, values, step, ts)
+                    log = self._consoles.get(st.run_id)
+                    if log is not None:
+                        log.closing = True
+                        log.dirty = log.dirty or bool(log.pending)
                     st.finished = True
                     self._states.pop(st.run_id, None)
                     batch.status.append(StatusEvent(st.run_id, entry[2], entry[3]))
             except Exception as exc:
                 warn_once(("process", st.run_id, op, type(exc)),
                           f"could not record an entry of run {st.run_id[:8]} ({type(exc).__name__}: {exc})")
+        if printed:
+            self._console_feed_safely(printed)
+        if self._consoles:
+            try:
+                self._console_emit(batches)
+            except Exception as exc:
+                warn_once(("console", "emit", type(exc)), f"console capture: {type(exc).__name__}: {exc}")
         for ch, b in batches.items():
             self._deliver(ch, b)
         return flushes

@@ -66,6 +66,21 @@ try {
   out.live_status = await page.textContent("#run-status");
   out.no_reload = await page.evaluate(() => window.__no_reload === 1);
   out.run_sections = await page.$$eval("h2", (hs) => hs.map((h) => h.textContent));
+  // console: live tail of complete lines, the unfinished line (a progress bar) replaced in place
+  const lines = async () => (await page.textContent("#console")).split("\n").filter((l) => l.startsWith("console line")).length;
+  await page.waitForFunction(() => (document.querySelector("#console") || {}).textContent.includes("console line"), null, { timeout: 15000 });
+  out.console_before = await lines();
+  out.console_after = out.console_before;
+  for (let i = 0; i < 40 && out.console_after <= out.console_before; i++) {
+    await page.waitForTimeout(250);
+    out.console_after = await lines();
+  }
+  out.console_first = (await page.textContent("#console")).split("\n")[1];
+  out.console_partial = await page.textContent("#console .partial");
+  await page.waitForSelector("#system-charts .card[data-key='system/cpu_percent'][data-points]", { timeout: 15000 });
+  out.system_keys = await page.$$eval("#system-charts .card", (cs) => cs.map((c) => c.getAttribute("data-key")));
+  out.metric_keys = await page.$$eval("#charts .card", (cs) => cs.map((c) => c.getAttribute("data-key")));
+  out.system_axis = await page.$eval("#system-xaxis", (s) => s.value);
   await page.screenshot({ path: shots + "/ui-run.png", fullPage: true });
   out.xss = await page.evaluate(() => window.__xss || null);
 } finally {

@@ -382,3 +382,25 @@ def test_param_groups_accumulation_and_datamodule_hparams(store_path, tmp_path):
     assert rec.metric("train_loss_step").steps == steps
     assert (rec.metric("lr.0").steps, rec.metric("lr.0").values) == (steps, [0.01] * len(steps))
     assert rec.metric("lr.1").values == [0.002] * len(steps)
+
+
+class PrintingMLP(DigitsMLP):
+    def training_step(self, batch, batch_idx):
+        print(f"rank {self.global_rank} step {batch_idx}", flush=True)
+        return super().training_step(batch, batch_idx)
+
+
+def test_ddp_spawn_system_metrics_and_console_of_rank_zero(store_path, tmp_path):
+    import socket
+
+    cb = TrackhooksCallback(experiment="ddp", system_metrics=0.2, capture_output=True)
+    trainer(callbacks=[cb], strategy="ddp_spawn", accelerator="cpu", devices=2, max_epochs=1,
+            limit_train_batches=2, num_sanity_val_steps=0, default_root_dir=tmp_path).fit(PrintingMLP(), *loaders())
+    rec = only_run(store_path)
+    facts = rec.system["system_metrics"]
+    assert facts["interval_s"] == 0.2 and facts["node"] == socket.gethostname()
+    cpu = rec.metric("system/cpu_percent")
+    assert len(cpu) >= 2 and cpu.steps == list(range(len(cpu)))
+    assert rec.system["pid"] != os.getpid()  # rank 0's worker process, not the launcher
+    lines = [ln for ln in rec.console().decode().splitlines() if ln.startswith("rank ")]
+    assert lines == ["rank 0 step 0", "rank 0 step 1"]  # rank 0's output only

@@ -2,8 +2,9 @@
 
 Fast and side-effect free on the caller's thread: git commit and branch are read from the .git
 directory files, package versions from the names of installed distributions (no imports), and the
-one slow fact, whether the work tree is dirty, is computed by a time-boxed ``git status`` on a
-background thread and added to the run's system record when it is known.
+slow facts, whether the work tree is dirty, which files are untracked and the uncommitted diff,
+are computed by time-boxed ``git status`` and ``git diff HEAD`` on a background thread and added to
+the run (system record, artifact ``git.diff``) when known; ``finish()`` waits for them, bounded.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from ..hookspecs import hookimpl
 KEY_PACKAGES = ("torch", "lightning", "pytorch-lightning", "keras", "scikit-learn", "xgboost", "xgboost-cpu",
                 "numpy", "pandas", "jax", "tensorflow", "mlflow", "trackhooks")
 GIT_TIMEOUT_S = 3.0
+DIFF_LIMIT_BYTES = 1 << 20
+UNTRACKED_LIMIT = 1000  # names listed in the system record; the count is always exact
+DIFF_MARKER = b"\n# trackhooks: the diff is longer than 1 MB; the rest was not recorded\n"
 _SECRET_FLAG = re.compile(r"^--?[\w.-]*(pass(word|wd)?|token|secret|api[-_]?key|access[-_]?key|auth|credential|"
                           r"private[-_]?key)[\w.-]*$", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.IGNORECASE)
@@ -151,6 +155,63 @@ def git_dirty(root: str) -> bool | None:
     return bool(out.stdout.strip())
 
 
+def git_status(root: str) -> tuple[bool, list[str]] | None:
+    """(dirty, untracked file names) from one ``git status``, or None if git fails or is slow."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "-z", "--untracked-files=normal"], cwd=root,
+                             capture_output=True, timeout=GIT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty, untracked = False, []
+    entries = out.stdout.split(b"\0")
+    i = 0
+    while i < len(entries):
+        e = entries[i]
+        i += 1
+        if len(e) < 4:
+            continue
+        code, path = e[:2], e[3:].decode("utf-8", "surrogateescape")
+        if code == b"??":
+            untracked.append(path)
+        elif code != b"!!":
+            dirty = True
+            if code[:1] in (b"R", b"C"):
+                i += 1  # renames and copies carry the old path as the next entry
+    return dirty, untracked
+
+
+def git_diff(root: str, limit: int = DIFF_LIMIT_BYTES) -> bytes | None:
+    """``git diff HEAD --binary`` as bytes (any encoding), cut at ``limit`` bytes with a marker line.
+
+    Reads at most ``limit`` + 1 bytes: a huge diff (a changed data file) is not read into memory.
+    """
+    try:
+        proc = subprocess.Popen(["git", "-c", "core.quotepath=off", "diff", "HEAD", "--binary", "--no-color",
+                                 "--no-ext-diff"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL)
+    except OSError:
+        return None
+    timer = threading.Timer(GIT_TIMEOUT_S * 3, proc.kill)
+    timer.start()
+    try:
+        data = proc.stdout.read(limit + 1)
+        truncated = len(data) > limit
+        if truncated:
+            proc.kill()
+        proc.stdout.close()
+        rc = proc.wait()
+    finally:
+        timer.cancel()
+    if truncated:
+        cut = data.rfind(b"\n", 0, limit) + 1 or limit
+        return data[:cut] + DIFF_MARKER
+    if rc != 0:
+        return None
+    return data
+
+
 def allowed_env() -> dict[str, str]:
     """Environment variables named in $TRACKHOOKS_CAPTURE_ENV (comma-separated); nothing else."""
     names = [n.strip() for n in os.environ.get("TRACKHOOKS_CAPTURE_ENV", "").split(",") if n.strip()]
@@ -181,12 +242,26 @@ def trackhooks_collect_system_info(run) -> dict[str, Any]:
     root = git.get("git.root")
     if root and hasattr(run, "_update_system"):
         def dirty() -> None:
-            flag = git_dirty(root)
-            if flag is not None:
-                try:
-                    run._update_system({"git.dirty": flag})
-                except Exception:
-                    pass
+            status = git_status(root)
+            if status is None:
+                return
+            flag, untracked = status
+            facts: dict[str, Any] = {"git.dirty": flag, "git.untracked_count": len(untracked)}
+            if untracked:
+                facts["git.untracked"] = untracked[:UNTRACKED_LIMIT]
+            try:
+                if flag and hasattr(run, "_add_artifact_bytes"):
+                    diff = git_diff(root)
+                    if diff:
+                        run._add_artifact_bytes("git.diff", diff)
+                        facts["git.diff_bytes"] = len(diff)
+                run._update_system(facts)
+            except Exception:
+                pass
 
-        threading.Thread(target=dirty, name="trackhooks-git", daemon=True).start()
+        t = threading.Thread(target=dirty, name="trackhooks-git", daemon=True)
+        t.start()
+        pending = getattr(run, "_pending_info", None)
+        if isinstance(pending, list):
+            pending.append(t)
     return info

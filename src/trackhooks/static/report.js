@@ -5,7 +5,8 @@
 (function () {
   var DATA = JSON.parse(document.getElementById("trackhooks-data").textContent);
   var RUNS = DATA.runs;
-  var state = { x: "step", hidden: {}, filter: "" };
+  // system/* charts (CPU, memory, GPU samples) have their own x axis: wall time by default
+  var state = { x: "step", sysx: "time", hidden: {}, filter: "" };
   var charts = [];
   var PAD0 = { l: 58, r: 14, t: 10, b: 28 };
   var FONT = "11px system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif";
@@ -54,6 +55,14 @@
     var dec = Math.max(0, Math.min(8, -Math.floor(Math.log10(step) + 1e-9)));
     return v.toFixed(dec);
   }
+
+  function pad2(n) { return (n < 10 ? "0" : "") + n; }
+  function clock(t, withDate) {
+    var d = new Date(t * 1000);
+    var hms = pad2(d.getHours()) + ":" + pad2(d.getMinutes()) + ":" + pad2(d.getSeconds());
+    return withDate ? d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate()) + " " + hms : hms;
+  }
+  var AXIS_LABEL = { step: "step", epoch: "epoch", time: "wall time", since: "seconds since start" };
 
   function Chart(spec) {
     var self = this;
@@ -120,15 +129,18 @@
     this.bindEvents();
   }
 
+  Chart.prototype.xk = function () { return this.spec.system ? state.sysx : state.x; };
+
   Chart.prototype.visible = function () {
-    return this.spec.series.filter(function (s) { return !state.hidden[s.run] && s[state.x]; });
+    var xk = this.xk();
+    return this.spec.series.filter(function (s) { return !state.hidden[s.run] && s[xk]; });
   };
 
   Chart.prototype.bounds = function (series) {
     var x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-    var zoom = this.zoom;
+    var zoom = this.zoom, xk = this.xk();
     series.forEach(function (s) {
-      var xs = s[state.x], ys = s.y;
+      var xs = s[xk], ys = s.y;
       for (var i = 0; i < xs.length; i++) {
         var x = xs[i], y = ys[i];
         if (x === null || y === null) continue;
@@ -156,7 +168,7 @@
   };
 
   Chart.prototype.draw = function () {
-    var PAD = this.pad;
+    var PAD = this.pad, xk = this.xk();
     var c = this.canvas;
     var dpr = window.devicePixelRatio || 1;
     var w = c.clientWidth || 460, h = c.clientHeight || 240;
@@ -181,7 +193,7 @@
     if (!b) {
       ctx.fillStyle = "#656d76";
       ctx.textAlign = "center";
-      var msg = state.x === "epoch" && this.spec.series.every(function (s) { return !s.epoch; })
+      var msg = xk === "epoch" && this.spec.series.every(function (s) { return !s.epoch; })
         ? "no epoch was recorded for this metric: switch the x axis to step"
         : "no points to show";
       ctx.fillText(msg, w / 2, h / 2);
@@ -211,17 +223,18 @@
       xt.ticks.forEach(function (t) {
         var x = Math.round(sx(t)) + 0.5;
         ctx.beginPath(); ctx.moveTo(x, PAD.t); ctx.lineTo(x, h - PAD.b); ctx.stroke();
-        ctx.fillText(fmtTick(t, xt.step), x, h - PAD.b + 6);
+        ctx.fillText(xk === "time" ? clock(t, false) : fmtTick(t, xt.step), x, h - PAD.b + 6);
       });
       ctx.strokeStyle = "#afb8c1";
       ctx.beginPath(); ctx.moveTo(PAD.l + 0.5, PAD.t); ctx.lineTo(PAD.l + 0.5, h - PAD.b + 0.5);
       ctx.lineTo(w - PAD.r, h - PAD.b + 0.5); ctx.stroke();
       ctx.textAlign = "right";
-      ctx.fillText(state.x, w - PAD.r, h - PAD.b + 16 > h - 12 ? h - 12 : h - PAD.b + 16);
+      ctx.fillText(this.spec.system && xk === "step" ? "sample" : AXIS_LABEL[xk], w - PAD.r,
+                   h - PAD.b + 16 > h - 12 ? h - 12 : h - PAD.b + 16);
       ctx.save();
       ctx.beginPath(); ctx.rect(PAD.l, PAD.t - 2, pw, ph + 4); ctx.clip();
       series.forEach(function (s) {
-        var xs = s[state.x], ys = s.y, color = RUNS[s.run].color;
+        var xs = s[xk], ys = s.y, color = RUNS[s.run].color;
         ctx.strokeStyle = color;
         ctx.lineWidth = 1.6;
         ctx.lineJoin = "round";
@@ -246,7 +259,7 @@
       });
       this.spec.checkpoints.forEach(function (k) {
         if (state.hidden[k.run]) return;
-        var x = state.x === "step" ? k.step : k.epoch;
+        var x = xk === "step" ? k.step : xk === "epoch" ? k.epoch : null;
         if (x === null || x === undefined) return;
         var px = sx(x), py = sy(k.y), r = k.best ? 6 : 4;
         ctx.beginPath();
@@ -267,7 +280,7 @@
   };
 
   Chart.prototype.nearest = function (s, xv) {
-    var xs = s[state.x], best = -1, bd = Infinity;
+    var xs = s[this.xk()], best = -1, bd = Infinity;
     for (var i = 0; i < xs.length; i++) {
       if (xs[i] === null || s.y[i] === null) continue;
       var d = Math.abs(xs[i] - xv);
@@ -284,7 +297,7 @@
     ctx.clearRect(0, 0, c.width, c.height);
     if (this.base) ctx.drawImage(this.base, 0, 0);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    var b = this.b, self = this;
+    var b = this.b, self = this, xk = this.xk();
     if (this.drag && b) {
       var a = Math.min(this.drag.x0, this.drag.x1), z = Math.max(this.drag.x0, this.drag.x1);
       ctx.fillStyle = "rgba(9, 105, 218, 0.12)";
@@ -298,12 +311,12 @@
     ctx.beginPath(); ctx.moveTo(Math.round(mx) + 0.5, PAD.t); ctx.lineTo(Math.round(mx) + 0.5, this.h - PAD.b); ctx.stroke();
     var tip = this.tip;
     while (tip.firstChild) tip.removeChild(tip.firstChild);
-    tip.appendChild(el("div", "x", state.x + " " + fmtVal(xv)));
+    tip.appendChild(el("div", "x", xk === "time" ? clock(xv, true) : AXIS_LABEL[xk] + " " + fmtVal(xv)));
     var shown = 0;
     this.series.forEach(function (s) {
       var i = self.nearest(s, xv);
       if (i < 0) return;
-      var px = self.sx(s[state.x][i]), py = self.sy(s.y[i]);
+      var px = self.sx(s[xk][i]), py = self.sy(s.y[i]);
       if (Math.abs(px - mx) > 24) return;  // this run has no point near the cursor
       ctx.fillStyle = RUNS[s.run].color;
       ctx.strokeStyle = "#ffffff";
@@ -312,7 +325,7 @@
       var row = el("div");
       row.appendChild(swatch(s.run));
       row.appendChild(el("b", "", fmtVal(s.y[i])));
-      row.appendChild(el("span", "where", " step " + s.step[i] +
+      row.appendChild(el("span", "where", (self.spec.system ? " sample " : " step ") + s.step[i] +
         (s.epoch && s.epoch[i] !== null ? " · epoch " + Math.floor(s.epoch[i]) : "")));
       row.appendChild(el("div", "who", label(s.run)));
       tip.appendChild(row);
@@ -386,6 +399,22 @@
       grid.appendChild(ch.card);
     });
     if (!DATA.charts.length) grid.appendChild(el("div", "empty", "These runs logged no metrics."));
+    var sysGrid = document.getElementById("system-grid");
+    (DATA.system_charts || []).forEach(function (spec) {
+      spec.system = true;
+      var ch = new Chart(spec);
+      charts.push(ch);
+      if (sysGrid) sysGrid.appendChild(ch.card);
+    });
+    var sysButtons = document.querySelectorAll("button[data-sysx]");
+    for (var q = 0; q < sysButtons.length; q++) {
+      sysButtons[q].addEventListener("click", function (ev) {
+        state.sysx = ev.target.getAttribute("data-sysx");
+        for (var m = 0; m < sysButtons.length; m++) sysButtons[m].className = sysButtons[m] === ev.target ? "on" : "";
+        charts.forEach(function (ch) { if (ch.spec.system) ch.zoom = null; });
+        drawAll();
+      });
+    }
     var boxes = document.querySelectorAll("input[type=checkbox][data-run]");
     for (var j = 0; j < boxes.length; j++) {
       boxes[j].addEventListener("change", function (ev) {
@@ -397,7 +426,7 @@
       buttons[k].addEventListener("click", function (ev) {
         state.x = ev.target.getAttribute("data-x");
         for (var m = 0; m < buttons.length; m++) buttons[m].className = buttons[m] === ev.target ? "on" : "";
-        charts.forEach(function (ch) { ch.zoom = null; });
+        charts.forEach(function (ch) { if (!ch.spec.system) ch.zoom = null; });
         drawAll();
       });
     }

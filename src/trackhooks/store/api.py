@@ -259,6 +259,30 @@ class Store:
                               (run_id, name))
         return [ArtifactRecord(n, self._known_file(sha), sha, size, t, self) for n, sha, size, t in rows]
 
+    def _console(self, run_id: str) -> bytes:
+        """What the run printed: its ``console.log`` artifact, then the chunks not folded into it yet
+        (a run being written, or killed, or resumed)."""
+        out = b""
+        for a in self._artifacts(run_id, "console.log"):
+            try:
+                with open(a.path, "rb") as f:
+                    out = f.read()
+            except (OSError, TypeError):
+                pass
+        try:
+            rows = self._rows("SELECT data FROM console WHERE run_id=? ORDER BY seq", (run_id,))
+        except Exception:  # a store written before console capture existed has no such table
+            rows = []
+        return out + b"".join(bytes(r[0]) for r in rows)
+
+    def _console_next_seq(self, run_id: str) -> int:
+        """The seq a resumed run's console chunks start at (after those of an earlier session)."""
+        try:
+            row = self._one("SELECT MAX(seq) FROM console WHERE run_id=?", (run_id,))
+        except Exception:
+            return 0
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
     def _known_file(self, sha256: str) -> str | None:
         """The stored file's path when it is known without I/O (a local store), else None (fetched later)."""
         return None

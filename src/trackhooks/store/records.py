@@ -242,6 +242,11 @@ class RunRecord:
     def datasets(self) -> list[DatasetRecord]:
         return self._store._datasets(self.id)
 
+    def console(self) -> bytes:
+        """What the run printed (stdout and stderr as captured, see ``capture_output``), also while
+        it is being written and after it was killed; empty without capture."""
+        return self._store._console(self.id)
+
     def media_keys(self) -> list[str]:
         """Sorted keys that have rich records."""
         return self._store._media_keys(self.id)

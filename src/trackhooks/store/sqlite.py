@@ -152,6 +152,17 @@ CREATE TABLE IF NOT EXISTS mirror_cursors (
 ) WITHOUT ROWID
 """
 _SCHEMA += MIRROR_CURSORS_DDL + ";\n"
+# console output of runs that have not finished (or were killed): chunks by seq, the last one
+# rewritten while its line is unfinished; at the finish it becomes the artifact console.log
+CONSOLE_DDL = """
+CREATE TABLE IF NOT EXISTS console (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID
+"""
+_SCHEMA += CONSOLE_DDL + ";\n"
 
 
 def _json_default(value: Any) -> str:
@@ -390,6 +401,9 @@ class LocalStoreSink(Sink):
             conn.execute("UPDATE runs SET system=? WHERE id=?", (_dumps(merged), run_id))
         if batch.metrics:
             self._write_metrics(conn, batch)
+        if batch.console:
+            conn.executemany("INSERT OR REPLACE INTO console (run_id, seq, data) VALUES (?,?,?)",
+                             [(c.run_id, c.seq, c.data) for c in batch.console])
         for c in batch.checkpoints:
             if c.best:
                 conn.execute("UPDATE checkpoints SET best=0 WHERE run_id=? AND monitor IS ?", (c.run_id, c.monitor))
@@ -419,6 +433,8 @@ class LocalStoreSink(Sink):
                 continue
             conn.execute("INSERT OR REPLACE INTO artifacts (run_id, name, sha256, size, time) VALUES (?,?,?,?,?)",
                          (a.run_id, a.name, a.sha256, a.size, a.time))
+            if a.name == "console.log":  # the finished log replaces its live chunks
+                conn.execute("DELETE FROM console WHERE run_id=?", (a.run_id,))
         for d in batch.datasets:
             conn.execute(
                 "INSERT OR REPLACE INTO datasets (run_id, name, context, digest, schema, n_rows, source, sampled, time)"

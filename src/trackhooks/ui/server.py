@@ -28,6 +28,7 @@ from ..store import RunRecord, Store, open_store
 
 MAX_POINTS = 2000  # points per series sent for display; above this: min/max per bucket
 PAGE_SIZE = 50
+CONSOLE_TAIL_BYTES = 1 << 20  # the first view of a long console log starts this far from its end
 RUN_COLUMNS = ("id", "name", "experiment", "status", "start_time", "duration", "framework")
 STATIC_DIR = str(resources.files("trackhooks").joinpath("ui", "static"))
 
@@ -202,6 +203,25 @@ class UIStore:
     def live(self, ids: list[str]) -> dict[str, Any]:
         return self.store.live(ids[:100])
 
+    def console(self, run_id: str, offset: int) -> dict[str, Any]:
+        """The run's console output from byte ``offset`` on, for a live tail.
+
+        Complete lines never change once stored, the unfinished last line may (a progress bar): it
+        comes apart as ``partial`` and the client asks again from ``next``. The first request of a
+        long log gets only its last ``CONSOLE_TAIL_BYTES`` (``skipped`` says how much is left out).
+        """
+        rec = self.record(run_id)
+        data = rec.console()
+        end = data.rfind(b"\n") + 1
+        start = max(0, min(offset, end))
+        skipped = 0
+        if offset == 0 and end > CONSOLE_TAIL_BYTES:
+            start = data.find(b"\n", end - CONSOLE_TAIL_BYTES) + 1
+            skipped = start
+        return {"run": rec.id, "status": rec.status, "offset": start, "next": end, "skipped": skipped,
+                "size": len(data), "text": data[start:end].decode("utf-8", "replace"),
+                "partial": data[end:].decode("utf-8", "replace")}
+
     def artifact_file(self, run_id: str, name: str) -> str:
         rec = self.record(run_id)
         try:
@@ -260,6 +280,9 @@ def create_app(store: "str | os.PathLike | Store | None" = None) -> Starlette:
                                None if since in (None, "") else _int(request, "since", 0),
                                _int(request, "max_points", MAX_POINTS, 10, 100_000)))
 
+    async def api_console(request: Request) -> Response:
+        return _json(ui.console(request.path_params["run_id"], _int(request, "offset", 0)))
+
     async def api_live(request: Request) -> Response:
         return _json(ui.live(_list(request, "ids") or []))
 
@@ -282,6 +305,7 @@ def create_app(store: "str | os.PathLike | Store | None" = None) -> Starlette:
         Route("/api/runs/{run_id}", api_run),
         Route("/api/runs/{run_id}/metrics/{key:path}", api_series),
         Route("/api/runs/{run_id}/artifacts/{name:path}", api_artifact),
+        Route("/api/runs/{run_id}/console", api_console),
         Route("/api/live", api_live),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

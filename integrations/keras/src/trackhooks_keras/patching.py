@@ -30,7 +30,8 @@ def autolog(*, disable: bool = False, **options: Any) -> None:
     """Record every ``keras.Model.fit`` (and ``evaluate`` after it) without changing user code.
 
     ``options`` are TrackhooksCallback's keyword arguments (``log_every_n_batches``, ``log_model``,
-    ``experiment``, ``name``, ``params``, ``tags``, ``store``, ``mirrors``, ``parent``); calling
+    and ``trackhooks.start_run``'s: ``experiment``, ``name``, ``params``, ``tags``, ``store``, ``mirrors``,
+    ``parent``, ``system_metrics``, ``capture_output``); calling
     autolog again replaces them. ``disable=True`` restores Keras' own methods. If patching fails,
     one warning is issued and Keras trains unpatched.
     """

@@ -6,7 +6,9 @@
   var PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#dc2626", "#7c3aed", "#0891b2", "#ca8a04", "#db2777",
                  "#4b5563", "#65a30d"];
   var state = { sort: "start_time", order: "desc", offset: 0, q: "", experiment: "", status: "",
-                selected: {}, x: "step", log: false, smooth: 0 };
+                selected: {}, x: "step", log: false, smooth: 0, sysx: "wall" };
+  // system/* metrics (CPU, memory, GPU samples) have their own section and x axis (wall time by default)
+  function isSystem(k) { return k.slice(0, 7) === "system/"; }
   var timers = [];
   var charts = [];
 
@@ -181,18 +183,19 @@
     s._epochN = s.epochs.length;
     return s._epochX;
   }
-  function xOf(s, i) {
-    if (state.x === "epoch") return epochX(s)[i];
-    if (state.x === "time") return s.timestamps[i] - s.t0;
+  function xOf(s, i, mode) {
+    if (mode === "epoch") return epochX(s)[i];
+    if (mode === "time") return s.timestamps[i] - s.t0;
+    if (mode === "wall") return s.timestamps[i];
     return s.steps[i];
   }
   // Build one uPlot data table from several series with different x values (union of x).
-  function tableOf(list) {
+  function tableOf(list, mode) {
     var xs = {}, maps = list.map(function (s) {
       var m = new Map();
       var ys = ema(s.values.map(num), state.smooth);
       for (var i = 0; i < s.values.length; i++) {
-        var x = xOf(s, i);
+        var x = xOf(s, i, mode);
         if (x === null || x === undefined) continue;
         var y = ys[i];
         if (state.log && !(y > 0)) y = null;
@@ -207,6 +210,7 @@
   }
   function Chart(container, key, runs) {
     this.key = key;
+    this.system = isSystem(key);
     this.runs = runs;  // [{id, label, color}]
     this.series = runs.map(function () { return null; });
     this.card = el("div", { class: "card chart", "data-key": key });
@@ -238,23 +242,25 @@
       });
   };
   Chart.prototype.count = function (runIndex) { var s = this.series[runIndex]; return s ? s.n : 0; };
+  Chart.prototype.mode = function () { return this.system ? state.sysx : state.x; };
   Chart.prototype.draw = function () {
     var present = [], runs = [];
     this.series.forEach(function (s, i) { if (s) { present.push(s); runs.push(this.runs[i]); } }, this);
     var notes = [];
     if (present.some(function (s) { return s.downsampled; }))
       notes.push("downsampled for display: " + present.map(function (s) { return s.shown + " of " + s.n; }).join(", ") + " points (min and max of each bucket kept)");
-    if (state.x === "epoch" && present.every(function (s) { return s.epochs.every(function (e) { return e === null; }); }))
+    var mode = this.mode();
+    if (mode === "epoch" && present.every(function (s) { return s.epochs.every(function (e) { return e === null; }); }))
       notes.push("no epochs were logged for this metric");
     this.note.textContent = notes.join(" · ");
-    var data = tableOf(present);
+    var data = tableOf(present, mode);
     var width = Math.max(300, this.card.clientWidth - 24);
     var few = present.every(function (s) { return s.values.length <= 60; });
     var opts = {
       width: width, height: 240,
-      scales: { x: { time: false, range: padRange }, y: { distr: state.log ? 3 : 1, range: state.log ? undefined : padRange } },
-      axes: [{ label: state.x === "time" ? "seconds since start" : state.x }, {}],
-      series: [{ label: state.x }].concat(runs.map(function (r) {
+      scales: { x: { time: mode === "wall", range: mode === "wall" ? undefined : padRange }, y: { distr: state.log ? 3 : 1, range: state.log ? undefined : padRange } },
+      axes: [{ label: mode === "time" ? "seconds since start" : mode === "wall" ? "wall time" : mode === "step" && this.system ? "sample" : mode }, {}],
+      series: [{ label: mode === "wall" ? "time" : mode }].concat(runs.map(function (r) {
         return { label: r.label, stroke: r.color, width: 1.5, spanGaps: true, points: { show: few, size: 5, fill: r.color } };
       })),
       legend: { live: true },
@@ -273,8 +279,8 @@
     var p = (hi - lo) * 0.05;
     return [lo - p, hi + p];
   }
-  function chartGrid(runs, keys) {
-    var grid = el("div", { class: "grid", id: "charts" });
+  function chartGrid(runs, keys, id) {
+    var grid = el("div", { class: "grid", id: id || "charts" });
     app.appendChild(grid);
     keys.forEach(function (k) {
       var c = new Chart(grid, k, runs);
@@ -297,6 +303,46 @@
     return tb;
   }
   function redraw() { charts.forEach(function (c) { c.draw(); }); }
+  function systemControls() {
+    var tb = el("div", { class: "toolbar" });
+    var x = el("select", { id: "system-xaxis" }, [["wall", "wall time"], ["time", "time since start"], ["step", "sample"]].map(function (v) {
+      return el("option", { value: v[0], text: "x: " + v[1] });
+    }));
+    x.value = state.sysx;
+    x.addEventListener("change", function () { state.sysx = x.value; redraw(); });
+    tb.appendChild(x);
+    tb.appendChild(el("span", { class: "muted", text: "CPU, memory, I/O and GPU of the training process, sampled off the training thread" }));
+    return tb;
+  }
+  // Live tail of the run's console output: complete lines are appended, the unfinished last line
+  // (a progress bar) is replaced on each poll.
+  function consoleView(runId) {
+    var box = el("div", { class: "console-box" });
+    var info = el("div", { class: "muted", id: "console-info" });
+    var pre = el("pre", { class: "console", id: "console" });
+    var body = document.createTextNode(""), partial = el("span", { class: "partial" });
+    pre.appendChild(body); pre.appendChild(partial);
+    box.appendChild(info); box.appendChild(pre);
+    var next = 0, done = false, MAX_CHARS = 2000000;
+    function poll() {
+      if (done) return;
+      api("/api/runs/" + encodeURIComponent(runId) + "/console?offset=" + next).then(function (c) {
+        var atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+        if (c.offset !== next && next !== 0) body.data = "";  // the log was replaced: start over
+        body.data += c.text;
+        if (body.data.length > MAX_CHARS) body.data = body.data.slice(body.data.length - MAX_CHARS);
+        partial.textContent = c.partial;
+        next = c.next;
+        info.textContent = c.size ? (c.size + " bytes" + (c.skipped ? " · the first " + c.skipped + " bytes are not shown (trackhooks show RUN --console has all)" : "") + (c.status === "running" ? " · live" : "")) : "nothing was captured";
+        pre.setAttribute("data-bytes", String(c.size));
+        if (atBottom) pre.scrollTop = pre.scrollHeight;
+        if (c.status !== "running") done = true;
+      }).catch(function () {});
+    }
+    poll();
+    timers.push(setInterval(poll, 1500));
+    return box;
+  }
   // Poll counts; fetch only new points of series that grew.
   function watch(runs, onStatus) {
     timers.push(setInterval(function () {
@@ -390,12 +436,21 @@
       app.appendChild(el("h2", { text: "Metrics" }));
       app.appendChild(chartControls());
       var runs = [{ id: r.id, label: r.name, color: PALETTE[0] }];
-      chartGrid(runs, Object.keys(r.metrics).sort());
+      var keys = Object.keys(r.metrics).sort();
+      chartGrid(runs, keys.filter(function (k) { return !isSystem(k); }));
+      state.sysx = "wall";
+      app.appendChild(el("h2", { text: "System", id: "system" }));
+      app.appendChild(systemControls());
+      var sm = r.system && r.system.system_metrics;
+      app.appendChild(el("p", { class: "muted", id: "system-note", text: sm ? "a sample every " + sm.interval_s + " s" + (sm.node ? " on " + sm.node : "") + (sm.gpus ? " · GPUs: " + sm.gpus.join(", ") : "") : "system metrics were off for this run" }));
+      chartGrid(runs, keys.filter(isSystem), "system-charts");
       runs[0].onNewKey = function (k) {
-        var c = new Chart(document.getElementById("charts"), k, runs);
+        var c = new Chart(document.getElementById(isSystem(k) ? "system-charts" : "charts"), k, runs);
         charts.push(c);
         c.load();
       };
+      app.appendChild(el("h2", { text: "Console" }));
+      app.appendChild(consoleView(r.id));
       app.appendChild(el("h2", { text: "Datasets" }));
       app.appendChild(simpleTable("datasets", ["name", "context", "digest", "rows", "schema"], r.datasets.map(function (d) {
         return [d.name, d.context, d.digest.slice(0, 16) + (d.sampled ? " (sampled)" : ""), fmt(d.n_rows), fmt(d.schema)];
@@ -502,7 +557,14 @@
       app.appendChild(mt);
       app.appendChild(el("h2", { text: "Charts" }));
       app.appendChild(chartControls());
-      chartGrid(runs, allKeys);
+      chartGrid(runs, allKeys.filter(function (k) { return !isSystem(k); }));
+      if (allKeys.some(isSystem)) {
+        // runs compared side by side usually ran at different times: time since each run's start
+        if (state.sysx === "wall") state.sysx = "time";
+        app.appendChild(el("h2", { text: "System", id: "system" }));
+        app.appendChild(systemControls());
+        chartGrid(runs, allKeys.filter(isSystem), "system-charts");
+      }
       watch(runs, function (run, status) {
         var b = legend.querySelector('span.status[data-run="' + run.id + '"]');
         if (b) { b.textContent = status; b.className = "status " + status; }

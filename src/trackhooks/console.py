@@ -1,0 +1,553 @@
+"""Console capture: what the process prints while a run is active also goes to the run's ``console.log``.
+
+Two levels (see docs/console.md for why the default is the Python level):
+
+- ``"python"`` (the default, ``capture_output=True``): ``sys.stdout`` and ``sys.stderr`` (and logging
+  handlers that write to them) are replaced by a text stream with the same encoding and buffering
+  whose binary layer writes to the original binary buffer first, then appends the bytes to the
+  writer's buffer. A ``print`` costs what it did; each flush of the text layer (a line on a
+  terminal, 8 KB into a file) costs one more method call and one append. ``isatty()``, colours
+  and the file descriptors are untouched.
+- ``"fd"``: file descriptors 1 and 2 are pointed at a pipe that one reader thread copies to the
+  original destination and into the log, so output of C extensions and subprocesses is kept too.
+
+One capture per process, shared by every run that asked for it (nested runs); finishing the last of
+them restores everything. The writer thread turns the appended text into per-run ``ConsoleLog``
+chunks (see ``ConsoleLog``): carriage-return progress bars collapsed, a size cap, then a marker.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import select
+import sys
+import threading
+from typing import Any
+
+from .errors import InvalidOptionError, InvalidValueError, short_repr
+from . import writer as _w
+
+ENV = "TRACKHOOKS_CAPTURE_OUTPUT"
+LIMIT_BYTES = int(float(os.environ.get("TRACKHOOKS_CONSOLE_LIMIT_MB", "10")) * 1024 * 1024)
+PARTIAL_MAX = 64 * 1024  # a "line" without newline longer than this is stored as it is
+MARKER = "\n[trackhooks: console output reached the {mb} MB limit of this run; the rest was not recorded]\n"
+MODES = ("python", "fd")
+_OP_CONSOLE = _w.OP_CONSOLE
+
+
+def parse_mode(value: Any, option: str = "capture_output") -> str | None:
+    """``capture_output=`` -> "python", "fd" or None (off). None reads ``$TRACKHOOKS_CAPTURE_OUTPUT``."""
+    if value is None:
+        raw = os.environ.get(ENV)
+        if raw is None:
+            return "python"
+        text = raw.strip().lower()
+        if text in ("0", "off", "false", "no", "none", ""):
+            return None
+        if text in ("1", "on", "true", "yes"):
+            return "python"
+        if text in MODES:
+            return text
+        raise InvalidOptionError(f"${ENV}={raw!r}: expected on/off, 'python' or 'fd'")
+    if value is True:
+        return "python"
+    if value is False:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() in MODES:
+            return value.strip().lower()
+        raise InvalidOptionError(f"{option}={short_repr(value)}: expected True, False, 'python' or 'fd'")
+    raise InvalidValueError(f"{option}={short_repr(value)}: expected True, False, 'python' or 'fd'")
+
+
+# ---- writer side ----------------------------------------------------------------------------
+
+
+def _encode(text: Any) -> bytes:
+    if type(text) is bytes:
+        return text
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return bytes(text)
+    try:
+        return str(text).encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # lone surrogates that are not escaped bytes
+        return str(text).encode("utf-8", "backslashreplace")
+
+
+def _collapse(block: bytes) -> bytes:
+    """Keep the last state of each carriage-return-overwritten line ("10%\\r20%\\r100%\\n" -> "100%\\n")."""
+    if b"\r" not in block:
+        return block
+    out = []
+    for line in block.split(b"\n"):
+        if b"\r" in line:
+            body = line.rstrip(b"\r")  # "\r\n" line ends and a bar's final "\r" overwrite nothing
+            i = body.rfind(b"\r")
+            line = body[i + 1:] if i >= 0 else body
+        out.append(line)
+    return b"\n".join(out)
+
+
+class ConsoleLog:
+    """Writer-side log of one run. Complete lines go out as chunk ``seq`` and advance it; the
+    unfinished last line goes out as chunk ``seq`` too, without advancing, so the next write
+    replaces it (the sink keeps one row per (run, seq)): a progress bar overwriting itself for
+    an hour is one row, and a SIGKILL still leaves its last committed state."""
+
+    __slots__ = ("run_id", "state", "seq", "pending", "full", "total", "limit", "capped", "dirty", "closing")
+
+    def __init__(self, run_id: str, prefix: bytes = b"", limit: int = LIMIT_BYTES, seq: int = 0):
+        self.run_id = run_id
+        self.state: Any = None  # the writer's RunState of the run
+        self.seq = seq  # a resumed run continues after the chunks of its earlier session
+        self.pending = bytearray()
+        self.full = bytearray(prefix)  # everything emitted, for the console.log artifact at the finish
+        self.total = 0
+        self.limit = limit
+        self.capped = False
+        self.dirty = False
+        self.closing = False
+
+    def feed(self, data: bytes) -> None:
+        if not self.capped:
+            self.pending += data
+            self.dirty = True
+
+    def emit(self) -> list[tuple[int, bytes]]:
+        """Chunks to store now: [(seq, data)]; the unfinished line is final when ``closing``."""
+        if not self.dirty:
+            return []
+        self.dirty = False
+        data = bytes(self.pending)
+        cut = data.rfind(b"\n") + 1
+        if self.closing or len(data) - cut > PARTIAL_MAX:
+            cut = len(data)
+        complete, partial = _collapse(data[:cut]), data[cut:]
+        if b"\r" in partial:  # keep a trailing "\r": the next byte decides what it overwrites
+            i = partial.rstrip(b"\r").rfind(b"\r")
+            if i >= 0:
+                partial = partial[i + 1:]
+        chunks = []
+        if complete:
+            room = self.limit - self.total
+            if len(complete) > room:
+                keep = complete[:max(room, 0)]
+                nl = keep.rfind(b"\n")
+                keep = keep[:nl + 1] if nl >= 0 else keep
+                complete = keep + MARKER.format(mb=f"{self.limit / (1 << 20):g}").encode()
+                self.capped = True
+                partial = b""
+            chunks.append((self.seq, complete))
+            self.full += complete
+            self.total += len(complete)
+            self.seq += 1
+        self.pending = bytearray(partial)
+        if partial:
+            chunks.append((self.seq, partial.rstrip(b"\r")))
+        return chunks
+
+
+# ---- caller side ----------------------------------------------------------------------------
+
+
+class _TeeBinary(io.BufferedIOBase):
+    """The binary layer under the stand-in text stream: the original binary buffer first, then one
+    append. The text layer above it is a C ``io.TextIOWrapper``, so a ``print`` runs no Python code
+    until that layer flushes (at a newline on a terminal, every 8 KB into a pipe or file): threads
+    printing at once interleave exactly as they did without capture."""
+
+    # A plain attribute, not a property: the text layer reads ``closed`` on every write, and a
+    # property (a Python call) made each print 2-3x slower. Closing the real stream underneath
+    # still makes writes fail, in the real stream's write.
+    closed = False
+
+    def __init__(self, raw: Any, capture: "_Capture"):
+        self._raw = raw
+        self._capture = capture
+
+    def write(self, b: Any) -> int:
+        n = self._raw.write(b)  # the user's output as before, errors included
+        cap = self._capture
+        if cap.on:
+            try:
+                buf = cap.buffer
+                buf.append((_OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
+                if len(buf) >= _w.WAKE_AT:
+                    cap.backpressure()
+            except Exception:  # never raise into a print
+                pass
+        return len(b) if n is None else n
+
+    def flush(self) -> None:
+        if not self.closed:
+            self._raw.flush()
+
+    def close(self) -> None:
+        # closing the stand-in (also when it is garbage-collected) must not close the real stream
+        if not self.closed:
+            try:
+                self.flush()
+            finally:
+                self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def isatty(self) -> bool:
+        return self._raw.isatty()
+
+    @property
+    def name(self) -> Any:
+        return getattr(self._raw, "name", None)
+
+    @property
+    def raw(self) -> Any:
+        return getattr(self._raw, "raw", self._raw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+class _TeeRaw(_TeeBinary, io.RawIOBase):
+    """The raw layer under a C ``io.BufferedWriter`` in the stand-in of a buffered stream: each
+    chunk the buffer lets go (8 KB into a file, a line on a terminal, anything on ``flush()``)
+    goes to the original binary buffer and out, as the original's own flush would, then into the
+    log. A C buffer between the text layer and this one keeps the per-print cost to C code."""
+
+    def write(self, b: Any) -> int:
+        raw = self._raw
+        n = raw.write(b)
+        raw.flush()
+        cap = self._capture
+        if cap.on:
+            try:
+                buf = cap.buffer
+                buf.append((_OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
+                if len(buf) >= _w.WAKE_AT:
+                    cap.backpressure()
+            except Exception:  # never raise into a print
+                pass
+        return len(b) if n is None else n
+
+    def readinto(self, b: Any) -> int:
+        raise io.UnsupportedOperation("not readable")
+
+
+def _text_tee(stream: io.TextIOWrapper, capture: "_Capture") -> io.TextIOWrapper:
+    stream.flush()
+    if stream.write_through:  # unbuffered (python -u, pytest's capture): every write goes through
+        binary: Any = _TeeBinary(stream.buffer, capture)
+    else:
+        binary = io.BufferedWriter(_TeeRaw(stream.buffer, capture), buffer_size=8192)
+    tee = io.TextIOWrapper(binary, encoding=stream.encoding, errors=stream.errors,
+                           line_buffering=stream.line_buffering, write_through=stream.write_through)
+    for attr in ("mode",):
+        if hasattr(stream, attr):
+            try:
+                setattr(tee, attr, getattr(stream, attr))
+            except AttributeError:
+                pass
+    return tee
+
+
+class _Tee:
+    """Stands in for a sys.stdout / sys.stderr that is not an io.TextIOWrapper (Jupyter, a
+    StringIO, a user's own class): the original stream first, then one append."""
+
+    def __init__(self, stream: Any, capture: "_Capture"):
+        self._stream = stream
+        self._capture = capture
+
+    def write(self, s: Any) -> int:
+        n = self._stream.write(s)
+        cap = self._capture
+        if cap.on:
+            try:
+                buf = cap.buffer
+                buf.append((_w.OP_CONSOLE, None, s))
+                if len(buf) >= _w.WAKE_AT:
+                    cap.backpressure()
+            except Exception:  # never raise into a print
+                pass
+        return n
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __iter__(self):
+        return iter(self._stream)
+
+    def __repr__(self) -> str:
+        return f"<trackhooks console tee of {self._stream!r}>"
+
+
+class _FdPipes:
+    """fd-level capture: 1 and 2 point at pipes; one thread copies them to where they went before."""
+
+    def __init__(self, capture: "_Capture"):
+        self._capture = capture
+        self._lock = threading.Lock()
+        self._saved: dict[int, int] = {}  # fd -> duplicate of its original destination
+        self._readers: dict[int, int] = {}  # pipe read end -> saved fd to forward to
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        st1, st2 = os.fstat(1), os.fstat(2)
+        same = (st1.st_dev, st1.st_ino) == (st2.st_dev, st2.st_ino)
+        # 2>&1 (or both on one terminal/file): one pipe for both keeps their relative order exactly
+        groups = [(1, 2)] if same else [(1,), (2,)]
+        pipes: list[tuple[tuple[int, ...], int, int]] = []
+        try:
+            for fd in (1, 2):
+                self._saved[fd] = os.dup(fd)
+            for group in groups:
+                r, w = os.pipe()
+                pipes.append((group, r, w))
+                os.set_blocking(r, False)
+            for group, r, w in pipes:  # nothing is redirected until every pipe exists
+                for fd in group:
+                    os.dup2(w, fd)
+        except OSError:
+            for fd, saved in self._saved.items():  # back to where it was, nothing left open
+                try:
+                    os.dup2(saved, fd)
+                    os.close(saved)
+                except OSError:
+                    pass
+            for _, r, w in pipes:
+                os.close(r)
+                os.close(w)
+            raise
+        for group, r, w in pipes:
+            os.close(w)
+            self._readers[r] = self._saved[group[0]]
+        self._thread = threading.Thread(target=self._loop, name="trackhooks-console", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        readers = list(self._readers)
+        while readers:
+            try:
+                ready, _, _ = select.select(readers, [], [])
+            except (OSError, ValueError):
+                return
+            with self._lock:
+                for r in ready:
+                    if not self._pump(r):
+                        readers.remove(r)
+                        try:
+                            os.close(r)
+                            os.close(self._readers[r])
+                        except OSError:
+                            pass
+
+    def _pump(self, r: int) -> bool:
+        """Copy what is in the pipe now; False at end of file (every writer has closed it)."""
+        while True:
+            try:
+                data = os.read(r, 1 << 16)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not data:
+                return False
+            _write_all(self._readers[r], data)
+            cap = self._capture
+            if cap.on:
+                try:
+                    cap.buffer.append((_w.OP_CONSOLE, None, data))
+                except Exception:
+                    pass
+
+    def sync(self) -> None:
+        """Everything written to fd 1/2 so far is forwarded and appended (run.flush(), finish)."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        with self._lock:
+            for r in list(self._readers):
+                try:
+                    self._pump(r)
+                except Exception:
+                    pass
+
+    def stop(self) -> None:
+        self.sync()
+        with self._lock:
+            forwarding = set(self._readers.values())
+            for fd, saved in self._saved.items():
+                try:
+                    os.dup2(saved, fd)
+                    if saved not in forwarding:  # fd 2's copy when 1 and 2 shared one pipe
+                        os.close(saved)
+                except OSError:
+                    pass
+        # the reader thread keeps copying until the pipes' last writers (children that inherited
+        # them) close them, so a subprocess that outlives the run never gets a broken pipe
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        except OSError:
+            return  # the destination is gone (closed terminal, reader exited): nothing to write to
+        view = view[n:]
+
+
+class _Capture:
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.pid = os.getpid()
+        self.writer = _w.get_writer()
+        self.buffer = self.writer.buffer
+        self.on = True
+        self.users = 0
+        self._tees: list[tuple[str, Any, _Tee]] = []
+        self._handlers: list[tuple[Any, Any, _Tee]] = []
+        self._pipes: _FdPipes | None = None
+        if mode == "fd":
+            try:
+                self._pipes = _FdPipes(self)
+            except OSError as exc:
+                _w.warn_once(("console", "fd"), f"console capture: fd-level capture is not possible here "
+                             f"({exc}); capturing sys.stdout/sys.stderr instead")
+        for name, fd in (("stdout", 1), ("stderr", 2)):
+            stream = getattr(sys, name)
+            if stream is None:
+                continue
+            if self._pipes is not None and _fileno(stream) == fd:
+                continue  # already seen at the fd level
+            if isinstance(stream, io.TextIOWrapper) and getattr(stream, "buffer", None) is not None:
+                tee = _text_tee(stream, self)
+            else:
+                tee = _Tee(stream, self)
+            setattr(sys, name, tee)
+            self._tees.append((name, stream, tee))
+        self._wrap_logging()
+
+    def _wrap_logging(self) -> None:
+        # handlers made before the run (logging.basicConfig, Lightning's) hold the original stream
+        logging = sys.modules.get("logging")
+        if logging is None or not self._tees:
+            return
+        by_stream = {id(orig): tee for _, orig, tee in self._tees}
+        for ref in list(getattr(logging, "_handlerList", [])):
+            h = ref() if callable(ref) else ref
+            stream = getattr(h, "stream", None)
+            if stream is not None and id(stream) in by_stream and isinstance(h, logging.StreamHandler):
+                h.stream = by_stream[id(stream)]
+                self._handlers.append((h, stream, by_stream[id(stream)]))
+
+    def backpressure(self) -> None:
+        self.writer.wake()
+        if len(self.buffer) >= _w.MAX_BUFFERED:
+            self.writer.wait_for_space()
+
+    def sync(self) -> None:
+        for name, _, tee in self._tees:
+            if getattr(sys, name) is tee:
+                try:
+                    tee.flush()
+                except Exception:
+                    pass
+        if self._pipes is not None:
+            self._pipes.sync()
+
+    def stop(self) -> None:
+        if self._pipes is not None:
+            self._pipes.stop()
+        for name, orig, tee in self._tees:
+            try:
+                tee.flush()  # what the stand-in still buffers goes out, and into the log
+            except Exception:
+                pass
+        self.on = False
+        for name, orig, tee in self._tees:
+            if getattr(sys, name) is tee:  # a stream the user replaced since stays theirs
+                setattr(sys, name, orig)
+        for h, orig, tee in self._handlers:
+            if getattr(h, "stream", None) is tee:
+                h.stream = orig
+
+
+def _fileno(stream: Any) -> int | None:
+    try:
+        return stream.fileno()
+    except Exception:
+        return None
+
+
+_lock = threading.Lock()
+_capture: _Capture | None = None
+
+
+def attach(run: Any, mode: str, prefix: bytes = b"", seq: int = 0) -> None:
+    """Start capturing for ``run`` (starting the process's capture if it is the first run)."""
+    global _capture
+    with _lock:
+        if _capture is None or _capture.pid != os.getpid():
+            _capture = _Capture(mode)
+        _capture.users += 1
+    run._buffer.append((_w.OP_CONSOLE_ATTACH, run._state, prefix, LIMIT_BYTES, seq))
+
+
+def sync() -> None:
+    """Make output written so far visible to the writer (before a flush or a finish)."""
+    cap = _capture
+    if cap is not None and cap.pid == os.getpid():
+        try:
+            cap.sync()
+        except Exception:
+            pass
+
+
+def detach() -> None:
+    """One capturing run has finished; the last one restores the streams."""
+    global _capture
+    with _lock:
+        cap = _capture
+        if cap is None or cap.pid != os.getpid():
+            return
+        cap.users -= 1
+        if cap.users > 0:
+            return
+        _capture = None
+    try:
+        cap.stop()
+    except Exception as exc:
+        _w.warn_once(("console", "stop"), f"console capture: could not restore the streams: {exc}")
+
+
+def _after_fork_in_child() -> None:
+    # a forked child (DataLoader worker) prints as before; its writer is not the parent's
+    cap = _capture
+    if cap is not None:
+        cap.on = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

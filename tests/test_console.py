@@ -1,0 +1,319 @@
+"""Console capture: the user's output is unchanged and the run keeps a copy as console.log."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import trackhooks
+from trackhooks import console as _console
+from trackhooks.console import ConsoleLog, _collapse, parse_mode
+
+PY = sys.executable
+
+# a child that prints from threads, partial lines, emoji, a progress bar, stderr, a C-level write
+# and a subprocess; argv[1] is the capture_output value, argv[2] the store
+CHILD = textwrap.dedent(r"""
+    import os, subprocess, sys, threading, trackhooks
+    mode = {"on": True, "off": False}.get(sys.argv[1], sys.argv[1])
+    run = trackhooks.start_run("console", store=sys.argv[2], capture_output=mode)
+    print("start 😀 ünïcode")
+    print("partial ", end="")
+    print("line", flush=True)
+    def worker(t):
+        for i in range(50):  # one write per line: print's two writes interleave even without capture
+            sys.stdout.write(f"thread {t} line {i}\n")
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for p in range(0, 101, 10):
+        print(f"\rprogress {p:3d}%", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    sys.stdout.flush()
+    os.write(1, b"C-level write\n")
+    os.write(1, b"bad bytes \xff\xfe end\n")
+    subprocess.run([sys.executable, "-c", "print('from a subprocess')"], check=True)
+    print("no newline at the end", end="")
+    run.finish()
+    print(run.id, file=sys.stderr)
+""")
+
+
+def run_child(mode: str, store: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-c", CHILD, mode, store], capture_output=True, timeout=120,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
+def without_threads(out: bytes) -> bytes:
+    return b"".join(ln for ln in out.splitlines(keepends=True) if not ln.startswith(b"thread "))
+
+
+def console_of(store: str, run_id: str) -> bytes:
+    return trackhooks.open_store(store).run(run_id).console()
+
+
+@pytest.mark.parametrize("mode", ["on", "fd"])
+def test_user_output_unchanged_and_kept(tmp_path, mode):
+    off = run_child("off", str(tmp_path / "off"))
+    on = run_child(mode, str(tmp_path / "on"))
+    assert off.returncode == 0 and on.returncode == 0, (off.stderr, on.stderr)
+    # what the user sees is byte for byte what they saw without capture (the run id line differs;
+    # the threads interleave differently from one process to the next)
+    assert without_threads(on.stdout) == without_threads(off.stdout)
+    assert sorted(on.stdout.splitlines()) == sorted(off.stdout.splitlines())
+    assert on.stderr.splitlines()[:-1] == off.stderr.splitlines()[:-1]
+    run_id = on.stderr.decode().splitlines()[-1]
+    log = console_of(str(tmp_path / "on"), run_id)
+    text = log.decode("utf-8", "replace")
+    assert text.startswith("start 😀 ünïcode\npartial line\n")
+    for t in range(4):  # every line once, each thread's lines in order
+        lines = [ln for ln in text.splitlines() if ln.startswith(f"thread {t} ")]
+        assert lines == [f"thread {t} line {i}" for i in range(50)]
+    assert "progress 100%\n" in text and "progress  90%" not in text  # the bar collapsed
+    assert text.endswith("no newline at the end")
+    if mode == "fd":  # output below Python: C extensions, subprocesses, raw bytes
+        assert b"C-level write\n" in log and b"from a subprocess\n" in log
+        assert b"bad bytes \xff\xfe end\n" in log
+    else:
+        assert b"C-level write" not in log and b"from a subprocess" not in log
+    rec = trackhooks.open_store(str(tmp_path / "on")).run(run_id)
+    assert [a.name for a in rec.artifacts()] == ["console.log"]
+    with open(rec.artifacts()[0].path, "rb") as f:
+        assert f.read() == log
+
+
+def test_capture_off_stores_nothing(tmp_path):
+    p = run_child("off", str(tmp_path / "s"))
+    run_id = p.stderr.decode().splitlines()[-1]
+    rec = trackhooks.open_store(str(tmp_path / "s")).run(run_id)
+    assert rec.console() == b"" and rec.artifacts() == []
+
+
+KILLED = textwrap.dedent(r"""
+    import os, sys, trackhooks
+    run = trackhooks.start_run("console", store=sys.argv[1], capture_output=sys.argv[3])
+    for i in range(100):
+        print(f"line {i}")
+    print("half a line", end="")
+    run.flush()
+    os.write(int(sys.argv[2]), b"x")
+    i = 0
+    while True:  # printing when the SIGKILL comes
+        print(f"after {i}", end=" " if i % 7 else "\n")
+        i += 1
+""")
+
+
+@pytest.mark.parametrize("mode", ["python", "fd"])
+def test_sigkill_keeps_everything_up_to_the_last_flush(tmp_path, mode):
+    store = str(tmp_path / "s")
+    r, w = os.pipe()
+    p = subprocess.Popen([PY, "-c", KILLED, store, str(w), mode], pass_fds=(w,), stdout=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b"x"
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        os.close(r)
+    (rec,) = trackhooks.open_store(store).runs()
+    assert rec.status == "killed"
+    text = rec.console().decode()
+    expected = "".join(f"line {i}\n" for i in range(100)) + "half a line"
+    assert text.startswith(expected)
+
+
+# ---- in-process: pytest's own capture is in place, as in any test suite -----------------------
+
+
+def test_in_process_output_reaches_pytest_capture_and_the_log(store_path, capsys):
+    before = sys.stdout
+    with trackhooks.start_run(capture_output=True) as run:
+        assert sys.stdout is not before
+        print("to stdout")
+        print("to stderr", file=sys.stderr)
+    assert sys.stdout is before
+    out, err = capsys.readouterr()
+    assert out == "to stdout\n" and err == "to stderr\n"
+    assert trackhooks.open_store(store_path).run(run.id).console() == b"to stdout\nto stderr\n"
+
+
+def test_nested_runs_share_one_capture_and_the_last_finish_restores(store_path):
+    original = sys.stdout
+    outer = trackhooks.start_run(name="outer", capture_output=True)
+    tee = sys.stdout
+    print("outer only")
+    inner = trackhooks.start_run(name="inner", parent=outer, capture_output=True)
+    assert sys.stdout is tee  # not a tee of a tee
+    print("both")
+    inner.finish()
+    assert sys.stdout is tee
+    print("outer again")
+    outer.finish()
+    assert sys.stdout is original
+    print("after both")
+    store = trackhooks.open_store(store_path)
+    assert store.run(outer.id).console() == b"outer only\nboth\nouter again\n"
+    assert store.run(inner.id).console() == b"both\n"
+
+
+def test_stream_replaced_during_the_run_stays_the_users(store_path):
+    original = sys.stdout
+    run = trackhooks.start_run(capture_output=True)
+    mine = io.StringIO()
+    sys.stdout = mine
+    print("into my own stream")
+    run.finish()
+    assert sys.stdout is mine  # not clobbered by the restore
+    sys.stdout = original
+    assert mine.getvalue() == "into my own stream\n"
+
+
+def test_closed_stdout_raises_as_before_and_capture_survives(store_path):
+    original = sys.stdout
+    stream = io.StringIO()
+    sys.stdout = stream
+    try:
+        run = trackhooks.start_run(capture_output=True)
+        print("kept")
+        stream.close()
+        with pytest.raises(ValueError):  # the user's stream's own error, unchanged
+            print("lost with the stream")
+        run.finish()
+    finally:
+        sys.stdout = original
+    assert trackhooks.open_store(store_path).run(run.id).console() == b"kept\n"
+
+
+def test_logging_handlers_made_before_the_run_are_captured(store_path):
+    import logging
+
+    stream = io.StringIO()
+    original = sys.stderr
+    sys.stderr = stream
+    handler = logging.StreamHandler()  # holds sys.stderr as it is now, like logging.basicConfig()
+    log = logging.getLogger("trackhooks-test-console")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        with trackhooks.start_run(capture_output=True) as run:
+            log.warning("a warning from logging")
+        assert handler.stream is stream
+    finally:
+        log.removeHandler(handler)
+        sys.stderr = original
+    assert stream.getvalue() == "a warning from logging\n"
+    assert trackhooks.open_store(store_path).run(run.id).console() == b"a warning from logging\n"
+
+
+def test_size_cap_then_marker(store_path, monkeypatch, capsys):
+    monkeypatch.setattr(_console, "LIMIT_BYTES", 1000)
+    with trackhooks.start_run(capture_output=True) as run:
+        for i in range(500):
+            print(f"line {i:05d}")
+    log = trackhooks.open_store(store_path).run(run.id).console()
+    body, _, rest = log.partition(b"\n[trackhooks: console output reached")
+    assert body.endswith(b"\n") and len(body) <= 1000
+    assert body.splitlines() == [f"line {i:05d}".encode() for i in range(len(body.splitlines()))]
+    assert rest and b"line" not in rest
+    assert capsys.readouterr().out.count("\n") == 500  # the user still saw every line
+
+
+def test_resumed_run_appends_to_its_log(store_path):
+    with trackhooks.start_run(capture_output=True) as run:
+        print("first session")
+    with trackhooks.start_run(resume=run.id, capture_output=True):
+        print("second session")
+    assert trackhooks.open_store(store_path).run(run.id).console() == b"first session\nsecond session\n"
+
+
+# ---- the writer-side log ----------------------------------------------------------------------
+
+
+def _feed(log: ConsoleLog, *parts: bytes) -> list[tuple[int, bytes]]:
+    for p in parts:
+        log.feed(p)
+    return log.emit()
+
+
+def test_progress_bars_and_line_ends_collapse():
+    assert _collapse(b"a\r\nb\n") == b"a\nb\n"
+    assert _collapse(b"10%\r20%\r100%\n") == b"100%\n"
+    assert _collapse(b"10%\r20%\r100%\r\n") == b"100%\n"
+    assert _collapse(b"plain\n") == b"plain\n"
+
+
+def test_unfinished_line_is_rewritten_under_the_same_seq_until_it_ends():
+    log = ConsoleLog("r")
+    assert _feed(log, b"done\n", b"\r 10%") == [(0, b"done\n"), (1, b" 10%")]
+    assert _feed(log, b"\r 50%\r") == [(1, b" 50%")]  # replaces seq 1
+    assert _feed(log, b" 99%") == [(1, b" 99%")]  # the trailing \r of the last state overwrote it
+    assert _feed(log, b"\n", b"next") == [(1, b" 99%\n"), (2, b"next")]
+    assert log.emit() == []  # nothing new, nothing written
+    log.closing = True
+    log.dirty = True
+    assert log.emit() == [(2, b"next")]
+    assert bytes(log.full) == b"done\n 99%\nnext"
+
+
+def test_bad_capture_values_name_the_option(monkeypatch):
+    for bad in ("yes please", 3, 1.5, ["fd"]):
+        with pytest.raises(trackhooks.TrackhooksError, match="capture_output"):
+            parse_mode(bad)
+    with pytest.raises(trackhooks.TrackhooksError, match="capture_output"):
+        trackhooks.start_run(capture_output="sometimes")
+    monkeypatch.setenv("TRACKHOOKS_CAPTURE_OUTPUT", "maybe")
+    with pytest.raises(ValueError, match="TRACKHOOKS_CAPTURE_OUTPUT"):
+        parse_mode(None)
+    for raw, mode in (("0", None), ("off", None), ("1", "python"), ("fd", "fd"), ("PYTHON", "python")):
+        monkeypatch.setenv("TRACKHOOKS_CAPTURE_OUTPUT", raw)
+        assert parse_mode(None) == mode
+    monkeypatch.delenv("TRACKHOOKS_CAPTURE_OUTPUT")
+    assert parse_mode(None) == "python" and parse_mode(False) is None and parse_mode("fd") == "fd"
+
+
+def test_show_console_prints_the_log(store_path):
+    with trackhooks.start_run(capture_output=True) as run:
+        print("hello from the run \x1b[31mred\x1b[0m")
+    p = subprocess.run([PY, "-m", "trackhooks", "--store", store_path, "show", run.id[:8], "--console"],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"hello from the run \x1b[31mred\x1b[0m\n"  # piped: the bytes as written
+    from trackhooks.cli import console_for_terminal
+
+    assert console_for_terminal(b"ok \x1b[31mred\x1b[0m \x1b]0;title\x07") == "ok \x1b[31mred\x1b[0m \\x1b]0;title\\x07"
+
+
+def test_resuming_a_killed_run_keeps_its_log_and_appends(store_path):
+    code = textwrap.dedent(r"""
+        import os, sys, time, trackhooks
+        run = trackhooks.start_run("console", store=sys.argv[1], capture_output=True)
+        print(run.id)
+        print("half", end="")
+        run.flush()
+        os.write(int(sys.argv[2]), b"x")
+        time.sleep(600)
+    """)
+    r, w = os.pipe()
+    p = subprocess.Popen([PY, "-c", code, store_path, str(w)], pass_fds=(w,), stdout=subprocess.PIPE)
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b"x"
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        os.close(r)
+    run_id = p.stdout.read().split()[0].decode()
+    p.stdout.close()
+    with trackhooks.start_run(resume=run_id, capture_output=True) as run:
+        print(" and the rest")
+        run.flush()
+        # while the second session runs: the first one's chunks, then the new ones after them
+        assert trackhooks.open_store(store_path).run(run_id).console() == f"{run_id}\nhalf and the rest\n".encode()
+    assert trackhooks.open_store(store_path).run(run_id).console() == f"{run_id}\nhalf and the rest\n".encode()

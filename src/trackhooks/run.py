@@ -422,7 +422,7 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
 
 
 def start_child_run(parent: Run, name: str | None = None, *, params: Mapping[str, Any] | None = None,
-                    tags: Mapping[str, Any] | None = None) -> Run:
+                    tags: Mapping[str, Any] | None = None, container: str | None = None) -> Run:
     """A child of ``parent`` in its experiment, store and sinks, for integrations that open many
     short child runs (an Optuna trial, a search candidate).
 
@@ -431,13 +431,14 @@ def start_child_run(parent: Run, name: str | None = None, *, params: Mapping[str
     the writer's) on the caller's thread. The parent is durable already; a process killed within the
     writer's interval after the child started loses that child's row, not the parent's. The child's
     system record is its parent's (same process, same environment) instead of asking the
-    system-info plugins again.
+    system-info plugins again. ``container``: the integration's name, to mark the child as a nesting
+    container (``nesting.mark_container``) before any other thread can see it.
     """
     if not isinstance(parent, Run):
         raise InvalidValueError(f"start_child_run: parent must be a Run, got {short_repr(parent)}")
     return _start(parent.experiment, name, params=params, tags=tags, store=parent.store,
                   mirrors=list(parent._state.channel.sinks[1:]), parent=parent, resume=None, durable_now=False,
-                  system_from=parent)
+                  system_from=parent, container=container)
 
 
 _proc_start: dict[int, int | None] = {}
@@ -452,7 +453,8 @@ def _process_start(pid: int) -> int | None:
 
 def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None,
            store: str | os.PathLike | None, mirrors: Iterable[Any] | None, parent: "Run | str | None",
-           resume: str | None, durable_now: bool, system_from: Run | None = None) -> Run:
+           resume: str | None, durable_now: bool, system_from: Run | None = None,
+           container: str | None = None) -> Run:
     experiment = check_key(experiment, "experiment")
     if name is not None:
         name = check_key(name, "run name")
@@ -496,6 +498,8 @@ def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | Non
         run_id = os.urandom(16).hex()
     name = name or _default_name()
     run = Run(run_id, name, experiment, store_path, parent_id, channel, saved_params, last_step, store_uri)
+    if container is not None:
+        run._role, run._opened_by = "container", container
     w = run._writer
     w.register(run._state)
     pid = os.getpid()

@@ -202,3 +202,14 @@ def test_start_child_run_lands_in_the_parents_store_with_its_system_record(tmp_p
     assert rec.system == prec.system and rec.system.get("python")
     with pytest.raises(TypeError):
         start_child_run(parent.id)
+
+
+def test_a_child_started_as_a_container_receives_fits_at_once(store_path):
+    from trackhooks.plugin import start_child_run
+
+    with trackhooks.start_run("study") as study:
+        mark_owned(study, "optuna")
+        trial = start_child_run(study, "trial-0", container="optuna")
+        assert decide("xgboost") == ("into", trial)
+        trial.finish()
+        assert decide("xgboost") == ("new", None)  # the study's own run is never taken for the user's

@@ -466,7 +466,7 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
 
 
 def start_child_run(parent: Run, name: str | None = None, *, params: Mapping[str, Any] | None = None,
-                    tags: Mapping[str, Any] | None = None) -> Run:
+                    tags: Mapping[str, Any] | None = None, container: str | None = None) -> Run:
     """A child of ``parent`` in its experiment, store and sinks, for integrations that open many
     short child runs (an Optuna trial, a search candidate).
 
@@ -477,12 +477,14 @@ def start_child_run(parent: Run, name: str | None = None, *, params: Mapping[str
     system record is its parent's (same process, same environment) instead of asking the
     system-info plugins again. A child takes no system-metric samples and no console capture of
     its own: the parent, open in the same process, has them.
+    ``container``: the integration's name, to mark the child as a nesting container
+    (``nesting.mark_container``) before any other thread can see it.
     """
     if not isinstance(parent, Run):
         raise InvalidValueError(f"start_child_run: parent must be a Run, got {short_repr(parent)}")
     return _start(parent.experiment, name, params=params, tags=tags, store=parent.store,
                   mirrors=list(parent._state.channel.sinks[1:]), parent=parent, resume=None, durable_now=False,
-                  system_from=parent, interval=None, capture=None)
+                  system_from=parent, interval=None, capture=None, container=container)
 
 
 _proc_start: dict[int, int | None] = {}
@@ -498,7 +500,7 @@ def _process_start(pid: int) -> int | None:
 def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None,
            store: str | os.PathLike | None, mirrors: Iterable[Any] | None, parent: "Run | str | None",
            resume: str | None, durable_now: bool, system_from: Run | None = None,
-           interval: float | None = None, capture: str | None = None) -> Run:
+           interval: float | None = None, capture: str | None = None, container: str | None = None) -> Run:
     experiment = check_key(experiment, "experiment")
     if name is not None:
         name = check_key(name, "run name")
@@ -545,6 +547,8 @@ def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | Non
         console_before, console_seq = b"", 0
     name = name or _default_name()
     run = Run(run_id, name, experiment, store_path, parent_id, channel, saved_params, last_step, store_uri)
+    if container is not None:
+        run._role, run._opened_by = "container", container
     w = run._writer
     w.register(run._state)
     pid = os.getpid()

@@ -24,7 +24,7 @@ import optuna
 from optuna.trial import TrialState
 
 import trackhooks
-from trackhooks.plugin import mark_container, mark_owned, split_options, start_child_run, warn_once
+from trackhooks.plugin import mark_owned, split_options, start_child_run, warn_once
 
 from . import describe
 
@@ -223,9 +223,9 @@ class TrackhooksCallback:
             number = trial.number
             name = self._trial_name.format(number=number, study=self._study_name)
             # no store transaction on the trial's thread: the writer records the row with its next batch
+            # a container from the start: fits on this thread record into it (the core nesting rule)
             run = start_child_run(parent, name, tags={"optuna.trial_number": number,
-                                                      "optuna.study_name": self._study_name})
-            mark_container(run, "optuna")
+                                                      "optuna.study_name": self._study_name}, container="optuna")
             t = _Trial(run, number, trial)
             fixed = getattr(trial, "_fixed_params", None) or {}
             with self._lock:

@@ -241,7 +241,7 @@ def _numeric_copy(key: str, values: Any, what: str, allow_bool: bool = True) -> 
 
 
 def _check_bins(key: str, bins: Any) -> Any:
-    if isinstance(bins, bool):
+    if isinstance(bins, (bool, str, bytes)):
         raise InvalidValueError(f"histogram {key!r}: bins must be an int or a sequence of edges, got {bins!r}")
     if isinstance(bins, int) or (hasattr(bins, "__index__") and not hasattr(bins, "__len__")):
         n = int(bins.__index__()) if not isinstance(bins, int) else bins

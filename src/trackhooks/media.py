@@ -93,8 +93,11 @@ def _is_frame(x: Any, lib: str) -> bool:
 
 
 def _np():
-    import numpy
-
+    try:
+        import numpy
+    except ImportError:
+        raise MissingExtraError("rich records of lists, figures and images need numpy, which is not installed; "
+                                "install it with: pip install 'trackhooks[media]'") from None
     return numpy
 
 
@@ -228,6 +231,8 @@ def _numeric_copy(key: str, values: Any, what: str, allow_bool: bool = True) -> 
         else:
             try:
                 values = _np().asarray(values)
+            except MissingExtraError:
+                raise
             except Exception as exc:
                 raise InvalidValueError(f"{what} {key!r}: not an array of numbers ({type(exc).__name__}: "
                                         f"{exc})") from None

@@ -79,10 +79,10 @@ WORKLOADS = [
                             "mlflow.sklearn.autolog(log_models=False)"]),
     Workload("media", "Rich records: caller-thread log_image / log_histogram vs a bare arr.copy() (issue 16)",
              "media_bench.py", _MEDIA, kind="micro", fork_groups=[_MEDIA]),
-    Workload("sklearn-plots", "scikit-learn: LogisticRegression on digits (1797 samples), autolog with plots",
+    Workload("media-sklearn", "scikit-learn: LogisticRegression on digits (1797 samples), autolog with plots",
              "media_bench.py", ["none", "trackhooks autolog (with plots)"], ratio_target=1.10),
-    Workload("sklearn-plots-rf", "scikit-learn: RandomForestClassifier(50 trees) on digits, autolog with plots",
-             "media_bench.py", ["none (random forest)", "trackhooks autolog (with plots, random forest)"],
+    Workload("media-sklearn-rf", "scikit-learn: RandomForestClassifier(50 trees) on digits, autolog with plots",
+             "media_bench.py", ["none (random forest)", "trackhooks autolog (with plots; random forest)"],
              ratio_target=1.10),
 ]
 

@@ -94,7 +94,7 @@ def test_media_workload_tiny():
     rows = _run_workload("media_bench.py", ["log_image 512x512x3 uint8 vs arr.copy()",
                                             "log_histogram 1M float64 vs arr.copy()", "none",
                                             "trackhooks autolog (with plots)", "none (random forest)",
-                                            "trackhooks autolog (with plots, random forest)"])
+                                            "trackhooks autolog (with plots; random forest)"])
     for c in ("log_image 512x512x3 uint8 vs arr.copy()", "log_histogram 1M float64 vs arr.copy()"):
         row = _ok(rows, c)
         assert row["unit"] == "× arr.copy()" and row["value"] > 0 and row["calls"] == 10

@@ -28,7 +28,7 @@ CONFIGS: dict[str, list[str]] = {
     "none": ["sklearn", "numpy"],
     "trackhooks autolog (with plots)": ["sklearn", "numpy", "trackhooks_sklearn"],
     "none (random forest)": ["sklearn", "numpy"],
-    "trackhooks autolog (with plots, random forest)": ["sklearn", "numpy", "trackhooks_sklearn"],
+    "trackhooks autolog (with plots; random forest)": ["sklearn", "numpy", "trackhooks_sklearn"],
 }
 MICRO = ("log_image 512x512x3 uint8 vs arr.copy()", "log_histogram 1M float64 vs arr.copy()")
 

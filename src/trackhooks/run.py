@@ -319,9 +319,9 @@ class Run:
         self._media_kinds[key] = kind
         nbytes = _media_nbytes(job.payload)
         w = self._writer
-        w.media_bytes += nbytes
+        full = w.add_media_bytes(nbytes)
         self._buffer.append((_w.OP_MEDIA, self._state, key, job, step, epoch, time.time(), nbytes))
-        if w.media_bytes > _w.MAX_MEDIA_BYTES:
+        if full:
             w.wait_for_media_space()
         elif len(self._buffer) >= _w.WAKE_AT:
             self._backpressure(self._buffer)

@@ -136,6 +136,7 @@ class Writer:
         self._last_heartbeat = time.time()
         self.pid = os.getpid()
         self.media_bytes = 0  # approximate bytes of media copies in the buffer (bounded memory)
+        self._media_lock = threading.Lock()  # callers on several threads add, the writer subtracts
 
     # ---- caller side ------------------------------------------------------------------------
     def ensure_started(self) -> None:
@@ -162,6 +163,12 @@ class Writer:
                 return
             time.sleep(0.001)
             self.wake()
+
+    def add_media_bytes(self, n: int) -> bool:
+        """Count ``n`` bytes of a media copy into the buffer; True when the caller should wait."""
+        with self._media_lock:
+            self.media_bytes += n
+            return self.media_bytes > MAX_MEDIA_BYTES
 
     def wait_for_media_space(self) -> None:
         """The caller waits while the copied media in the buffer exceed MAX_MEDIA_BYTES."""
@@ -322,7 +329,8 @@ class Writer:
                     if ev is not None:
                         batch.datasets.append(ev)
                 elif op == OP_MEDIA:
-                    self.media_bytes -= entry[7]
+                    with self._media_lock:
+                        self.media_bytes -= entry[7]
                     ev = self._media_event(st, entry)
                     if ev is not None:
                         batch.media.append(ev)

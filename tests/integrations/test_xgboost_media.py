@@ -53,3 +53,21 @@ def test_log_importance_false_records_no_table(store_path):
     cap = Capture()
     xgb.train({"nthread": 1}, xgb.DMatrix(X, label=y), 2, callbacks=[TrackhooksCallback(mirrors=[cap], log_importance=False)])
     assert cap.media == []
+
+
+def test_trackhooks_autolog_options_of_other_plugins_are_ignored_with_a_warning(store_path):
+    import trackhooks
+
+    from trackhooks_xgboost import autolog
+
+    X, y = load_diabetes(return_X_y=True)
+    try:
+        with pytest.warns(RuntimeWarning, match="log_histograms"):
+            trackhooks.autolog("xgboost", log_histograms=2, log_importance=True)
+        xgb.train({"nthread": 1}, xgb.DMatrix(X, label=y), 2)
+    finally:
+        autolog(disable=True)
+    (rec,) = trackhooks.open_store(store_path).runs()
+    assert rec.media_keys() == ["feature_importance"]
+    with pytest.raises(TypeError):
+        autolog(log_histograms=2)  # the plugin's own autolog still rejects it

@@ -59,6 +59,7 @@ _LIGHTNING = ["none", "trackhooks", "CSVLogger", "TensorBoardLogger", "MLFlowLog
 _HOT = ["floor: dict copy + deque append", "trackhooks log_metrics (writer idle)", "trackhooks log_metrics (sustained)",
         "mlflow.log_metrics (sqlite)", "TensorBoard add_scalar x4", "wandb.log (offline)"]
 _STORE = ["ingest", "ingest: writer + store only", "store write only", "read 1M-point series", "import trackhooks", "start_run"]
+_MEDIA = ["log_image 512x512x3 uint8 vs arr.copy()", "log_histogram 1M float64 vs arr.copy()"]
 _HASH = ["dataset hash: hashlib.sha256 floor", "dataset hash: fingerprint", "dataset hash: log_dataset + flush"]
 
 WORKLOADS = [
@@ -99,6 +100,13 @@ WORKLOADS = [
                             "mlflow.sklearn.autolog(log_models=False)"]),
     Workload("optuna", "Optuna: 200-trial study of a trivial objective (RandomSampler, 3 trial.report per trial)",
              "optuna_bench.py", ["none", "trackhooks", "trackhooks autolog"], per_unit=("trials", "trial", 2.0)),
+    Workload("media", "Rich records: caller-thread log_image / log_histogram vs a bare arr.copy() (issue 16)",
+             "media_bench.py", _MEDIA, kind="micro", fork_groups=[_MEDIA]),
+    Workload("media-sklearn", "scikit-learn: LogisticRegression on digits (1797 samples), autolog with plots",
+             "media_bench.py", ["none", "trackhooks autolog (with plots)"], ratio_target=1.10),
+    Workload("media-sklearn-rf", "scikit-learn: RandomForestClassifier(50 trees) on digits, autolog with plots",
+             "media_bench.py", ["none (random forest)", "trackhooks autolog (with plots; random forest)"],
+             ratio_target=1.10),
 ]
 
 # micro rows with a target: config -> (target text, predicate on the median value)
@@ -112,6 +120,8 @@ MICRO_TARGETS: dict[str, tuple[str, Any]] = {
     "dataset hash: log_dataset + flush": ("≥ 500 MB/s", lambda v: v >= 500),
     "autolog(): import + autolog() vs import": ("≤ 1.3×", lambda v: v <= 1.3),
     "autolog(): sklearn fit script vs untracked": ("≤ 1.2×", lambda v: v <= 1.2),
+    "log_image 512x512x3 uint8 vs arr.copy()": ("≤ 3× arr.copy()", lambda v: v <= 3.0),
+    "log_histogram 1M float64 vs arr.copy()": ("≤ 3× arr.copy()", lambda v: v <= 3.0),
 }
 
 

@@ -31,6 +31,7 @@ from .sink import (
     CheckpointUpdate,
     ConsoleChunk,
     DatasetEvent,
+    MediaEvent,
     MetricColumns,
     RunStart,
     Sink,
@@ -56,6 +57,7 @@ OP_SYSINFO = 13  # (op, state, callable -> dict merged into the run's system rec
 OP_CONSOLE = 14  # (op, None, str | bytes): output of the process, for every capturing run
 OP_CONSOLE_ATTACH = 15  # (op, state, prefix bytes, limit, first seq): the run captures from here on
 OP_SYSMETRICS = 16  # (op, state, interval seconds): the run gets system samples from here on
+OP_MEDIA = 17  # (op, state, key, media.Job, step, epoch, ts, approximate bytes held)
 
 DEFAULT_INTERVAL = float(os.environ.get("TRACKHOOKS_FLUSH_INTERVAL", "1.0"))
 MAX_BUFFERED = 200_000  # entries; beyond this the caller waits for the writer (never dropped)
@@ -63,6 +65,7 @@ WAKE_AT = 20_000  # entries; the writer is woken early when the buffer holds thi
 HEARTBEAT_INTERVAL = 10.0
 INLINE_ARTIFACT_BYTES = 16 << 20
 POISON_RETRIES = 3  # a batch a sink rejects this often with a non-I/O error is dropped, loudly
+MAX_MEDIA_BYTES = 512 << 20  # copied media waiting for the writer; beyond this the caller waits
 MIRROR_FLUSH_TIMEOUT = float(os.environ.get("TRACKHOOKS_MIRROR_TIMEOUT", "10"))
 
 
@@ -103,12 +106,15 @@ class Channel:
 class RunState:
     """Writer-side state of one run: where it goes and the last step per key (for step=None)."""
 
-    __slots__ = ("run_id", "channel", "last_step", "finished", "owner_pid")
+    __slots__ = ("run_id", "channel", "last_step", "media_step", "finished", "owner_pid")
 
-    def __init__(self, run_id: str, channel: Channel, last_step: dict[str, int] | None = None):
+    def __init__(self, run_id: str, channel: Channel, last_step: dict[str, int] | None = None,
+                 media_step: dict[str, int] | None = None):
         self.run_id = run_id
         self.channel = channel
         self.last_step: dict[str, int] = dict(last_step or {})
+        # media keys count their own steps (a metric and an image may share a key name)
+        self.media_step: dict[str, int] = dict(media_step or {})
         self.finished = False
         self.owner_pid = os.getpid()
 
@@ -155,6 +161,8 @@ class Writer:
         self.pid = os.getpid()
         self.sampler = None  # sysmetrics.SystemSampler, made when a run asks for system metrics
         self._consoles: dict[str, Any] = {}  # run_id -> console.ConsoleLog of the capturing runs
+        self.media_bytes = 0  # approximate bytes of media copies in the buffer (bounded memory)
+        self._media_lock = threading.Lock()  # callers on several threads add, the writer subtracts
 
     # ---- caller side ------------------------------------------------------------------------
     def ensure_started(self) -> None:
@@ -180,6 +188,22 @@ class Writer:
         self.ensure_started()
         while len(self.buffer) >= MAX_BUFFERED // 2:
             if threading.current_thread() is self._thread or self._in_drain():
+                return
+            time.sleep(0.001)
+            self.wake()
+
+    def add_media_bytes(self, n: int) -> bool:
+        """Count ``n`` bytes of a media copy into the buffer; True when the caller should wait."""
+        with self._media_lock:
+            self.media_bytes += n
+            return self.media_bytes > MAX_MEDIA_BYTES
+
+    def wait_for_media_space(self) -> None:
+        """The caller waits while the copied media in the buffer exceed MAX_MEDIA_BYTES."""
+        self.wake()
+        self.ensure_started()
+        while self.media_bytes > MAX_MEDIA_BYTES // 2:
+            if threading.current_thread() is self._thread:
                 return
             time.sleep(0.001)
             self.wake()
@@ -435,6 +459,12 @@ class Writer:
                     ev = entry[2]()
                     if ev is not None:
                         batch.datasets.append(ev)
+                elif op == OP_MEDIA:
+                    with self._media_lock:
+                        self.media_bytes -= entry[7]
+                    ev = self._media_event(st, entry)
+                    if ev is not None:
+                        batch.media.append(ev)
                 elif op == OP_SYSINFO:
                     info = entry[2]()
                     if info:
@@ -506,6 +536,27 @@ class Writer:
             warn_once(("ckpt", rec.path), f"checkpoint {rec.path} could not be hashed: {exc}")
         return CheckpointEvent(st.run_id, rec.path, rec.step, rec.epoch, values, rec.monitor, rec.mode,
                                rec.best, rec.size, rec.sha256, rec.time)
+
+    @staticmethod
+    def _media_event(st: RunState, entry: tuple) -> MediaEvent | None:
+        from .media import build
+
+        _, _, key, job, step, epoch, ts, nbytes = entry
+        try:
+            built = build(job)
+        except Exception as exc:
+            # validated at the call; what fails here is the content itself (an unreadable image file,
+            # a device tensor with labels outside ``labels``): drop this one record, loudly
+            warn_once(("media", st.run_id, key, type(exc)),
+                      f"{job.kind} {key!r} of run {st.run_id[:8]} could not be recorded "
+                      f"({type(exc).__name__}: {exc}); it was skipped")
+            return None
+        s = (st.media_step.get(key, -1) + 1) if step is None else step
+        if s > INT64_MAX:
+            s = INT64_MAX
+        st.media_step[key] = s
+        return MediaEvent(st.run_id, key, job.kind, s, epoch, ts, built.data, built.file, built.sha256, built.ext,
+                          built.width, built.height)
 
     def _deliver(self, ch: Channel, batch: Batch, local_only: bool = False) -> None:
         for i, sink in enumerate(ch.sinks):

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from trackhooks.plugin import START_RUN_OPTIONS, warn_once
 
 #: options of autolog(), passed on to each TrackhooksCallback it creates
-OPTION_NAMES = ("log_every_n_batches", "log_model", *START_RUN_OPTIONS)
+OPTION_NAMES = ("log_every_n_batches", "log_model", "log_histograms", *START_RUN_OPTIONS)
 
 _lock = threading.Lock()
 _options: dict[str, Any] | None = None  # None: autolog is off
@@ -30,7 +30,7 @@ def autolog(*, disable: bool = False, **options: Any) -> None:
     """Record every ``keras.Model.fit`` (and ``evaluate`` after it) without changing user code.
 
     ``options`` are TrackhooksCallback's keyword arguments (``log_every_n_batches``, ``log_model``,
-    and ``trackhooks.start_run``'s: ``experiment``, ``name``, ``params``, ``tags``, ``store``, ``mirrors``,
+    ``log_histograms`` and ``trackhooks.start_run``'s: ``experiment``, ``name``, ``params``, ``tags``, ``store``, ``mirrors``,
     ``parent``, ``system_metrics``, ``capture_output``); calling
     autolog again replaces them. ``disable=True`` restores Keras' own methods. If patching fails,
     one warning is issued and Keras trains unpatched.

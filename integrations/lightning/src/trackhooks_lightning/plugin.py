@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 _TREES = ("lightning.pytorch", "pytorch_lightning")
 #: the options of TrackhooksCallback (and so autolog) besides start_run's (trackhooks.plugin.START_RUN_OPTIONS)
-OWN_OPTIONS = ("run", "log_every_n_steps", "checkpoints", "datasets")
+OWN_OPTIONS = ("run", "log_every_n_steps", "checkpoints", "datasets", "log_histograms", "log_gradient_histograms")
 _patched: dict[type, Any] = {}  # Trainer class -> its original __init__
 _options: dict[str, Any] = {}
 

@@ -17,6 +17,23 @@ def trackhooks_autolog_modules() -> list[str]:
 
 @hookimpl
 def trackhooks_autolog(options: dict[str, Any]) -> None:
+    """``trackhooks.autolog("xgboost", **options)``: ``trackhooks_xgboost.autolog(**options)``.
+
+    Options meant for other plugins (``trackhooks.autolog()`` passes the same options to every
+    installed integration, e.g. Keras' and Lightning's ``log_histograms``) are ignored with one
+    warning instead of failing; ``trackhooks_xgboost.autolog`` itself still rejects them.
+    """
+    import inspect
+
+    from trackhooks.plugin import warn_once
+
+    from .callback import _START_RUN_KWARGS, TrackhooksCallback
     from .patch import autolog
 
-    autolog(**options)
+    known = set(inspect.signature(TrackhooksCallback.__init__).parameters) - {"self", "start_run_kwargs"}
+    known |= set(_START_RUN_KWARGS) | {"disable"}
+    unknown = sorted(k for k in options if k not in known)
+    if unknown:
+        warn_once(("xgboost", "options", tuple(unknown)),
+                  f"xgboost autolog ignores options it does not know: {', '.join(unknown)}")
+    autolog(**{k: v for k, v in options.items() if k in known})

@@ -7,6 +7,7 @@
   var RUNS = DATA.runs;
   var state = { x: "step", hidden: {}, filter: "" };
   var charts = [];
+  var panels = [];
   var PAD0 = { l: 58, r: 14, t: 10, b: 28 };
   var FONT = "11px system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif";
 
@@ -366,6 +367,10 @@
 
   function setHidden(run, hidden) {
     state.hidden[run] = hidden;
+    var cells = document.querySelectorAll(".media-cell[data-run]");
+    for (var c = 0; c < cells.length; c++) {
+      if (+cells[c].getAttribute("data-run") === run) cells[c].hidden = hidden;
+    }
     var boxes = document.querySelectorAll("input[type=checkbox][data-run]");
     for (var i = 0; i < boxes.length; i++) {
       if (+boxes[i].getAttribute("data-run") === run) boxes[i].checked = !hidden;
@@ -386,6 +391,16 @@
       grid.appendChild(ch.card);
     });
     if (!DATA.charts.length) grid.appendChild(el("div", "empty", "These runs logged no metrics."));
+    var mgrid = document.getElementById("media-grid");
+    if (mgrid && window.TrackhooksMedia) {
+      var mctx = { label: function (s) { return label(s.run); }, color: function (s) { return RUNS[s.run].color; } };
+      (DATA.media || []).forEach(function (spec) { panels.push(new window.TrackhooksMedia.Panel(spec, mctx, mgrid)); });
+      var mfilter = document.getElementById("media-filter");
+      mfilter.addEventListener("input", function () {
+        var q = mfilter.value.toLowerCase();
+        panels.forEach(function (p) { p.root.classList.toggle("hidden", p.spec.key.toLowerCase().indexOf(q) < 0); });
+      });
+    }
     var boxes = document.querySelectorAll("input[type=checkbox][data-run]");
     for (var j = 0; j < boxes.length; j++) {
       boxes[j].addEventListener("change", function (ev) {
@@ -413,12 +428,12 @@
     var pending = null;
     window.addEventListener("resize", function () {
       if (pending) clearTimeout(pending);
-      pending = setTimeout(drawAll, 120);
+      pending = setTimeout(function () { drawAll(); panels.forEach(function (p) { p.redraw(); }); }, 120);
     });
     var t0 = (window.performance && performance.now()) || 0;
     drawAll();
     var t1 = (window.performance && performance.now()) || 0;
-    window.__trackhooks = { charts: charts.length, ready: true, render_ms: t1 - t0 };
+    window.__trackhooks = { charts: charts.length, panels: panels.length, ready: true, render_ms: t1 - t0 };
     document.body.setAttribute("data-ready", "1");
   }
 

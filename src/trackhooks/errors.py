@@ -36,6 +36,17 @@ class UnsafePathError(TrackhooksError, ValueError):
     """An artifact or checkpoint name/path that would escape the store, or is not a regular file."""
 
 
+class InvalidMediaError(TrackhooksError, ValueError):
+    """A rich record (image, histogram, table, ...) whose content cannot be recorded: ragged table
+    rows, y_true/y_pred of different lengths, labels not in ``labels``, bad bins, a key already used
+    for another kind of record. Names the key."""
+
+
+class MissingExtraError(TrackhooksError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install
+    (e.g. ``pip install 'trackhooks[media]'`` for Pillow)."""
+
+
 class StoreError(TrackhooksError, OSError):
     """The store cannot be created, opened, or is not a valid trackhooks store."""
 

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from . import writer as _w
 from .errors import (
+    InvalidMediaError,
     InvalidValueError,
     ParamConflictError,
     RunFinishedError,
@@ -74,6 +75,7 @@ class Run:
         self._state = _w.RunState(run_id, channel, last_step)
         self._params_lock = threading.Lock()
         self._finish_lock = threading.Lock()
+        self._media_kinds: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Run(id={self.id[:8]}, name={self.name!r}, experiment={self.experiment!r}, status={self.status!r})"
@@ -238,6 +240,75 @@ class Run:
         self._buffer.append((_w.OP_DATASET, self._state, job))
         return record
 
+    # ---- rich records (see media.py: validate and copy here, encode on the writer thread) -----
+    def log_image(self, key: str, image: Any, *, step: int | None = None, epoch: int | None = None,
+                  caption: str | None = None) -> None:
+        """An image: numpy HxW/HxWxC/CxHxW (uint8, bool, or float in [0, 1]), torch tensor (CxHxW or
+        HxWxC, copied on its device), PIL image, or a path to an image file. Stored as PNG (JPEG
+        files kept as they are)."""
+        from .media import prepare_image
+
+        self._log_media(key, "image", step, epoch, prepare_image, image, caption)
+
+    def log_figure(self, key: str, figure: Any, *, step: int | None = None, epoch: int | None = None) -> None:
+        """A matplotlib Figure, drawn here (matplotlib is not thread-safe) and stored as PNG; the
+        figure is left open."""
+        from .media import prepare_figure
+
+        self._log_media(key, "figure", step, epoch, prepare_figure, figure)
+
+    def log_histogram(self, key: str, values: Any, *, step: int | None = None, epoch: int | None = None,
+                      bins: Any = 64) -> None:
+        """A histogram of any array/tensor of numbers (binned on the writer thread; NaN and +-inf
+        counted apart). ``bins``: a number of equal-width bins over [min, max], or the edges."""
+        from .media import prepare_histogram
+
+        self._log_media(key, "histogram", step, epoch, prepare_histogram, values, bins)
+
+    def log_table(self, key: str, data: Any, *, step: int | None = None) -> None:
+        """A table: a list of dicts, a dict of columns, a list of equal-length rows, or a
+        pandas/polars DataFrame."""
+        from .media import prepare_table
+
+        self._log_media(key, "table", step, None, prepare_table, data)
+
+    def log_confusion_matrix(self, key: str, y_true: Any, y_pred: Any, *, labels: Any = None,
+                             step: int | None = None, epoch: int | None = None) -> None:
+        """A confusion matrix (rows: true label, columns: predicted) counted on the writer thread.
+        ``labels``: the classes in display order (default: every label seen, sorted)."""
+        from .media import prepare_confusion
+
+        self._log_media(key, "confusion_matrix", step, epoch, prepare_confusion, y_true, y_pred, labels)
+
+    def log_curve(self, key: str, x: Any, y: Any, *, step: int | None = None, x_label: str = "x",
+                  y_label: str = "y") -> None:
+        """A curve as paired x and y values (a ROC or precision-recall curve, say)."""
+        from .media import prepare_curve
+
+        self._log_media(key, "curve", step, None, prepare_curve, x, y, x_label, y_label)
+
+    def _log_media(self, key: Any, kind: str, step: Any, epoch: Any, prepare: Any, *args: Any) -> None:
+        self._check_open()
+        key = check_key(key, f"{kind.replace('_', ' ')} key")
+        if step is not None and (type(step) is not int or not _IMIN <= step <= _IMAX):
+            step = check_index(step, "step")
+        if epoch is not None and (type(epoch) is not int or not _IMIN <= epoch <= _IMAX):
+            epoch = check_index(epoch, "epoch")
+        known = self._media_kinds.get(key)
+        if known is not None and known != kind:
+            raise InvalidMediaError(f"media key {key!r} of run {self.id[:8]} already holds {known} records; "
+                                    f"log the {kind.replace('_', ' ')} under another key")
+        job = prepare(key, *args)
+        self._media_kinds[key] = kind
+        nbytes = _media_nbytes(job.payload)
+        w = self._writer
+        w.media_bytes += nbytes
+        self._buffer.append((_w.OP_MEDIA, self._state, key, job, step, epoch, time.time(), nbytes))
+        if w.media_bytes > _w.MAX_MEDIA_BYTES:
+            w.wait_for_media_space()
+        elif len(self._buffer) >= _w.WAKE_AT:
+            self._backpressure(self._buffer)
+
     # ---- lifecycle -------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self.status != "running":
@@ -289,6 +360,28 @@ def _check_artifact_name(name: Any) -> str:
     if any(p in ("..", ".") for p in parts) or any(not p for p in parts):
         raise UnsafePathError(f"artifact name {name!r} has empty, '.' or '..' parts and could escape the store")
     return norm
+
+
+def _media_nbytes(payload: Any) -> int:
+    """Rough size of a media copy, for the buffer's memory bound (GPU tensors count too: their
+    copies hold device memory until the writer takes them)."""
+    n = getattr(payload, "nbytes", None)
+    if isinstance(n, int):
+        return n
+    if isinstance(payload, (bytes, bytearray)):
+        return len(payload)
+    numel = getattr(payload, "numel", None)
+    if callable(numel):
+        try:
+            return int(numel()) * int(payload.element_size())
+        except Exception:
+            return 1 << 10
+    if isinstance(payload, tuple):
+        return sum(_media_nbytes(p) for p in payload)
+    size = getattr(payload, "size", None)  # PIL images: (width, height)
+    if isinstance(size, tuple) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return size[0] * size[1] * 4
+    return 1 << 10
 
 
 def _local_sink(path: str) -> LocalStoreSink:

@@ -30,6 +30,7 @@ from .sink import (
     CheckpointEvent,
     CheckpointUpdate,
     DatasetEvent,
+    MediaEvent,
     MetricColumns,
     RunStart,
     Sink,
@@ -50,6 +51,7 @@ OP_ARTIFACT = 8  # (op, state, name, source, data, ts)
 OP_DATASET = 9  # (op, state, callable -> DatasetEvent)
 OP_STATUS = 10  # (op, state, status, end_time)
 OP_FLUSH = 11  # (op, None, threading.Event)
+OP_MEDIA = 12  # (op, state, key, media.Job, step, epoch, ts, approximate bytes held)
 
 DEFAULT_INTERVAL = float(os.environ.get("TRACKHOOKS_FLUSH_INTERVAL", "1.0"))
 MAX_BUFFERED = 200_000  # entries; beyond this the caller waits for the writer (never dropped)
@@ -57,6 +59,7 @@ WAKE_AT = 20_000  # entries; the writer is woken early when the buffer holds thi
 HEARTBEAT_INTERVAL = 10.0
 INLINE_ARTIFACT_BYTES = 16 << 20
 POISON_RETRIES = 3  # a batch a sink rejects this often with a non-I/O error is dropped, loudly
+MAX_MEDIA_BYTES = 512 << 20  # copied media waiting for the writer; beyond this the caller waits
 MIRROR_FLUSH_TIMEOUT = float(os.environ.get("TRACKHOOKS_MIRROR_TIMEOUT", "10"))
 
 
@@ -82,12 +85,15 @@ class Channel:
 class RunState:
     """Writer-side state of one run: where it goes and the last step per key (for step=None)."""
 
-    __slots__ = ("run_id", "channel", "last_step", "finished", "owner_pid")
+    __slots__ = ("run_id", "channel", "last_step", "media_step", "finished", "owner_pid")
 
-    def __init__(self, run_id: str, channel: Channel, last_step: dict[str, int] | None = None):
+    def __init__(self, run_id: str, channel: Channel, last_step: dict[str, int] | None = None,
+                 media_step: dict[str, int] | None = None):
         self.run_id = run_id
         self.channel = channel
         self.last_step: dict[str, int] = dict(last_step or {})
+        # media keys count their own steps (a metric and an image may share a key name)
+        self.media_step: dict[str, int] = dict(media_step or {})
         self.finished = False
         self.owner_pid = os.getpid()
 
@@ -128,6 +134,7 @@ class Writer:
         self._channels: list[Channel] = []
         self._last_heartbeat = time.time()
         self.pid = os.getpid()
+        self.media_bytes = 0  # approximate bytes of media copies in the buffer (bounded memory)
 
     # ---- caller side ------------------------------------------------------------------------
     def ensure_started(self) -> None:
@@ -150,6 +157,16 @@ class Writer:
         self.wake()
         self.ensure_started()
         while len(self.buffer) >= MAX_BUFFERED // 2:
+            if threading.current_thread() is self._thread:
+                return
+            time.sleep(0.001)
+            self.wake()
+
+    def wait_for_media_space(self) -> None:
+        """The caller waits while the copied media in the buffer exceed MAX_MEDIA_BYTES."""
+        self.wake()
+        self.ensure_started()
+        while self.media_bytes > MAX_MEDIA_BYTES // 2:
             if threading.current_thread() is self._thread:
                 return
             time.sleep(0.001)
@@ -303,6 +320,11 @@ class Writer:
                     ev = entry[2]()
                     if ev is not None:
                         batch.datasets.append(ev)
+                elif op == OP_MEDIA:
+                    self.media_bytes -= entry[7]
+                    ev = self._media_event(st, entry)
+                    if ev is not None:
+                        batch.media.append(ev)
                 elif op == OP_STATUS:
                     st.finished = True
                     self._states.pop(st.run_id, None)
@@ -339,6 +361,27 @@ class Writer:
             warn_once(("ckpt", rec.path), f"checkpoint {rec.path} could not be hashed: {exc}")
         return CheckpointEvent(st.run_id, rec.path, rec.step, rec.epoch, values, rec.monitor, rec.mode,
                                rec.best, rec.size, rec.sha256, rec.time)
+
+    @staticmethod
+    def _media_event(st: RunState, entry: tuple) -> MediaEvent | None:
+        from .media import build
+
+        _, _, key, job, step, epoch, ts, nbytes = entry
+        try:
+            built = build(job)
+        except Exception as exc:
+            # validated at the call; what fails here is the content itself (an unreadable image file,
+            # a device tensor with labels outside ``labels``): drop this one record, loudly
+            warn_once(("media", st.run_id, key, type(exc)),
+                      f"{job.kind} {key!r} of run {st.run_id[:8]} could not be recorded "
+                      f"({type(exc).__name__}: {exc}); it was skipped")
+            return None
+        s = (st.media_step.get(key, -1) + 1) if step is None else step
+        if s > INT64_MAX:
+            s = INT64_MAX
+        st.media_step[key] = s
+        return MediaEvent(st.run_id, key, job.kind, s, epoch, ts, built.data, built.file, built.sha256, built.ext,
+                          built.width, built.height)
 
     def _deliver(self, ch: Channel, batch: Batch, local_only: bool = False) -> None:
         for i, sink in enumerate(ch.sinks):

@@ -22,6 +22,8 @@ from . import summaries as sm
 
 KINDS = ("image", "figure", "histogram", "table", "confusion_matrix", "curve")
 IMAGE_KINDS = ("image", "figure")
+#: the order panels are shown in: pictures first, then plots, then tables
+KIND_ORDER = {"image": 0, "figure": 1, "confusion_matrix": 2, "curve": 3, "histogram": 4, "table": 5}
 #: the largest table a panel shows (rows beyond it are counted, not sent)
 MAX_TABLE_ROWS = 1000
 
@@ -130,7 +132,7 @@ def record_json(m: Any, src: Callable[[Any], str | None] | None = None) -> dict[
         out.update(edges=_floats(d.get("edges", ())), counts=_floats(d.get("counts", ())),
                    min=_f(d.get("min")), max=_f(d.get("max")), count=d.get("count"))
         # values that were not binned (NaN, inf), counted apart by the writer where it says so
-        extra = {k: d[k] for k in ("nan", "inf", "neginf", "posinf", "nonfinite") if isinstance(d.get(k), int)}
+        extra = {k: d[k] for k in ("nan", "pos_inf", "neg_inf") if isinstance(d.get(k), int)}
         if extra:
             out["nonfinite"] = extra
     elif kind == "confusion_matrix":

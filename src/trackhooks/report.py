@@ -227,7 +227,7 @@ def build_media(recs: Sequence[Any], *, steps: dict[str, int] | None = None,
     panels = []
     n_embedded = n_left_out = 0
     thinned = []
-    for gk in sorted(groups):
+    for gk in sorted(groups, key=lambda g: (mv.KIND_ORDER.get(g[1], 9), g[0])):
         key, kind = gk
         series = []
         for i, records in groups[gk]:

@@ -73,7 +73,7 @@
     var ylab = yt.ticks.map(function (t) { return fmtTick(t, yt.step); });
     var lw = 0;
     ylab.forEach(function (t) { lw = Math.max(lw, ctx.measureText(t).width); });
-    var P = { l: Math.max(34, Math.ceil(lw) + 12), r: 10, t: 8, b: yLabel || xLabel ? 34 : 22 };
+    var P = { l: Math.max(34, Math.ceil(lw) + 12), r: 10, t: yLabel ? 18 : 8, b: xLabel ? 34 : 22 };
     var pw = w - P.l - P.r, ph = h - P.t - P.b;
     var sx = function (x) { return P.l + (x - b.x0) / ((b.x1 - b.x0) || 1) * pw; };
     var sy = function (y) { return P.t + (1 - (y - b.y0) / ((b.y1 - b.y0) || 1)) * ph; };
@@ -93,7 +93,7 @@
     ctx.strokeStyle = "#afb8c1";
     ctx.beginPath(); ctx.moveTo(P.l + 0.5, P.t); ctx.lineTo(P.l + 0.5, h - P.b + 0.5); ctx.lineTo(w - P.r, h - P.b + 0.5); ctx.stroke();
     if (xLabel) { ctx.textAlign = "right"; ctx.fillText(xLabel, w - P.r, h - 13); }
-    if (yLabel) { ctx.textAlign = "left"; ctx.textBaseline = "top"; ctx.fillText(yLabel, P.l + 4, P.t); }
+    if (yLabel) { ctx.textAlign = "left"; ctx.textBaseline = "top"; ctx.fillText(yLabel, 2, 2); }
     return { ctx: ctx, sx: sx, sy: sy, P: P, w: w, h: h, pw: pw, ph: ph };
   }
 
@@ -323,7 +323,7 @@
       if (b !== null && b > hi) hi = b;
     });
     if (!(hi > lo)) { hi = lo + 1; }
-    var A = axes(canvas, { x0: lo, x1: hi, y0: 0, y1: 1 }, "value", "");
+    var A = axes(canvas, { x0: lo, x1: hi, y0: 0, y1: 1 }, "value", "step");
     var ctx = A.ctx, cols = Math.max(16, Math.min(160, Math.floor(A.pw / 3)));
     var rh = A.ph / rows.length, width = (hi - lo) / cols;
     // the y axis is steps here, not [0, 1]: clear the tick labels axes() drew
@@ -356,7 +356,7 @@
     });
     ctx.fillStyle = "#656d76"; ctx.textAlign = "right"; ctx.textBaseline = "middle";
     var first = rows[0].step, last = rows[rows.length - 1].step;
-    ctx.fillText("step " + first, A.P.l - 4, A.P.t + rh / 2);
+    ctx.fillText(String(first), A.P.l - 4, A.P.t + rh / 2);
     if (rows.length > 1) ctx.fillText(String(last), A.P.l - 4, A.P.t + A.ph - rh / 2);
     canvas.setAttribute("data-rows", String(rows.length));
   }
@@ -369,14 +369,16 @@
     var head = el("tr");
     var corner = el("th", "cm-corner", "true ↓ / predicted →");
     head.appendChild(corner);
-    labels.forEach(function (l) { head.appendChild(el("th", "cm-pred", l)); });
+    labels.forEach(function (l) { var th = el("th", "cm-pred", l); th.title = String(l); head.appendChild(th); });
     var thead = el("thead"); thead.appendChild(head); t.appendChild(thead);
     var tbody = el("tbody");
     var top = 0, total = 0, diag = 0;
     m.forEach(function (row, i) { row.forEach(function (v, j) { if (v > top) top = v; total += v || 0; if (i === j) diag += v || 0; }); });
     m.forEach(function (row, i) {
       var tr = el("tr");
-      tr.appendChild(el("th", "cm-true", labels[i]));
+      var rh = el("th", "cm-true", labels[i]);
+      rh.title = String(labels[i]);
+      tr.appendChild(rh);
       var sum = 0;
       row.forEach(function (v) { sum += v || 0; });
       row.forEach(function (v, j) {
@@ -464,7 +466,11 @@
       tbody.textContent = "";
       rows.forEach(function (row) {
         var tr = el("tr");
-        row.forEach(function (v) { tr.appendChild(el("td", typeof v === "number" ? "num" : "", v === null ? "" : fmtCell(v))); });
+        row.forEach(function (v) {
+          var td = el("td", typeof v === "number" ? "num" : "", v === null ? "" : fmtCell(v));
+          if (typeof v === "string" && v.length > 40) td.title = v;
+          tr.appendChild(td);
+        });
         tbody.appendChild(tr);
       });
     }

@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from .. import summaries as sm
 from ..report import downsample_indices
 from ..errors import AmbiguousRunError, RunNotFoundError
+from .media import media_routes
 from ..localstore import RunRecord, Store, artifact_path, effective_status, open_store
 
 MAX_POINTS = 2000  # points per series sent for display; above this: min/max per bucket
@@ -308,6 +309,7 @@ def create_app(store: str | os.PathLike | None = None) -> Starlette:
         Route("/api/runs/{run_id}/metrics/{key:path}", api_series),
         Route("/api/runs/{run_id}/artifacts/{name:path}", api_artifact),
         Route("/api/live", api_live),
+        *media_routes(ui.record, _json),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found})

@@ -9,6 +9,7 @@
                 selected: {}, x: "step", log: false, smooth: 0 };
   var timers = [];
   var charts = [];
+  var panels = [];
 
   function el(tag, attrs, children) {
     var e = document.createElement(tag);
@@ -24,6 +25,7 @@
   function clear() {
     timers.forEach(clearInterval); timers = [];
     charts.forEach(function (c) { c.plot && c.plot.destroy(); }); charts = [];
+    panels = [];
     app.textContent = "";
   }
   function api(path) {
@@ -320,6 +322,74 @@
     }, 1500));
   }
 
+  // ---- media (images, figures, histograms, confusion matrices, curves, tables) ----------------
+  // One panel per key, the runs side by side at the same step (media.js). Every 2 s the keys'
+  // counts and last times are polled; a key that changed is refetched and its panel updated in
+  // place (a slider at the last step follows new records, one moved back stays where it is).
+  var KIND_ORDER = { image: 0, figure: 1, confusion_matrix: 2, curve: 3, histogram: 4, table: 5 };
+  function mediaSection(runs) {
+    var byId = {};
+    runs.forEach(function (r) { byId[r.id] = r; });
+    app.appendChild(el("h2", { text: "Media", id: "media-head" }));
+    var empty = el("p", { class: "muted", id: "media-empty", text: "No images, figures, histograms, confusion matrices, curves or tables logged yet." });
+    var grid = el("div", { class: "media-grid", id: "media" });
+    app.appendChild(empty);
+    app.appendChild(grid);
+    var known = {};
+    var ctx = { label: function (s) { return byId[s.run] ? byId[s.run].label : String(s.run); },
+                color: function (s) { return byId[s.run] ? byId[s.run].color : "#6b7280"; } };
+    var mine = panels;  // this view's panels (a route change replaces the list)
+    function place() {
+      var order = Object.keys(known).filter(function (k) { return known[k].panel; }).sort(function (a, b) {
+        return ((KIND_ORDER[known[a].kind] || 9) - (KIND_ORDER[known[b].kind] || 9)) || (a < b ? -1 : a > b ? 1 : 0);
+      });
+      order.forEach(function (k) { grid.appendChild(known[k].panel.root); });
+    }
+    function load(key, entry, stamp, ids) {
+      entry.pending = true;
+      return Promise.all(ids.map(function (id) {
+        return api("/api/runs/" + encodeURIComponent(id) + "/media/" + encodeURIComponent(key)).catch(function () { return null; });
+      })).then(function (list) {
+        entry.pending = false;
+        if (mine !== panels) return;  // the page moved on
+        var spec = { key: key, kind: entry.kind, series: list.filter(function (s) { return s && s.kind === entry.kind; }) };
+        if (!spec.series.length) return;
+        if (entry.panel) entry.panel.update(spec);
+        else {
+          entry.panel = new window.TrackhooksMedia.Panel(spec, ctx, grid);
+          panels.push(entry.panel);
+          place();
+        }
+        entry.stamp = stamp;
+      });
+    }
+    function poll() {
+      return Promise.all(runs.map(function (r) {
+        return api("/api/runs/" + encodeURIComponent(r.id) + "/media").catch(function () { return { keys: [] }; });
+      })).then(function (lists) {
+        if (mine !== panels) return;
+        var want = {};
+        lists.forEach(function (l, i) {
+          l.keys.forEach(function (k) {
+            var w = want[k.key] || (want[k.key] = { kind: k.kind, stamp: {}, ids: [] });
+            w.stamp[runs[i].id] = k.count + ":" + k.last_time;
+            w.ids.push(runs[i].id);
+          });
+        });
+        Object.keys(want).forEach(function (key) {
+          var w = want[key], stamp = JSON.stringify(w.stamp);
+          var entry = known[key] || (known[key] = { kind: w.kind });
+          if (entry.pending || entry.stamp === stamp) return;
+          load(key, entry, stamp, w.ids);
+        });
+        empty.hidden = Object.keys(want).length > 0;
+        grid.setAttribute("data-keys", String(Object.keys(want).length));
+      });
+    }
+    poll();
+    timers.push(setInterval(poll, 2000));
+  }
+
   function kvBlock(obj) {
     var box = el("div", { class: "kv" });
     var keys = Object.keys(obj || {}).sort();
@@ -377,6 +447,7 @@
         charts.push(c);
         c.load();
       };
+      mediaSection(runs);
       app.appendChild(el("h2", { text: "Datasets" }));
       app.appendChild(simpleTable("datasets", ["name", "context", "digest", "rows", "schema"], r.datasets.map(function (d) {
         return [d.name, d.context, d.digest.slice(0, 16) + (d.sampled ? " (sampled)" : ""), fmt(d.n_rows), fmt(d.schema)];
@@ -484,6 +555,7 @@
       app.appendChild(el("h2", { text: "Charts" }));
       app.appendChild(chartControls());
       chartGrid(runs, allKeys);
+      mediaSection(runs);
       watch(runs, function (run, status) {
         var b = legend.querySelector('span.status[data-run="' + run.id + '"]');
         if (b) { b.textContent = status; b.className = "status " + status; }
@@ -499,6 +571,9 @@
     else runsView();
   }
   window.addEventListener("hashchange", route);
-  window.addEventListener("resize", function () { clearTimeout(window.__th_rs); window.__th_rs = setTimeout(redraw, 150); });
+  window.addEventListener("resize", function () {
+    clearTimeout(window.__th_rs);
+    window.__th_rs = setTimeout(function () { redraw(); panels.forEach(function (p) { p.redraw(); }); }, 150);
+  });
   route();
 })();

@@ -104,11 +104,28 @@ def fill(store: str, file_dir: str, *, n_images: int = 10) -> tuple:
                     x_label="epoch", y_label="lr")
         a.log_table("predictions", [{"id": i, "label": ["b", "a", "c", XSS][i % 4], "score": [0.5, 2.0, -1.0, 10.0][i % 4]}
                                     for i in range(8)], step=0)
+        a.log_table(XSS, {XSS: [XSS], "n": [1]}, step=0)  # a key, a column name and a cell
     with trackhooks.start_run("media", "cnn-b", params={"lr": 0.01}, store=store, mirrors=mirrors) as b:
         for s in (0, 5, 10):
             b.log_image("samples", image(100 + s), step=s, caption=f"b {s}")
         b.log_confusion_matrix("val_confusion", ["cat", "dog"], ["dog", "dog"], labels=["cat", "dog", XSS], step=0)
     return a, b
+
+
+def live_writer(store: str, file_dir: str, stop, started, key: str = "live_samples") -> None:
+    """Log an image every 0.1 s (flushed) until ``stop`` is set; ``started`` is set with the run id
+    once the first one is durable."""
+    mirrors = install(file_dir)
+    with trackhooks.start_run("media", "live", store=store, mirrors=mirrors) as run:
+        s = 0
+        while not stop.is_set():
+            run.log_image(key, image(s), step=s)
+            run.flush()
+            if s == 0:
+                started.run_id = run.id
+                started.set()
+            s += 1
+            stop.wait(0.1)
 
 
 def roc_auc() -> float:

@@ -109,7 +109,7 @@ def _check_media(url: str, shot: str, chromium: str, node: str, live_key: str = 
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def assert_media_page(res: dict) -> None:
+def assert_media_page(res: dict, extra_kinds: dict | None = None) -> None:
     """What the report and the UI must both show for tests/media_data.fill()."""
     from tests.media_data import XSS, roc_auc
 
@@ -118,7 +118,11 @@ def assert_media_page(res: dict) -> None:
     assert res["xss"] is None and res["xss_after"] is None and res["injected"] == 0 and res["payload_as_text"]
     kinds = {p["key"]: p["kind"] for p in res["panels"]}
     assert kinds == {"samples": "image", "val_confusion": "confusion_matrix", "roc": "curve", "lr_schedule": "curve",
-                     "weights/fc1": "histogram", "predictions": "table"}
+                     "weights/fc1": "histogram", "predictions": "table", XSS: "table", **(extra_kinds or {})}
+    from trackhooks.mediaview import KIND_ORDER
+
+    ranks = [KIND_ORDER[p["kind"]] for p in res["panels"]]
+    assert ranks == sorted(ranks), res["panels"]  # pictures first, then plots, then tables
     panels = {p["key"]: p for p in res["panels"]}
     # the slider runs over the union of both runs' steps (a: 0..9, b: 0, 5, 10), starting at the last
     assert panels["samples"]["steps"] == 11 and panels["samples"]["cells"] == 2
@@ -159,7 +163,7 @@ def test_report_media_in_headless_chromium(tmp_path):
 
     report = str(tmp_path / "report.html")
     info = write_report(recs, report, store_path=store)
-    assert info["media"]["panels"] == 6 and info["media"]["images_embedded"] == 13
+    assert info["media"]["panels"] == 7 and info["media"]["images_embedded"] == 13
     os.makedirs(ARTIFACTS, exist_ok=True)
     res = _check_media(pathlib.Path(report).as_uri(), os.path.join(ARTIFACTS, "report-media.png"), chromium, node)
     assert_media_page(res)

@@ -163,11 +163,17 @@ def _cell(v: Any) -> Any:
 # ---- panels ----------------------------------------------------------------------------------
 
 
+def keys_of(rec: Any) -> list[str]:
+    """The run's media keys; none from a store engine that has no rich records."""
+    fn = getattr(rec, "media_keys", None)
+    return list(fn()) if fn is not None else []
+
+
 def media_index(rec: Any) -> list[dict[str, Any]]:
     """One entry per media key of a run: key, kind, number of records, last step and last time
     (what a live view polls to see that something new arrived)."""
     out = []
-    for key in rec.media_keys():
+    for key in keys_of(rec):
         records = rec.media(key)
         if not records:
             continue

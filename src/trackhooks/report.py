@@ -193,7 +193,7 @@ def build_media(recs: Sequence[Any], *, steps: dict[str, int] | None = None,
     steps = {**MEDIA_STEPS, **(steps or {})}
     groups: dict[tuple[str, str], list[tuple[int, list[Any]]]] = {}
     for i, r in enumerate(recs):
-        for key in r.media_keys():
+        for key in mv.keys_of(r):
             records = r.media(key)
             if not records:
                 continue

@@ -25,7 +25,12 @@ try {
   });
   await page.goto(url, { waitUntil: "load" });
   await page.waitForSelector(".media-panel[data-key='samples'] img[src]", { timeout: 20000 });
-  await page.waitForFunction(() => document.querySelectorAll(".media-panel").length >= 6, null, { timeout: 20000 });
+  // every key's panel is there (the UI adds them as their records arrive, which moves the others)
+  await page.waitForFunction(() => {
+    const g = document.getElementById("media-grid") || document.getElementById("media");
+    const want = Number(g && (g.getAttribute("data-keys") || g.getAttribute("data-panels")));
+    return want >= 7 && document.querySelectorAll(".media-panel").length === want;
+  }, null, { timeout: 20000 });
   out.panels = await page.$$eval(".media-panel", (ps) => ps.map((p) => ({
     key: p.getAttribute("data-key"), kind: p.getAttribute("data-kind"), steps: Number(p.getAttribute("data-steps")),
     step: p.getAttribute("data-step"), cells: p.querySelectorAll(".media-cell").length })));
@@ -35,6 +40,7 @@ try {
   const img = ".media-panel[data-key='samples'] .media-cell:first-child img";
   const slider = ".media-panel[data-key='samples'] input.media-slider";
   out.image_last = { step: await page.getAttribute(img, "data-step"), src: (await page.getAttribute(img, "src")).slice(-40) };
+  await page.locator(slider).scrollIntoViewIfNeeded();
   const box = await (await page.$(slider)).boundingBox();
   await page.mouse.click(box.x + 2, box.y + box.height / 2);
   out.image_first = { step: await page.getAttribute(img, "data-step"), src: (await page.getAttribute(img, "src")).slice(-40),

@@ -476,7 +476,7 @@
     }
     fill();
     box.appendChild(t);
-    c.cap.textContent = (r.n_rows > rows.length ? "first " + rows.length + " of " + r.n_rows + " rows" : r.n_rows + " rows") +
+    c.cap.textContent = (r.n_rows > rows.length ? "first " + rows.length + " of " + r.n_rows + " rows" : r.n_rows + (r.n_rows === 1 ? " row" : " rows")) +
       " · click a column to sort · step " + r.step;
   };
   function fmtCell(v) {

@@ -44,7 +44,7 @@ def media_keys(rec: Any) -> dict[str, Any]:
 
 
 def media_series(rec: Any, key: str, max_records: int | None = None) -> dict[str, Any]:
-    if key not in rec.media_keys():
+    if key not in mv.keys_of(rec):
         raise HTTPException(404, f"run {rec.id[:8]} has no media {key!r}")
     records = rec.media(key)
     kind = records[-1].kind if records else None
@@ -55,7 +55,7 @@ def media_series(rec: Any, key: str, max_records: int | None = None) -> dict[str
 
 def media_file(rec: Any, name: str) -> tuple[str, str]:
     """(path, mime) of the run's media file with this content-addressed name."""
-    for key in rec.media_keys():
+    for key in mv.keys_of(rec):
         for m in rec.media(key):
             if m.path and os.path.basename(m.path) == name:
                 mime = mv.image_mime(m.path)

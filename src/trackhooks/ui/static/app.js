@@ -341,7 +341,9 @@
     var mine = panels;  // this view's panels (a route change replaces the list)
     function place() {
       var order = Object.keys(known).filter(function (k) { return known[k].panel; }).sort(function (a, b) {
-        return ((KIND_ORDER[known[a].kind] || 9) - (KIND_ORDER[known[b].kind] || 9)) || (a < b ? -1 : a > b ? 1 : 0);
+        var ka = known[a].kind in KIND_ORDER ? KIND_ORDER[known[a].kind] : 9;
+        var kb = known[b].kind in KIND_ORDER ? KIND_ORDER[known[b].kind] : 9;
+        return (ka - kb) || (a < b ? -1 : a > b ? 1 : 0);
       });
       order.forEach(function (k) { grid.appendChild(known[k].panel.root); });
     }

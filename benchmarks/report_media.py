@@ -43,15 +43,10 @@ def main() -> None:
     chromium = os.environ.get("TRACKHOOKS_CHROMIUM") or shutil.which("chromium")
     if not chromium or not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
         sys.exit("needs chromium and `npm ci` in tests/browser")
-    sys.path.insert(0, ROOT)
-    from tests import media_data  # the store's own media read API once it lands; a capture mirror until then
-
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as d:
-        store, files = os.path.join(d, "store"), os.path.join(d, "files")
-        os.makedirs(files)
-        mirrors = media_data.install(files)
-        with trackhooks.start_run("bench", "media", store=store, mirrors=mirrors) as run:
+        store = os.path.join(d, "store")
+        with trackhooks.start_run("bench", "media", store=store) as run:
             for s in range(args.steps):
                 run.log_metric("loss", 1 / (s + 1), step=s)
                 for k in range(args.keys):

@@ -1,74 +1,15 @@
-"""Rich records for the report and UI tests, logged with the real ``run.log_*`` API.
-
-Until the store's media table lands (``RunRecord.media_keys``/``media``), ``read_back`` captures
-the MediaEvents the writer produces through a mirror sink registered with the real plugin manager,
-keeps their files in a directory, and gives RunRecord the two read methods of DESIGN.md over them.
-With the store's own read API present it does nothing.
-"""
+"""Rich records for the report and UI tests, logged with the real ``run.log_*`` API into a real
+store and read back through its read API (``rec.media_keys()``, ``rec.media(key)``)."""
 
 from __future__ import annotations
 
 import math
-import os
-from types import SimpleNamespace
 
 import numpy as np
 
 import trackhooks
-from trackhooks.localstore import RunRecord
-from trackhooks.sink import Sink
 
 XSS = "<script>window.__xss=1</script><img src=x onerror=window.__xss=2>"
-CAPTURE = "mediacapture:tests"
-HAS_STORE_MEDIA = hasattr(RunRecord, "media_keys")
-
-
-class _Capture(Sink):
-    name = "media capture (tests)"
-
-    def __init__(self) -> None:
-        self.records: dict[str, dict[str, list]] = {}
-        self.dir: str | None = None
-
-    def write(self, batch) -> None:
-        for e in batch.media:
-            path = None
-            if e.file is not None:
-                path = os.path.join(self.dir or ".", f"{e.sha256}{e.ext or ''}")
-                with open(path, "wb") as f:
-                    f.write(e.file)
-            rec = SimpleNamespace(key=e.key, kind=e.kind, step=e.step, epoch=e.epoch, timestamp=e.time, path=path,
-                                  width=e.width, height=e.height, data=e.data)
-            self.records.setdefault(e.run_id, {}).setdefault(e.key, []).append(rec)
-
-
-_CAPTURE = _Capture()
-
-
-class _Scheme:
-    @trackhooks.hookimpl
-    def trackhooks_make_sink(self, uri, options):
-        return _CAPTURE if uri == CAPTURE else None
-
-
-def install(file_dir: str) -> list[str]:
-    """The mirrors a test's runs need (none once the store reads media itself)."""
-    if HAS_STORE_MEDIA:
-        return []
-    _CAPTURE.dir = file_dir
-    pm = trackhooks.plugin_manager()
-    if pm.get_plugin("media-capture-tests") is None:
-        pm.register(_Scheme(), name="media-capture-tests")
-
-        def media_keys(self):
-            return sorted(_CAPTURE.records.get(self.id, {}))
-
-        def media(self, key):
-            return list(_CAPTURE.records.get(self.id, {}).get(key, []))
-
-        RunRecord.media_keys = media_keys
-        RunRecord.media = media
-    return [CAPTURE]
 
 
 def image(step: int, size: int = 32) -> np.ndarray:
@@ -80,11 +21,10 @@ def image(step: int, size: int = 32) -> np.ndarray:
     return a
 
 
-def fill(store: str, file_dir: str, *, n_images: int = 10) -> tuple:
+def fill(store: str, *, n_images: int = 10) -> tuple:
     """Two runs: "cnn-a" with every kind, "cnn-b" with some of the same keys at other steps."""
-    mirrors = install(file_dir)
     rng = np.random.default_rng(0)
-    with trackhooks.start_run("media", "cnn-a", params={"lr": 0.1}, store=store, mirrors=mirrors) as a:
+    with trackhooks.start_run("media", "cnn-a", params={"lr": 0.1}, store=store) as a:
         for s in range(n_images):
             a.log_image("samples", image(s), step=s, epoch=s // 5, caption=f"prediction {s} {XSS}")
             vals = rng.normal(loc=s * 0.5, scale=1.0, size=2000)
@@ -105,18 +45,17 @@ def fill(store: str, file_dir: str, *, n_images: int = 10) -> tuple:
         a.log_table("predictions", [{"id": i, "label": ["b", "a", "c", XSS][i % 4], "score": [0.5, 2.0, -1.0, 10.0][i % 4]}
                                     for i in range(8)], step=0)
         a.log_table(XSS, {XSS: [XSS], "n": [1]}, step=0)  # a key, a column name and a cell
-    with trackhooks.start_run("media", "cnn-b", params={"lr": 0.01}, store=store, mirrors=mirrors) as b:
+    with trackhooks.start_run("media", "cnn-b", params={"lr": 0.01}, store=store) as b:
         for s in (0, 5, 10):
             b.log_image("samples", image(100 + s), step=s, caption=f"b {s}")
         b.log_confusion_matrix("val_confusion", ["cat", "dog"], ["dog", "dog"], labels=["cat", "dog", XSS], step=0)
     return a, b
 
 
-def live_writer(store: str, file_dir: str, stop, started, key: str = "live_samples") -> None:
+def live_writer(store: str, stop, started, key: str = "live_samples") -> None:
     """Log an image every 0.1 s (flushed) until ``stop`` is set; ``started`` is set with the run id
     once the first one is durable."""
-    mirrors = install(file_dir)
-    with trackhooks.start_run("media", "live", store=store, mirrors=mirrors) as run:
+    with trackhooks.start_run("media", "live", store=store) as run:
         s = 0
         while not stop.is_set():
             run.log_image(key, image(s), step=s)

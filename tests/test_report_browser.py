@@ -156,8 +156,7 @@ def test_report_media_in_headless_chromium(tmp_path):
     from tests import media_data
 
     store = str(tmp_path / "store")
-    os.makedirs(tmp_path / "files")
-    media_data.fill(store, str(tmp_path / "files"))
+    media_data.fill(store)
     recs = trackhooks.open_store(store).runs()
     from trackhooks.report import write_report
 

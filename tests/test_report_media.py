@@ -56,8 +56,7 @@ def test_curve_type_from_labels_or_key():
 @pytest.fixture
 def media_store(tmp_path):
     store = str(tmp_path / "store")
-    os.makedirs(tmp_path / "files")
-    media_data.fill(store, str(tmp_path / "files"))
+    media_data.fill(store)
     return store, trackhooks.open_store(store).runs()
 
 
@@ -111,8 +110,6 @@ def test_report_thins_long_sequences_and_caps_image_bytes(media_store):
 
 def test_cli_report_options(media_store, tmp_path):
     store, recs = media_store
-    if not media_data.HAS_STORE_MEDIA:
-        pytest.skip("the CLI runs in a subprocess: needs the store's own media read API")
     out = str(tmp_path / "r.html")
     p = subprocess.run([sys.executable, "-m", "trackhooks", "report", "--store", store, "-o", out, "--max-images", "2",
                         "--json"], capture_output=True, text=True, timeout=120)

@@ -223,8 +223,7 @@ from tests import media_data  # noqa: E402
 @pytest.fixture
 def media_client(tmp_path):
     store = str(tmp_path / "store")
-    os.makedirs(tmp_path / "files")
-    a, b = media_data.fill(store, str(tmp_path / "files"))
+    a, b = media_data.fill(store)
     return TestClient(create_app(store)), a, b
 
 
@@ -304,11 +303,10 @@ def test_ui_media_in_headless_chromium(tmp_path):
     from tests.test_report_browser import _check_media, assert_media_page
 
     chromium, node = _browser()
-    store, files = str(tmp_path / "store"), str(tmp_path / "files")
-    os.makedirs(files)
-    a, b = media_data.fill(store, files)
+    store = str(tmp_path / "store")
+    a, b = media_data.fill(store)
     stop, started = threading.Event(), threading.Event()
-    writer = threading.Thread(target=media_data.live_writer, args=(store, files, stop, started), daemon=True)
+    writer = threading.Thread(target=media_data.live_writer, args=(store, stop, started), daemon=True)
     writer.start()
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))

@@ -93,8 +93,11 @@ def _is_frame(x: Any, lib: str) -> bool:
 
 
 def _np():
-    import numpy
-
+    try:
+        import numpy
+    except ImportError:
+        raise MissingExtraError("rich records of lists, figures and images need numpy, which is not installed; "
+                                "install it with: pip install 'trackhooks[media]'") from None
     return numpy
 
 
@@ -228,6 +231,8 @@ def _numeric_copy(key: str, values: Any, what: str, allow_bool: bool = True) -> 
         else:
             try:
                 values = _np().asarray(values)
+            except MissingExtraError:
+                raise
             except Exception as exc:
                 raise InvalidValueError(f"{what} {key!r}: not an array of numbers ({type(exc).__name__}: "
                                         f"{exc})") from None
@@ -241,7 +246,7 @@ def _numeric_copy(key: str, values: Any, what: str, allow_bool: bool = True) -> 
 
 
 def _check_bins(key: str, bins: Any) -> Any:
-    if isinstance(bins, bool):
+    if isinstance(bins, (bool, str, bytes)):
         raise InvalidValueError(f"histogram {key!r}: bins must be an int or a sequence of edges, got {bins!r}")
     if isinstance(bins, int) or (hasattr(bins, "__index__") and not hasattr(bins, "__len__")):
         n = int(bins.__index__()) if not isinstance(bins, int) else bins

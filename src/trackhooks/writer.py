@@ -51,7 +51,8 @@ OP_ARTIFACT = 8  # (op, state, name, source, data, ts)
 OP_DATASET = 9  # (op, state, callable -> DatasetEvent)
 OP_STATUS = 10  # (op, state, status, end_time)
 OP_FLUSH = 11  # (op, None, threading.Event)
-OP_MEDIA = 12  # (op, state, key, media.Job, step, epoch, ts, approximate bytes held)
+OP_NOTE = 12  # (op, state, markdown)
+OP_MEDIA = 13  # (op, state, key, media.Job, step, epoch, ts, approximate bytes held)
 
 DEFAULT_INTERVAL = float(os.environ.get("TRACKHOOKS_FLUSH_INTERVAL", "1.0"))
 MAX_BUFFERED = 200_000  # entries; beyond this the caller waits for the writer (never dropped)
@@ -325,6 +326,8 @@ class Writer:
                     ev = self._media_event(st, entry)
                     if ev is not None:
                         batch.media.append(ev)
+                elif op == OP_NOTE:
+                    batch.notes[st.run_id] = entry[2]
                 elif op == OP_STATUS:
                     st.finished = True
                     self._states.pop(st.run_id, None)

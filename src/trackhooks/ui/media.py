@@ -33,10 +33,19 @@ _FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy":
                  "Cross-Origin-Resource-Policy": "same-origin", "Content-Disposition": "inline"}
 
 
+def _address(m: Any) -> str | None:
+    """The content address of a record's file: its sha256 (reading it never fetches the file)."""
+    sha = getattr(m, "sha256", None)
+    if sha:
+        return str(sha)
+    return os.path.basename(m.path) if m.path else None
+
+
 def _file_url(run_id: str, m: Any) -> str | None:
-    if not m.path:
+    name = _address(m)
+    if not name:
         return None
-    return f"/api/runs/{urllib.parse.quote(run_id, safe='')}/media-files/{urllib.parse.quote(os.path.basename(m.path), safe='')}"
+    return f"/api/runs/{urllib.parse.quote(run_id, safe='')}/media-files/{urllib.parse.quote(name, safe='')}"
 
 
 def media_keys(rec: Any) -> dict[str, Any]:
@@ -57,8 +66,8 @@ def media_file(rec: Any, name: str) -> tuple[str, str]:
     """(path, mime) of the run's media file with this content-addressed name."""
     for key in mv.keys_of(rec):
         for m in rec.media(key):
-            if m.path and os.path.basename(m.path) == name:
-                mime = mv.image_mime(m.path)
+            if m.kind in mv.IMAGE_KINDS and _address(m) == name:
+                mime = mv.image_mime(m.path) if m.path else None
                 if mime is None:
                     raise HTTPException(404, f"media file {name!r} is missing or not an image")
                 return m.path, mime

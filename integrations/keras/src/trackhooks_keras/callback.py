@@ -145,15 +145,17 @@ class TrackhooksCallback(keras.callbacks.Callback):
         steps (off by default).
     :param log_model: save the final model as a ``model.keras`` artifact at train end (off by
         default: saving costs time and disk).
+    :param log_histograms: record a histogram of every weight variable (``weights/<path>``) every N
+        epochs (epochs 0, N, 2N, ...; off by default). See histograms.py.
     """
 
     def __init__(self, run: "trackhooks.Run | None" = None, *, log_every_n_batches: int | None = None,
-                 log_model: bool = False, **start_run_kwargs: Any):
+                 log_model: bool = False, log_histograms: int | None = None, **start_run_kwargs: Any):
         super().__init__()
         unknown = sorted(set(start_run_kwargs) - set(RUN_KWARGS))
         if unknown:
             raise TypeError(f"TrackhooksCallback got unexpected keyword arguments {', '.join(unknown)}; "
-                            f"it takes run=, log_every_n_batches=, log_model= and {', '.join(RUN_KWARGS)}")
+                            f"it takes run=, log_every_n_batches=, log_model=, log_histograms= and {', '.join(RUN_KWARGS)}")
         if log_every_n_batches is not None and (
                 isinstance(log_every_n_batches, bool) or not isinstance(log_every_n_batches, int)
                 or log_every_n_batches < 1):
@@ -162,6 +164,9 @@ class TrackhooksCallback(keras.callbacks.Callback):
         self._run_kwargs = dict(start_run_kwargs)
         self._every = log_every_n_batches
         self._log_model = bool(log_model)
+        from .histograms import check_every
+
+        self._hist_every = check_every(log_histograms)
         if log_every_n_batches:
             # Defined per instance and only here: a callback that overrides on_train_batch_end is
             # otherwise called synchronously (device sync per batch). The hook only appends to
@@ -319,6 +324,13 @@ class TrackhooksCallback(keras.callbacks.Callback):
             self._last_step, self._last_epoch = step, epoch
         except Exception as exc:
             _warn("recording epoch metrics", exc)
+        if self._hist_every and epoch % self._hist_every == 0:
+            try:
+                from .histograms import log_weight_histograms
+
+                log_weight_histograms(run, self.model, self._last_step, epoch)
+            except Exception as exc:
+                _warn("recording weight histograms", exc)
 
     def _log_batch(self, batch: int, logs: dict | None = None) -> None:
         # may run on Keras' callback thread pool: only reads state set at epoch begin/end

@@ -17,8 +17,8 @@ from typing import Any, Callable
 from trackhooks.plugin import warn_once
 
 #: options of autolog(), passed on to each TrackhooksCallback it creates
-OPTION_NAMES = ("log_every_n_batches", "log_model", "experiment", "name", "params", "tags", "store", "mirrors",
-                "parent")
+OPTION_NAMES = ("log_every_n_batches", "log_model", "log_histograms", "experiment", "name", "params", "tags", "store",
+                "mirrors", "parent")
 
 _lock = threading.Lock()
 _options: dict[str, Any] | None = None  # None: autolog is off
@@ -31,7 +31,7 @@ def autolog(*, disable: bool = False, **options: Any) -> None:
     """Record every ``keras.Model.fit`` (and ``evaluate`` after it) without changing user code.
 
     ``options`` are TrackhooksCallback's keyword arguments (``log_every_n_batches``, ``log_model``,
-    ``experiment``, ``name``, ``params``, ``tags``, ``store``, ``mirrors``, ``parent``); calling
+    ``log_histograms``, ``experiment``, ``name``, ``params``, ``tags``, ``store``, ``mirrors``, ``parent``); calling
     autolog again replaces them. ``disable=True`` restores Keras' own methods. If patching fails,
     one warning is issued and Keras trains unpatched.
     """

@@ -154,10 +154,13 @@ class _TrackhooksCallback:
     ``trackhooks.start_run`` (experiment, name, params, tags, store, mirrors, parent) open a run
     at fit start that is finished at fit end. ``log_every_n_steps`` overrides the Trainer's cadence
     for per-step values; ``checkpoints`` and ``datasets`` switch those records off.
+    ``log_histograms=N``: weight histograms every N epochs (epochs 0, N, 2N, ...);
+    ``log_gradient_histograms=M``: gradient histograms every M optimizer steps (see histograms.py).
     """
 
     def __init__(self, run: "trackhooks.Run | None" = None, *, log_every_n_steps: int | None = None,
-                 checkpoints: bool = True, datasets: bool = True, **start_run_kwargs: Any):
+                 checkpoints: bool = True, datasets: bool = True, log_histograms: int | None = None,
+                 log_gradient_histograms: int | None = None, **start_run_kwargs: Any):
         unknown = set(start_run_kwargs) - set(_RUN_KWARGS)
         if unknown:
             raise TypeError(f"TrackhooksCallback got unexpected keyword arguments {sorted(unknown)}; "
@@ -174,6 +177,10 @@ class _TrackhooksCallback:
         self._log_every = log_every_n_steps
         self._log_checkpoints = checkpoints
         self._log_datasets = datasets
+        from .histograms import check_every
+
+        self._hist_every = check_every("log_histograms", log_histograms)
+        self._grad_hist_every = check_every("log_gradient_histograms", log_gradient_histograms)
         self._last_id: str | None = run.id if run is not None else None
         self._resume_id: str | None = None
         self._warned = False
@@ -448,6 +455,25 @@ class _TrackhooksCallback:
             self._pending = (self._epoch, step, dict(self._lc._logged_metrics))
         except Exception as exc:
             self._fail("epoch metrics", exc)
+        if self._hist_every and self._epoch % self._hist_every == 0:
+            try:
+                from .histograms import log_weight_histograms
+
+                log_weight_histograms(run, pl_module, max(trainer.global_step - 1, 0), self._epoch)
+            except Exception as exc:
+                self._fail("weight histograms", exc)
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        every = self._grad_hist_every
+        run = self._run
+        if not every or run is None or trainer.global_step % every:
+            return
+        try:
+            from .histograms import log_gradient_histograms
+
+            log_gradient_histograms(run, pl_module, trainer.global_step, trainer.current_epoch)
+        except Exception as exc:
+            self._fail("gradient histograms", exc)
 
     def _record_epoch_aggregates(self) -> None:
         pending, self._pending = self._pending, None

@@ -14,7 +14,8 @@ _TREES = ("lightning.pytorch", "pytorch_lightning")
 #: keyword arguments of trackhooks.start_run that TrackhooksCallback passes on
 START_RUN_OPTIONS = ("experiment", "name", "params", "tags", "store", "mirrors", "parent")
 #: every option TrackhooksCallback (and so autolog) takes
-OPTION_NAMES = ("run", "log_every_n_steps", "checkpoints", "datasets", *START_RUN_OPTIONS)
+OPTION_NAMES = ("run", "log_every_n_steps", "checkpoints", "datasets", "log_histograms", "log_gradient_histograms",
+                *START_RUN_OPTIONS)
 _patched: dict[type, Any] = {}  # Trainer class -> its original __init__
 _options: dict[str, Any] = {}
 

@@ -257,6 +257,9 @@ def task_metrics(est: Any, X: Any, y: Any, prefix: str, *, strict: bool = False)
                 proba, classes = est.predict_proba(X), est.classes_
             except Exception:
                 proba = None
+        from .plots import remember_predictions
+
+        remember_predictions(est, X, y_pred, proba, classes)  # the plots of this fit reuse them
         return prediction_metrics(est, y, y_pred, prefix, proba, classes)
 
 
@@ -556,6 +559,9 @@ def _log_end(run: trackhooks.Run, fitted: Any, X: Any, y: Any, fit_time: float, 
     run.log_metrics(values)
     if fitted is None:
         return
+    from .plots import log_fit_plots
+
+    _safe("recording plots", log_fit_plots, run, fitted, X, y, training_metrics)
     _safe("recording iteration curves", log_curves, run, fitted)
     search = fitted
     if type(search).__name__ == "TrackedEstimator":
@@ -693,6 +699,9 @@ def log_eval(estimator: Any, X: Any, y: Any, prefix: str = "test", run: trackhoo
         return metrics
     with suppressed():
         _safe("recording evaluation metrics", target.log_metrics, metrics)
+        from .plots import log_prediction_plots
+
+        _safe("recording evaluation plots", log_prediction_plots, target, estimator, X, y, f"{prefix}_")
         _safe("recording evaluation data", log_data, target, X, y, prefix)
     if owned:
         end_run(target, None)

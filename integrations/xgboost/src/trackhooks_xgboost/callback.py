@@ -60,7 +60,8 @@ class TrackhooksCallback(TrainingCallback):
     ``checkpoint_every=N``: save the booster as UBJSON every N rounds into ``checkpoint_dir``
     (default ``./xgboost_checkpoints/<run id>``) and record each file. ``log_model``: store the
     final model as the artifact ``model.ubj``. ``log_importance``: feature importance (weight, gain,
-    cover) as ``feature_importance.json`` and as metrics. ``log_datasets``: record the training and
+    cover) as ``feature_importance.json`` and as metrics, and every importance type (also total_gain,
+    total_cover) as the table ``feature_importance``. ``log_datasets``: record the training and
     evaluation data (``run.log_dataset``).
     """
 
@@ -339,12 +340,11 @@ class TrackhooksCallback(TrainingCallback):
             run.log_text("model.ubj", bytes(model.save_raw(raw_format="ubj")))
 
     def _importance(self, model: Any) -> dict[str, float]:
-        scores: dict[str, dict[str, float]] = {}
-        for kind in ("weight", "gain", "cover"):
-            try:
-                scores[kind] = {str(k): float(v) for k, v in model.get_score(importance_type=kind).items()}
-            except Exception:
-                continue  # e.g. gblinear has no gain/cover; multi-class linear weights are lists
+        from .media import importance_scores, log_importance_table
+
+        every = importance_scores(model)
+        log_importance_table(self._run, every)
+        scores = {k: v for k, v in every.items() if k in ("weight", "gain", "cover")}
         if not any(scores.values()):
             return {}
         self._run.log_text("feature_importance.json", json.dumps(scores, indent=1, sort_keys=True))

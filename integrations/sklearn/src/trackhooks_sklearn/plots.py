@@ -1,0 +1,229 @@
+"""Rich records of a fitted scikit-learn model: confusion matrix, ROC and precision-recall curves,
+residual histogram, feature importance / coefficient tables.
+
+Keys (``prefix`` is empty for the training data of a fit, ``"test_"`` or ``"<prefix>_"`` for
+``log_eval``):
+
+- classifiers: ``<prefix>confusion_matrix`` (labels = ``classes_``), and from ``predict_proba`` (else
+  ``decision_function``) ``<prefix>roc_curve`` / ``<prefix>precision_recall_curve``: one curve for a
+  binary problem (the positive class is ``classes_[1]``), one-vs-rest per class for more classes
+  (``<prefix>roc_curve/<class>``). A curve longer than ``MAX_CURVE_POINTS`` is thinned evenly.
+- regressors: ``<prefix>residuals``, a histogram of ``y - predict(X)``.
+- a final estimator with ``feature_importances_``: the table ``feature_importance`` (feature,
+  importance); with ``coef_``: the table ``coefficients`` (feature, coef, or one column per class).
+
+The predictions come from the metrics pass (``recording.task_metrics`` leaves them in a
+thread-local), so plotting predicts nothing twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import trackhooks
+from trackhooks.plugin import warn_once
+
+MAX_CURVE_POINTS = 1000
+MAX_TABLE_ROWS = 10_000
+
+_last = threading.local()
+
+
+def remember_predictions(est: Any, X: Any, y_pred: Any, proba: Any, classes: Any) -> None:
+    """Called by the metrics pass: the predictions of ``est`` on ``X``, for the plots of this fit."""
+    _last.value = (est, X, y_pred, proba, classes)
+
+
+def _predictions(est: Any, X: Any) -> tuple[Any, Any, Any] | None:
+    got = getattr(_last, "value", None)
+    _last.value = None
+    if got is not None and got[0] is est and got[1] is X:
+        return got[2], got[3], got[4]
+    return None
+
+
+def _warn(stage: str, exc: BaseException) -> None:
+    warn_once(("sklearn-plots", stage, type(exc).__name__),
+              f"sklearn integration: {stage} failed and was skipped ({type(exc).__name__}: {exc}); "
+              "the fit itself is unaffected")
+
+
+def _thin(x: Any, y: Any) -> tuple[Any, Any]:
+    import numpy as np
+
+    n = len(x)
+    if n <= MAX_CURVE_POINTS:
+        return x, y
+    idx = np.unique(np.linspace(0, n - 1, MAX_CURVE_POINTS).round().astype(int))
+    return x[idx], y[idx]
+
+
+def _scores(est: Any, X: Any, proba: Any) -> Any:
+    if proba is not None:
+        return proba
+    fn = getattr(est, "decision_function", None)
+    if fn is None:
+        return None
+    try:
+        return fn(X)
+    except Exception:
+        return None
+
+
+def log_prediction_plots(run: trackhooks.Run, est: Any, X: Any, y: Any, prefix: str = "") -> None:
+    """Confusion matrix + ROC + PR (classifiers) or a residual histogram (regressors) on (X, y)."""
+    if y is None:
+        return
+    from sklearn.base import is_classifier, is_regressor
+
+    from .recording import suppressed
+
+    with suppressed():
+        got = _predictions(est, X)
+        if got is None:
+            try:
+                y_pred = est.predict(X)
+            except Exception:
+                return
+            proba = classes = None
+            if is_classifier(est) and hasattr(est, "predict_proba"):
+                try:
+                    proba, classes = est.predict_proba(X), est.classes_
+                except Exception:
+                    proba = None
+        else:
+            y_pred, proba, classes = got
+        if is_classifier(est):
+            _classifier_plots(run, est, X, y, y_pred, proba, prefix)
+        elif is_regressor(est):
+            _regressor_plots(run, y, y_pred, prefix)
+
+
+def _classifier_plots(run: trackhooks.Run, est: Any, X: Any, y: Any, y_pred: Any, proba: Any, prefix: str) -> None:
+    import numpy as np
+
+    y = np.asarray(y)
+    y_pred = np.asarray(y_pred)
+    if y.ndim != 1 or y_pred.shape != y.shape:
+        return  # multi-label / multi-output: no single confusion matrix
+    classes = getattr(est, "classes_", None)
+    labels = None
+    if classes is not None and getattr(classes, "ndim", 1) == 1:
+        labels = list(np.asarray(classes).tolist())
+        extra = set(np.unique(np.concatenate([y, y_pred])).tolist()) - set(labels)
+        if extra:  # labels the model never saw (held-out data): append them so nothing is lost
+            labels += sorted(extra, key=lambda v: (type(v).__name__, v))
+    try:
+        run.log_confusion_matrix(f"{prefix}confusion_matrix", y, y_pred, labels=labels)
+    except Exception as exc:
+        _warn("recording the confusion matrix", exc)
+    if classes is None:
+        return
+    scores = _scores(est, X, proba)
+    if scores is None:
+        return
+    try:
+        _curves(run, np.asarray(scores), y, np.asarray(classes), prefix)
+    except Exception as exc:
+        _warn("recording ROC / precision-recall curves", exc)
+
+
+def _curves(run: trackhooks.Run, scores: Any, y: Any, classes: Any, prefix: str) -> None:
+    import numpy as np
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    def one(suffix: str, positive: Any, score: Any) -> None:
+        if positive.all() or not positive.any():
+            return  # undefined with one class only
+        fpr, tpr, _ = roc_curve(positive, score)
+        fpr, tpr = _thin(fpr, tpr)
+        run.log_curve(f"{prefix}roc_curve{suffix}", fpr, tpr, x_label="false positive rate",
+                      y_label="true positive rate")
+        precision, recall, _ = precision_recall_curve(positive, score)
+        recall, precision = _thin(recall[::-1], precision[::-1])  # recall ascending
+        run.log_curve(f"{prefix}precision_recall_curve{suffix}", recall, precision, x_label="recall",
+                      y_label="precision")
+
+    if len(classes) == 2:
+        score = scores[:, 1] if scores.ndim == 2 else scores
+        one("", y == classes[1], score)
+    elif len(classes) > 2 and scores.ndim == 2 and scores.shape[1] == len(classes):
+        for i, c in enumerate(classes):
+            one(f"/{c}", y == c, scores[:, i])
+
+
+def _regressor_plots(run: trackhooks.Run, y: Any, y_pred: Any, prefix: str) -> None:
+    import numpy as np
+
+    y, y_pred = np.asarray(y), np.asarray(y_pred)
+    if y.shape != y_pred.shape or y.dtype.kind not in "biuf" or y_pred.dtype.kind not in "biuf":
+        return
+    try:
+        run.log_histogram(f"{prefix}residuals", (y.astype(np.float64) - y_pred).ravel())
+    except Exception as exc:
+        _warn("recording the residual histogram", exc)
+
+
+def _feature_names(est: Any, n: int) -> list[str]:
+    names = getattr(est, "feature_names_in_", None)
+    if names is not None and len(names) == n:
+        return [str(v) for v in names]
+    return [f"x{i}" for i in range(n)]
+
+
+def log_importance_tables(run: trackhooks.Run, est: Any) -> None:
+    """``feature_importances_`` / ``coef_`` of the final estimator as tables."""
+    import numpy as np
+
+    imp = getattr(est, "feature_importances_", None)
+    if imp is not None:
+        imp = np.asarray(imp, dtype=np.float64).ravel()
+        if 0 < len(imp) <= MAX_TABLE_ROWS:
+            names = _feature_names(est, len(imp))
+            run.log_table("feature_importance", {"feature": names, "importance": imp})
+    try:
+        coef = getattr(est, "coef_", None)
+    except Exception:  # e.g. SVC(kernel="rbf") raises AttributeError from a property
+        coef = None
+    if coef is None:
+        return
+    if hasattr(coef, "toarray"):  # sparse coefficients
+        coef = coef.toarray()
+    coef = np.asarray(coef, dtype=np.float64)
+    if coef.ndim == 1:
+        coef = coef[None, :]
+    if coef.ndim != 2 or not 0 < coef.shape[1] <= MAX_TABLE_ROWS:
+        return
+    names = _feature_names(est, coef.shape[1])
+    cols: dict[str, Any] = {"feature": names}
+    classes = getattr(est, "classes_", None)
+    if coef.shape[0] == 1:
+        cols["coef"] = coef[0]
+    else:
+        labels = list(classes) if classes is not None and len(classes) == coef.shape[0] else range(coef.shape[0])
+        for i, c in enumerate(labels):
+            cols[f"coef[{c}]"] = coef[i]
+    run.log_table("coefficients", cols)
+
+
+def log_fit_plots(run: trackhooks.Run, fitted: Any, X: Any, y: Any, training_plots: bool) -> None:
+    """Everything a recorded fit adds: plots on the training data and the importance tables.
+
+    For a search, ``fitted`` is the search: it predicts with its refitted best estimator, and the
+    importance tables come from that estimator; the candidates (inner fits) record no plots.
+    """
+    from .recording import final_estimator
+
+    if training_plots:
+        try:
+            log_prediction_plots(run, fitted, X, y, "")
+        except Exception as exc:
+            _warn("recording training plots", exc)
+    try:
+        log_importance_tables(run, final_estimator(fitted))
+    except Exception as exc:
+        _warn("recording feature importance", exc)
+
+
+__all__ = ["log_prediction_plots", "log_importance_tables", "log_fit_plots", "remember_predictions"]

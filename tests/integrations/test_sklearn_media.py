@@ -1,0 +1,169 @@
+"""scikit-learn integration, rich records: confusion matrix, ROC/PR curves, residuals, importance
+tables, on real fits of bundled data; checked against sklearn.metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+import trackhooks  # noqa: E402
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor  # noqa: E402
+from sklearn.linear_model import LogisticRegression, Ridge  # noqa: E402
+from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.svm import SVC  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from trackhooks.sink import Sink  # noqa: E402
+from trackhooks_sklearn import autolog, log_eval, track  # noqa: E402
+
+_digits = load_digits(return_X_y=True)
+DIGITS = (_digits[0][:300] / 16.0, _digits[1][:300])
+CANCER = load_breast_cancer(return_X_y=True)
+DIABETES = load_diabetes(return_X_y=True)
+
+
+class Capture(Sink):
+    name = "capture"
+
+    def __init__(self):
+        self.media = []
+
+    def write(self, batch):
+        self.media.extend(batch.media)
+
+    def keys(self, run_id=None):
+        return sorted({m.key for m in self.media if run_id is None or m.run_id == run_id})
+
+    def of(self, key):
+        return [m for m in self.media if m.key == key]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with threadpool_limits(1):
+        yield
+
+
+@pytest.fixture
+def cap(store_path):
+    return Capture()
+
+
+def _flush():
+    from trackhooks.writer import get_writer
+
+    get_writer().flush()
+
+
+def test_binary_classifier_records_confusion_roc_pr_and_coefficients(cap):
+    X, y = CANCER
+    model = track(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), mirrors=[cap]).fit(X, y)
+    _flush()
+    assert cap.keys() == ["coefficients", "confusion_matrix", "precision_recall_curve", "roc_curve"]
+    (cm,) = cap.of("confusion_matrix")
+    assert cm.data["labels"] == [0, 1]
+    assert cm.data["matrix"] == confusion_matrix(y, model.predict(X)).tolist()
+    (roc,) = cap.of("roc_curve")
+    fpr, tpr, _ = roc_curve(y, model.predict_proba(X)[:, 1])
+    assert roc.data["x"] == fpr.tolist() and roc.data["y"] == tpr.tolist()
+    assert roc.data["x_label"] == "false positive rate"
+    (pr,) = cap.of("precision_recall_curve")
+    assert pr.data["x"][0] == 0.0 and pr.data["x"][-1] == 1.0 and pr.data["x"] == sorted(pr.data["x"])
+    (coef,) = cap.of("coefficients")
+    assert coef.data["columns"] == ["feature", "coef"] and len(coef.data["rows"]) == X.shape[1]
+    assert [r[1] for r in coef.data["rows"]] == model.estimator_[-1].coef_[0].tolist()
+
+
+def test_multiclass_one_vs_rest_per_class_and_importance(cap):
+    X, y = DIGITS
+    track(RandomForestClassifier(n_estimators=5, random_state=0), mirrors=[cap]).fit(X, y)
+    _flush()
+    keys = cap.keys()
+    assert "confusion_matrix" in keys and "feature_importance" in keys
+    assert [k for k in keys if k.startswith("roc_curve/")] == [f"roc_curve/{c}" for c in range(10)]
+    assert len([k for k in keys if k.startswith("precision_recall_curve/")]) == 10
+    (cm,) = cap.of("confusion_matrix")
+    assert np.asarray(cm.data["matrix"]).sum() == len(y) and cm.data["labels"] == list(range(10))
+    (imp,) = cap.of("feature_importance")
+    assert imp.data["columns"] == ["feature", "importance"] and len(imp.data["rows"]) == 64
+    assert abs(sum(r[1] for r in imp.data["rows"]) - 1.0) < 1e-9
+
+
+def test_decision_function_used_without_predict_proba(cap):
+    X, y = CANCER
+    track(make_pipeline(StandardScaler(), SVC()), mirrors=[cap]).fit(X, y)
+    _flush()
+    assert "roc_curve" in cap.keys() and "coefficients" not in cap.keys()  # rbf SVC has no coef_
+
+
+def test_regressor_residual_histogram(cap):
+    X, y = DIABETES
+    model = track(Ridge(), mirrors=[cap]).fit(X, y)
+    _flush()
+    assert cap.keys() == ["coefficients", "residuals"]
+    (h,) = cap.of("residuals")
+    res = y - model.predict(X)
+    assert h.kind == "histogram" and h.data["count"] == len(y)
+    assert h.data["min"] == pytest.approx(res.min()) and h.data["max"] == pytest.approx(res.max())
+    counts, _ = np.histogram(res, bins=64)
+    assert h.data["counts"] == counts.tolist()
+
+
+def test_log_eval_records_the_same_with_its_prefix(cap):
+    X, y = CANCER
+    run = trackhooks.start_run(mirrors=[cap])
+    model = track(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), run=run).fit(X[:400], y[:400])
+    log_eval(model, X[400:], y[400:], run=run)
+    rf_run = trackhooks.start_run(mirrors=[cap])
+    rf = track(RandomForestRegressor(n_estimators=3, random_state=0), run=rf_run).fit(*DIABETES)
+    log_eval(rf, DIABETES[0][:50], DIABETES[1][:50], prefix="val", run=rf_run)
+    rf_run.finish()
+    run.finish()
+    _flush()
+    assert cap.keys(rf_run.id) == ["feature_importance", "residuals", "val_residuals"]
+    keys = cap.keys(run.id)
+    for k in ("confusion_matrix", "roc_curve", "precision_recall_curve"):
+        assert k in keys and f"test_{k}" in keys
+    (cm,) = cap.of("test_confusion_matrix")
+    assert cm.data["matrix"] == confusion_matrix(y[400:], model.predict(X[400:])).tolist()
+
+
+def test_search_only_the_parent_records_plots(cap):
+    X, y = CANCER
+    search = track(GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)),
+                                {"logisticregression__C": [0.1, 1.0]}, cv=2), mirrors=[cap]).fit(X, y)
+    _flush()
+    run_ids = {m.run_id for m in cap.media}
+    assert len(run_ids) == 1  # not the candidates
+    (parent,) = run_ids
+    store = trackhooks.open_store()
+    rec = store.run(parent)
+    assert rec.parent_id is None and len(rec.children()) == 2
+    assert cap.keys() == ["coefficients", "confusion_matrix", "precision_recall_curve", "roc_curve"]
+    (cm,) = cap.of("confusion_matrix")
+    assert cm.data["matrix"] == confusion_matrix(y, search.predict(X)).tolist()
+
+
+def test_autolog_records_plots_and_training_metrics_off_disables_them(store_path, monkeypatch):
+    cap = Capture()
+    import trackhooks.run as run_mod
+
+    monkeypatch.setattr(run_mod, "_mirror_list", lambda mirrors: [cap] if mirrors is None else list(mirrors))
+    autolog()
+    try:
+        RandomForestClassifier(n_estimators=3, random_state=0).fit(*DIGITS)
+        _flush()
+        assert "confusion_matrix" in cap.keys() and "feature_importance" in cap.keys()
+        cap.media.clear()
+        autolog(log_training_metrics=False)
+        RandomForestClassifier(n_estimators=3, random_state=0).fit(*DIGITS)
+        _flush()
+        assert cap.keys() == ["feature_importance"]
+    finally:
+        autolog(disable=True)

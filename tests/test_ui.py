@@ -293,38 +293,54 @@ def _browser():
     return chromium, node
 
 
+LIVE_MEDIA = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import trackhooks
+from tests.media_data import image
+run = trackhooks.start_run(experiment="media", name="live")
+print(run.id, flush=True)
+for i in range(600):
+    run.log_image("live_samples", image(i), step=i)
+    run.flush()
+    time.sleep(0.1)
+run.finish()
+"""
+
+
 def test_ui_media_in_headless_chromium(tmp_path):
-    """The compare view of two runs and a third that is being written: the same panels as the
-    report, side by side at the same step, and the live run's images appear as they are logged."""
-    import threading
-
-    import uvicorn
-
+    """`trackhooks ui` on the compare view of two runs and a third that another process is writing:
+    the same panels as the report, side by side at the same step, and the live run's images
+    appear as they are logged."""
     from tests.test_report_browser import _check_media, assert_media_page
 
     chromium, node = _browser()
     store = str(tmp_path / "store")
     a, b = media_data.fill(store)
-    stop, started = threading.Event(), threading.Event()
-    writer = threading.Thread(target=media_data.live_writer, args=(store, stop, started), daemon=True)
-    writer.start()
+    env = {**os.environ, "TRACKHOOKS_URI": store}
+    live = subprocess.Popen([sys.executable, "-c", LIVE_MEDIA, ROOT], env=env, stdout=subprocess.PIPE, text=True)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
-    serving = threading.Thread(target=server.run, daemon=True)
-    serving.start()
+    server = subprocess.Popen([sys.executable, "-m", "trackhooks", "ui", "--store", store, "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert started.wait(60)
+        live_id = live.stdout.readline().strip()
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 30
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_http(base + "/api/runs", server)
         os.makedirs(ARTIFACTS, exist_ok=True)
-        res = _check_media(f"{base}/#/compare/{a.id},{b.id},{started.run_id}", os.path.join(ARTIFACTS, "ui-media.png"),
+        res = _check_media(f"{base}/#/compare/{a.id},{b.id},{live_id}", os.path.join(ARTIFACTS, "ui-media.png"),
                            chromium, node, "live_samples")
     finally:
-        stop.set()
-        server.should_exit = True
-        writer.join(30)
-        serving.join(30)
+        server.terminate()
+        live.terminate()
+        server.wait(10)
+        live.wait(10)
     assert_media_page(res, {"live_samples": "image"})
     assert res["live_after"] > res["live_before"] + 1 and res["live_followed"]
+
+
+def test_live_media_counts(media_client):
+    c, a, b = media_client
+    d = c.get(f"/api/live?ids={a.id},{b.id}").json()
+    assert d[a.id]["media"]["samples"] == 10 and d[a.id]["media"]["weights/fc1"] == 10
+    assert d[b.id]["media"] == {"samples": 3, "val_confusion": 1}
+    assert d[a.id]["counts"]["loss"] == 10  # metric counts as before

@@ -323,9 +323,9 @@
   }
 
   // ---- media (images, figures, histograms, confusion matrices, curves, tables) ----------------
-  // One panel per key, the runs side by side at the same step (media.js). Every 2 s the keys'
-  // counts and last times are polled; a key that changed is refetched and its panel updated in
-  // place (a slider at the last step follows new records, one moved back stays where it is).
+  // One panel per key, the runs side by side at the same step (media.js). Every 2 s /api/live
+  // gives each run's record count per media key; a key whose counts changed is refetched and its
+  // panel updated in place (a slider at the last step follows new records, one moved back stays).
   var KIND_ORDER = { image: 0, figure: 1, confusion_matrix: 2, curve: 3, histogram: 4, table: 5 };
   function mediaSection(runs) {
     var byId = {};
@@ -339,13 +339,11 @@
     var ctx = { label: function (s) { return byId[s.run] ? byId[s.run].label : String(s.run); },
                 color: function (s) { return byId[s.run] ? byId[s.run].color : "#6b7280"; } };
     var mine = panels;  // this view's panels (a route change replaces the list)
+    function rank(kind) { return kind in KIND_ORDER ? KIND_ORDER[kind] : 9; }
     function place() {
-      var order = Object.keys(known).filter(function (k) { return known[k].panel; }).sort(function (a, b) {
-        var ka = known[a].kind in KIND_ORDER ? KIND_ORDER[known[a].kind] : 9;
-        var kb = known[b].kind in KIND_ORDER ? KIND_ORDER[known[b].kind] : 9;
-        return (ka - kb) || (a < b ? -1 : a > b ? 1 : 0);
-      });
-      order.forEach(function (k) { grid.appendChild(known[k].panel.root); });
+      Object.keys(known).filter(function (k) { return known[k].panel; }).sort(function (a, b) {
+        return (rank(known[a].kind) - rank(known[b].kind)) || (a < b ? -1 : a > b ? 1 : 0);
+      }).forEach(function (k) { grid.appendChild(known[k].panel.root); });
     }
     function load(key, entry, stamp, ids) {
       entry.pending = true;
@@ -354,8 +352,11 @@
       })).then(function (list) {
         entry.pending = false;
         if (mine !== panels) return;  // the page moved on
-        var spec = { key: key, kind: entry.kind, series: list.filter(function (s) { return s && s.kind === entry.kind; }) };
-        if (!spec.series.length) return;
+        list = list.filter(function (s) { return s && s.kind; });
+        if (!list.length) return;
+        // a key means one kind; a run that logged another kind under it is left out of the panel
+        entry.kind = entry.kind || list[0].kind;
+        var spec = { key: key, kind: entry.kind, series: list.filter(function (s) { return s.kind === entry.kind; }) };
         if (entry.panel) entry.panel.update(spec);
         else {
           entry.panel = new window.TrackhooksMedia.Panel(spec, ctx, grid);
@@ -363,30 +364,29 @@
           place();
         }
         entry.stamp = stamp;
-      });
+      }, function () { entry.pending = false; });
     }
     function poll() {
-      return Promise.all(runs.map(function (r) {
-        return api("/api/runs/" + encodeURIComponent(r.id) + "/media").catch(function () { return { keys: [] }; });
-      })).then(function (lists) {
+      return api("/api/live?ids=" + runs.map(function (r) { return encodeURIComponent(r.id); }).join(",")).then(function (live) {
         if (mine !== panels) return;
         var want = {};
-        lists.forEach(function (l, i) {
-          l.keys.forEach(function (k) {
-            var w = want[k.key] || (want[k.key] = { kind: k.kind, stamp: {}, ids: [] });
-            w.stamp[runs[i].id] = k.count + ":" + k.last_time;
-            w.ids.push(runs[i].id);
+        runs.forEach(function (r) {
+          var media = (live[r.id] && live[r.id].media) || {};
+          Object.keys(media).forEach(function (k) {
+            var w = want[k] || (want[k] = { stamp: {}, ids: [] });
+            w.stamp[r.id] = media[k];
+            w.ids.push(r.id);
           });
         });
         Object.keys(want).forEach(function (key) {
           var w = want[key], stamp = JSON.stringify(w.stamp);
-          var entry = known[key] || (known[key] = { kind: w.kind });
+          var entry = known[key] || (known[key] = {});
           if (entry.pending || entry.stamp === stamp) return;
           load(key, entry, stamp, w.ids);
         });
         empty.hidden = Object.keys(want).length > 0;
         grid.setAttribute("data-keys", String(Object.keys(want).length));
-      });
+      }).catch(function () {});
     }
     poll();
     timers.push(setInterval(poll, 2000));

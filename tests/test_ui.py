@@ -210,7 +210,7 @@ def test_ui_in_headless_chromium(tmp_path):
     assert out["live_after"] > out["live_before"] > 0 and out["no_reload"]
     assert out["live_status"] == "running"
     assert out["xss"] is None
-    for section in ("Params", "Metrics", "Checkpoints", "Artifacts", "Datasets"):
+    for section in ("Params", "Metrics", "Media", "Checkpoints", "Artifacts", "Datasets"):
         assert any(h.startswith(section) for h in out["run_sections"])
     assert os.path.getsize(os.path.join(ARTIFACTS, "ui-compare.png")) > 10_000
 

@@ -183,6 +183,11 @@
     this.root.setAttribute("data-steps", String(n));
     this.root.setAttribute("data-records", String(spec.series.reduce(function (a, s) { return a + s.records.length; }, 0)));
     this.root.classList.toggle("multi", spec.series.length > 1);
+    // a confusion matrix of many classes needs the room of two grid columns
+    var many = spec.kind === "confusion_matrix" && spec.series.some(function (s) {
+      return s.records.some(function (r) { return (r.labels || []).length > 6; });
+    });
+    this.root.classList.toggle("wide", many);
     // one cell per series, kept across updates so that images do not flicker
     var keep = {};
     spec.series.forEach(function (s) {
@@ -367,7 +372,8 @@
     var labels = r.labels || [], m = r.matrix || [];
     var norm = this.mode === "normalized";
     var head = el("tr");
-    var corner = el("th", "cm-corner", "true ↓ / predicted →");
+    var corner = el("th", "cm-corner", "true ↓ pred →");
+    corner.title = "rows: true label; columns: predicted label";
     head.appendChild(corner);
     labels.forEach(function (l) { var th = el("th", "cm-pred", l); th.title = String(l); head.appendChild(th); });
     var thead = el("thead"); thead.appendChild(head); t.appendChild(thead);

@@ -118,3 +118,20 @@ def test_cli_report_options(media_store, tmp_path):
     p = subprocess.run([sys.executable, "-m", "trackhooks", "report", "--store", store, "-o", out, "--max-images", "0"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "at least 1" in p.stderr
+
+
+def test_media_example_logs_every_kind(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    store = str(tmp_path / "store")
+    p = subprocess.run([sys.executable, os.path.join(root, "examples", "media_digits.py")], capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "TRACKHOOKS_URI": store})
+    assert p.returncode == 0, p.stderr[-2000:]
+    (rec,) = trackhooks.open_store(store).runs()
+    kinds = {rec.media(k)[-1].kind for k in rec.media_keys()}
+    assert kinds == set(mv.KINDS)
+    page, info = build_report([rec])
+    assert info["media"]["panels"] == 7 and info["media"]["images_embedded"] == 13
+    roc = next(p for p in _data(page)["media"] if p["key"] == "roc_curve/8")["series"][0]["records"][0]
+    assert roc["curve"] == "roc" and 0.9 < roc["auc"] <= 1.0

@@ -344,3 +344,18 @@ def test_live_media_counts(media_client):
     assert d[a.id]["media"]["samples"] == 10 and d[a.id]["media"]["weights/fc1"] == 10
     assert d[b.id]["media"] == {"samples": 3, "val_confusion": 1}
     assert d[a.id]["counts"]["loss"] == 10  # metric counts as before
+
+
+def test_media_file_logged_after_the_first_request_is_found(tmp_path):
+    store = str(tmp_path / "store")
+    with trackhooks.start_run("media", "grow", store=store) as run:
+        run.log_image("img", media_data.image(0), step=0)
+    c = TestClient(create_app(store))
+    first = c.get(f"/api/runs/{run.id}/media/img").json()["records"]
+    assert c.get(first[0]["src"]).status_code == 200
+    with trackhooks.start_run(resume=run.id, store=store) as again:
+        again.log_image("img", media_data.image(1), step=1)
+    recs = c.get(f"/api/runs/{run.id}/media/img").json()["records"]
+    assert [r["step"] for r in recs] == [0, 1] and recs[1]["src"] != recs[0]["src"]
+    r = c.get(recs[1]["src"])
+    assert r.status_code == 200 and r.content.startswith(b"\x89PNG")

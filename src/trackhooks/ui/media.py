@@ -62,21 +62,44 @@ def media_series(rec: Any, key: str, max_records: int | None = None) -> dict[str
     return {"key": key, **out}
 
 
-def media_file(rec: Any, name: str) -> tuple[str, str]:
-    """(path, mime) of the run's media file with this content-addressed name."""
-    for key in mv.keys_of(rec):
-        for m in rec.media(key):
-            if m.kind in mv.IMAGE_KINDS and _address(m) == name:
-                mime = mv.image_mime(m.path) if m.path else None
-                if mime is None:
-                    raise HTTPException(404, f"media file {name!r} is missing or not an image")
-                return m.path, mime
-    raise HTTPException(404, f"run {rec.id[:8]} has no media file {name!r}")
+class FileIndex:
+    """Content address -> media record, per run, rebuilt only when the run's media counts change
+    (so stepping through images costs one count query per image, not a read of every record)."""
+
+    def __init__(self, counts: Callable[[str], Any]):
+        self._counts = counts
+        self._runs: dict[str, tuple[Any, dict[str, Any]]] = {}
+
+    def find(self, rec: Any, name: str) -> tuple[str, str]:
+        """(path, mime) of the run's image or figure with this content-addressed name."""
+        sig = self._counts(rec.id)
+        cached = self._runs.get(rec.id)
+        if cached is None or cached[0] != sig:
+            files = {}
+            for key in mv.keys_of(rec):
+                for m in rec.media(key):
+                    if m.kind in mv.IMAGE_KINDS:
+                        address = _address(m)
+                        if address:
+                            files[address] = m
+            if len(self._runs) > 256:
+                self._runs.clear()
+            cached = self._runs[rec.id] = (sig, files)
+        m = cached[1].get(name)
+        if m is None:
+            raise HTTPException(404, f"run {rec.id[:8]} has no media file {name!r}")
+        mime = mv.image_mime(m.path) if m.path else None
+        if mime is None:
+            raise HTTPException(404, f"media file {name!r} is missing or not an image")
+        return m.path, mime
 
 
-def media_routes(record: Callable[[str], Any], respond: Callable[[Any], Response]) -> list[Route]:
+def media_routes(record: Callable[[str], Any], respond: Callable[[Any], Response],
+                 live: Callable[[list[str]], dict[str, Any]]) -> list[Route]:
     """Routes for the app; ``record(run_id)`` resolves a run (404 if unknown), ``respond`` makes
-    the JSON response the other API routes make."""
+    the JSON response the other API routes make, ``live(ids)`` is the store's ``live`` (its media
+    counts tell when a run's files changed)."""
+    index = FileIndex(lambda rid: (live([rid]).get(rid) or {}).get("media"))
 
     async def api_media_keys(request: Request) -> Response:
         return respond(media_keys(record(request.path_params["run_id"])))
@@ -92,7 +115,7 @@ def media_routes(record: Callable[[str], Any], respond: Callable[[Any], Response
         return respond(media_series(record(request.path_params["run_id"]), request.path_params["key"], n))
 
     async def api_media_file(request: Request) -> Response:
-        path, mime = media_file(record(request.path_params["run_id"]), request.path_params["name"])
+        path, mime = index.find(record(request.path_params["run_id"]), request.path_params["name"])
         return FileResponse(path, media_type=mime, headers=_FILE_HEADERS)
 
     async def shared(request: Request) -> Response:

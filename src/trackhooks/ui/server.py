@@ -282,7 +282,7 @@ def create_app(store: "str | os.PathLike | Store | None" = None) -> Starlette:
         Route("/api/runs/{run_id}/metrics/{key:path}", api_series),
         Route("/api/runs/{run_id}/artifacts/{name:path}", api_artifact),
         Route("/api/live", api_live),
-        *media_routes(ui.record, _json),
+        *media_routes(ui.record, _json, ui.live),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found})

@@ -60,8 +60,8 @@ def media_store(tmp_path):
     return store, trackhooks.open_store(store).runs()
 
 
-def _data(page: str) -> dict:
-    m = re.search(r'<script type="application/json" id="trackhooks-data">(.*?)</script>', page, re.S)
+def _data(page: str, block: str = "trackhooks-data") -> dict:
+    m = re.search(rf'<script type="application/json" id="{block}">(.*?)</script>', page, re.S)
     return json.loads(m.group(1))
 
 
@@ -74,14 +74,19 @@ def test_report_embeds_media_and_stays_inert(media_store):
     panels = {p["key"]: p for p in data["media"]}
     assert [p["kind"] for p in data["media"]][:1] == ["image"]  # pictures first
     rec = panels["samples"]["series"][0]["records"][3]
-    assert rec["src"].startswith("data:image/png;base64,")
-    png = base64.b64decode(rec["src"].split(",", 1)[1])
+    # the image itself sits in a block after the page's script, so charts draw before it is parsed
+    assert rec["src"] is None
+    images = _data(page, "trackhooks-images")
+    assert len(images) == 13 and page.index('id="trackhooks-images"') > page.index("<script>")
+    src = images[rec["ref"]]
+    assert src.startswith("data:image/png;base64,")
+    png = base64.b64decode(src.split(",", 1)[1])
     a = recs[0] if recs[0].name == "cnn-a" else recs[1]
     with open(a.media("samples")[3].path, "rb") as f:
         assert png == f.read()  # the stored file, byte for byte
     # no user string can leave the JSON script element or become markup
     assert media_data.XSS not in page
-    assert page.count("<script") == 2 and "</script><img" not in page
+    assert page.count("<script") == 3 and "</script><img" not in page
     assert "img-src data:" in page and "connect-src" not in page  # offline: data: images only
 
 

@@ -425,6 +425,19 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
 
 
+def _detach_images(panels: list[dict[str, Any]]) -> list[str]:
+    """Move each embedded image's data: URI to a list; its record keeps the index as ``ref``."""
+    images: list[str] = []
+    for p in panels:
+        for series in p["series"]:
+            for r in series["records"]:
+                if r.get("src"):
+                    r["ref"] = len(images)
+                    images.append(r["src"])
+                    r["src"] = None
+    return images
+
+
 def _media_section(panels: list[dict[str, Any]]) -> str:
     if not panels:
         return ""
@@ -442,6 +455,9 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
     recs = list(recs)
     short = sm.short_ids(r.id for r in recs)
     panels, media_info = build_media(recs, steps=media_steps, max_image_bytes=max_image_bytes)
+    # the image bytes go last in the file, after the script: the page draws its tables, charts and
+    # panels before the browser has parsed megabytes of base64, and the images follow
+    images = _detach_images(panels)
     data = build_data(recs, media=panels)
     warnings = []
     w = sm.training_data_warning(recs) if len(recs) > 1 else None
@@ -497,6 +513,7 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
 <footer class="muted small">Written by trackhooks. Works offline: everything this page needs is inside this file.</footer>
 <script type="application/json" id="trackhooks-data">{json_for_script(data)}</script>
 <script>{script}</script>
+<script type="application/json" id="trackhooks-images">{json_for_script(images)}</script>
 </body>
 </html>
 """

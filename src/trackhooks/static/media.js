@@ -175,7 +175,10 @@
       var who = spec.series.length > 1 ? self.label(s) + ": " : "";
       if (s.shown < s.n) notes.push(who + s.shown + " of " + s.n + " records shown (evenly spaced, the last included); the store has all");
       if (s.other_kinds) notes.push(who + s.other_kinds + " records of another kind under this key not shown");
-      var missing = s.records.filter(function (r) { return (spec.kind === "image" || spec.kind === "figure") && !r.src; }).length;
+      // (a record with a ref has its image still on the way: the report attaches them once parsed)
+      var missing = s.records.filter(function (r) {
+        return (spec.kind === "image" || spec.kind === "figure") && !r.src && (r.ref === undefined || r.ref === null);
+      }).length;
       if (missing) notes.push(who + missing + " images not embedded (size cap); the store has them");
     });
     (spec.notes || []).forEach(function (t) { notes.push(t); });

@@ -435,6 +435,21 @@
     var t1 = (window.performance && performance.now()) || 0;
     window.__trackhooks = { charts: charts.length, panels: panels.length, ready: true, render_ms: t1 - t0 };
     document.body.setAttribute("data-ready", "1");
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", attachImages);
+    else attachImages();
+  }
+
+  // the embedded images sit in a JSON block after this script (see report.py): read once parsed
+  function attachImages() {
+    var node = document.getElementById("trackhooks-images");
+    var blobs = node ? JSON.parse(node.textContent) : [];
+    (DATA.media || []).forEach(function (spec) {
+      spec.series.forEach(function (s) {
+        s.records.forEach(function (r) { if (r.ref !== undefined && r.ref !== null) r.src = blobs[r.ref]; });
+      });
+    });
+    panels.forEach(function (p) { p.update(p.spec); });
+    document.body.setAttribute("data-images", "1");
   }
 
   init();

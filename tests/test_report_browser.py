@@ -166,3 +166,5 @@ def test_report_media_in_headless_chromium(tmp_path):
     os.makedirs(ARTIFACTS, exist_ok=True)
     res = _check_media(pathlib.Path(report).as_uri(), os.path.join(ARTIFACTS, "report-media.png"), chromium, node)
     assert_media_page(res)
+    assert res["hidden_cells"] == [True, True] and res["shown_again"]  # cnn-b's samples and confusion matrix
+    assert res["filtered_panels"] == ["roc"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import math
-import os
 from typing import Any, Callable, Iterable, Sequence
 
 from . import summaries as sm

@@ -97,6 +97,17 @@ try {
   out.injected = await page.$$eval(".media-panel script, .media-panel img:not(.media-img)", (e) => e.length);
   out.payload_as_text = (await page.textContent("#media, #media-grid")).includes("<script>window.__xss=1</script>");
 
+  // report only: the runs table hides a run's cells too, and panels filter by key
+  const runBox = await page.$("#runs input[type=checkbox][data-run='1']");
+  if (runBox) {
+    await runBox.click();
+    out.hidden_cells = await page.$$eval(".media-cell[data-run='1']", (cs) => cs.map((c) => c.hidden));
+    await runBox.click();
+    out.shown_again = await page.$$eval(".media-cell[data-run='1']", (cs) => cs.every((c) => !c.hidden));
+    await page.fill("#media-filter", "ROC");
+    out.filtered_panels = await page.$$eval(".media-panel:not(.hidden)", (ps) => ps.map((p) => p.getAttribute("data-key")));
+    await page.fill("#media-filter", "");
+  }
   if (liveKey) {
     // another writer keeps logging: the panel grows and, at the last step, follows it
     const p = `.media-panel[data-key='${liveKey}']`;

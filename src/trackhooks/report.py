@@ -458,6 +458,8 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
     # the image bytes go last in the file, after the script: the page draws its tables, charts and
     # panels before the browser has parsed megabytes of base64, and the images follow
     images = _detach_images(panels)
+    images_html = (f'<script type="application/json" id="trackhooks-images">{json_for_script(images)}</script>'
+                   if images else "")
     data = build_data(recs, media=panels)
     warnings = []
     w = sm.training_data_warning(recs) if len(recs) > 1 else None
@@ -513,7 +515,7 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
 <footer class="muted small">Written by trackhooks. Works offline: everything this page needs is inside this file.</footer>
 <script type="application/json" id="trackhooks-data">{json_for_script(data)}</script>
 <script>{script}</script>
-<script type="application/json" id="trackhooks-images">{json_for_script(images)}</script>
+{images_html}
 </body>
 </html>
 """

@@ -90,6 +90,16 @@ def test_sklearn_workload_tiny():
     assert _ok(rows, "none")["candidates"] == 4
 
 
+def test_media_workload_tiny():
+    rows = _run_workload("media_bench.py", ["log_image 512x512x3 uint8 vs arr.copy()",
+                                            "log_histogram 1M float64 vs arr.copy()", "none",
+                                            "trackhooks autolog (with plots)", "none (random forest)",
+                                            "trackhooks autolog (with plots; random forest)"])
+    for c in ("log_image 512x512x3 uint8 vs arr.copy()", "log_histogram 1M float64 vs arr.copy()"):
+        row = _ok(rows, c)
+        assert row["unit"] == "× arr.copy()" and row["value"] > 0 and row["calls"] == 10
+
+
 def test_core_micro_tiny():
     configs = ["floor: dict copy + deque append", "trackhooks log_metrics (writer idle)",
                "trackhooks log_metrics (sustained)", "ingest", "ingest: writer + store only", "store write only", "read 1M-point series",
@@ -153,7 +163,7 @@ def test_report_micro_targets_and_notes_survive(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["core_micro.py", "lightning_bench.py", "keras_bench.py", "xgboost_bench.py",
-                                    "sklearn_bench.py"])
+                                    "sklearn_bench.py", "media_bench.py"])
 def test_workload_lists_the_configs_the_harness_uses(script):
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "workloads", script), "--list"], capture_output=True,
                           text=True, timeout=60, env=_env())

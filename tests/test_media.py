@@ -579,3 +579,30 @@ def test_import_trackhooks_imports_no_media_library():
             "print(sorted(m for m in ('numpy', 'torch', 'PIL', 'matplotlib', 'pandas', 'polars') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_tensors_are_copied_without_leaving_their_device(run, cap):
+    """The caller's thread only clones tensors: no .cpu()/.numpy()/.item()/.tolist() (each of those
+    would be a host sync for a GPU tensor). Recorded with a TorchFunctionMode (thread-local)."""
+    from torch.overrides import TorchFunctionMode
+
+    class Calls(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.names.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    img, values = torch.rand(3, 8, 8), torch.randn(1000)
+    with Calls() as calls:
+        run.log_image("t_img", img)
+        run.log_histogram("t_hist", values)
+        run.log_curve("t_curve", values[:10], values[10:20])
+        run.log_table("t_table", {"a": values[:3]})
+    assert "clone" in calls.names
+    assert not {"cpu", "numpy", "item", "tolist", "to", "__array__"} & set(calls.names), calls.names
+    run.flush()
+    assert pixels(one(run, cap, "t_img")).shape == (8, 8, 3)
+    assert one(run, cap, "t_hist").data["count"] == 1000

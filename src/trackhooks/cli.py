@@ -206,6 +206,23 @@ def _dataset_json(d: Any) -> dict[str, Any]:
             "source": d.source, "sampled": d.sampled, "time": d.time}
 
 
+def _media_json(m: Any) -> dict[str, Any]:
+    return {"key": m.key, "kind": m.kind, "step": m.step, "epoch": m.epoch, "timestamp": m.timestamp,
+            "path": m.path, "width": m.width, "height": m.height, "data": m.data}
+
+
+def _media_summary(rec: "RunRecord") -> dict[str, dict[str, Any]]:
+    """key -> kind, count and step range of its rich records."""
+    out: dict[str, dict[str, Any]] = {}
+    for key in rec.media_keys():
+        records = rec.media(key)
+        if records:
+            steps = [m.step for m in records]
+            out[key] = {"kind": records[-1].kind, "count": len(records), "min_step": min(steps),
+                        "max_step": max(steps)}
+    return out
+
+
 def run_details(rec: "RunRecord") -> dict[str, Any]:
     """Everything ``show`` prints, as JSON-ready data."""
     out = sm.run_brief(rec, with_metrics=False)
@@ -213,6 +230,7 @@ def run_details(rec: "RunRecord") -> dict[str, Any]:
     out["datasets"] = [_dataset_json(d) for d in rec.datasets()]
     out["metrics"] = {k: sm.summarize(rec, k).to_json() for k in rec.metric_keys()}
     out["checkpoints"] = [_checkpoint_json(c) for c in rec.checkpoints()]
+    out["media"] = _media_summary(rec)
     out["artifacts"] = [{"name": a.name, "path": a.path, "size": a.size, "sha256": a.sha256, "time": a.time}
                         for a in rec.artifacts()]
     out["children"] = [sm.run_brief(c) for c in rec.children()]
@@ -291,6 +309,15 @@ def _show(con: _Out, store: "Store", rec: "RunRecord") -> None:
         section("metrics", "", t)
     else:
         section("metrics", "none", None)
+
+    media = _media_summary(rec)
+    if media:
+        t = _table("media", "key", "kind", "count", "steps")
+        t.columns[2].justify = "right"
+        for k, m in media.items():
+            t.add_row(_text(k), _text(m["kind"].replace("_", " ")), str(m["count"]),
+                      sm.fmt_steps(m["min_step"], m["max_step"]))
+        section("media", "", t)
 
     ckpts = rec.checkpoints()
     if ckpts:
@@ -490,6 +517,8 @@ def export_json(rec: "RunRecord") -> dict[str, Any]:
     for key in rec.metric_keys():
         s = rec.metric(key)
         data["metrics"][key] = {"steps": s.steps, "epochs": s.epochs, "values": s.values, "timestamps": s.timestamps}
+    # rich records: data inline, image/figure files by their path in the store
+    data["media"] = {key: [_media_json(m) for m in rec.media(key)] for key in rec.media_keys()}
     return data
 
 

@@ -95,6 +95,23 @@ def test_multiclass_one_vs_rest_per_class_and_importance(cap):
     assert abs(sum(r[1] for r in imp.data["rows"]) - 1.0) < 1e-9
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_curves_equal_sklearn_metrics(seed):
+    from sklearn.metrics import precision_recall_curve
+
+    from trackhooks_sklearn.plots import _binary_curves
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    positive = rng.random(n) < 0.3
+    score = np.round(rng.random(n) + positive * 0.3, 2)  # ties on purpose
+    fpr, tpr, precision, recall = _binary_curves(positive, score)
+    f2, t2, _ = roc_curve(positive, score)
+    p2, r2, _ = precision_recall_curve(positive, score)
+    assert fpr.tolist() == f2.tolist() and tpr.tolist() == t2.tolist()
+    assert precision.tolist() == pytest.approx(p2.tolist()) and recall.tolist() == pytest.approx(r2.tolist())
+
+
 def test_decision_function_used_without_predict_proba(cap):
     X, y = CANCER
     track(make_pipeline(StandardScaler(), SVC()), mirrors=[cap]).fit(X, y)

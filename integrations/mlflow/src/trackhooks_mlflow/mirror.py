@@ -301,6 +301,9 @@ class MlflowMirror(ReplaySink):
             stats["points"] += len(metrics_req)
 
         stats["artifacts"] += self._artifacts(view, cursor, remote, be)
+        from .media import replay_media
+
+        stats["media"] = stats.get("media", 0) + replay_media(view, cursor, remote, be, encode_key)
         if self.upload_checkpoints:
             stats["checkpoints"] += self._upload_checkpoints(view, cursor, remote, be)
 

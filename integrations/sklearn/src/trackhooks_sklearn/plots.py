@@ -129,18 +129,43 @@ def _classifier_plots(run: trackhooks.Run, est: Any, X: Any, y: Any, y_pred: Any
         _warn("recording ROC / precision-recall curves", exc)
 
 
-def _curves(run: trackhooks.Run, scores: Any, y: Any, classes: Any, prefix: str) -> None:
+def _binary_curves(positive: Any, score: Any) -> tuple[Any, Any, Any, Any]:
+    """(fpr, tpr, precision, recall) as sklearn.metrics.roc_curve (drop_intermediate=True) and
+    precision_recall_curve compute them, without their per-call input validation (which costs more
+    than the curves themselves when there is one curve per class)."""
     import numpy as np
-    from sklearn.metrics import precision_recall_curve, roc_curve
 
+    score = np.asarray(score, dtype=np.float64)
+    if not np.isfinite(score).all():
+        raise ValueError("non-finite scores")
+    order = np.argsort(score, kind="mergesort")[::-1]
+    score, hit = score[order], positive[order]
+    last = np.r_[np.where(np.diff(score))[0], hit.size - 1]  # the last index of each distinct score
+    tps = np.cumsum(hit, dtype=np.float64)[last]
+    fps = 1 + last - tps
+    keep = np.where(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])[0]
+    rf, rt = np.r_[0, fps[keep]], np.r_[0, tps[keep]]
+    fpr, tpr = rf / rf[-1], rt / rt[-1]
+    ps = tps + fps
+    precision = np.divide(tps, ps, out=np.zeros_like(tps), where=ps != 0)
+    recall = tps / tps[-1]
+    return fpr, tpr, np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0]
+
+
+def _curves(run: trackhooks.Run, scores: Any, y: Any, classes: Any, prefix: str) -> None:
     def one(suffix: str, positive: Any, score: Any) -> None:
         if positive.all() or not positive.any():
             return  # undefined with one class only
-        fpr, tpr, _ = roc_curve(positive, score)
+        try:
+            fpr, tpr, precision, recall = _binary_curves(positive, score)
+        except Exception:
+            from sklearn.metrics import precision_recall_curve, roc_curve
+
+            fpr, tpr, _ = roc_curve(positive, score)
+            precision, recall, _ = precision_recall_curve(positive, score)
         fpr, tpr = _thin(fpr, tpr)
         run.log_curve(f"{prefix}roc_curve{suffix}", fpr, tpr, x_label="false positive rate",
                       y_label="true positive rate")
-        precision, recall, _ = precision_recall_curve(positive, score)
         recall, precision = _thin(recall[::-1], precision[::-1])  # recall ascending
         run.log_curve(f"{prefix}precision_recall_curve{suffix}", recall, precision, x_label="recall",
                       y_label="precision")

@@ -168,6 +168,16 @@ class TensorBoardMirror(ReplaySink):
                 if not wrote or all(metric_state.get(k, 0) >= n for k, (_, n) in counts.items()):
                     break
 
+            from .media import replay_media
+
+            def text(tag: str, markdown: str, step: int, wall_time: float) -> None:
+                self._text(w, Event, Summary, tag, markdown, step, wall_time)
+
+            stats["media"] = replay_media(w, view, st, text)
+            if stats["media"]:
+                w.flush()  # the media are on disk before the cursor says so
+                cursor.commit()
+
             if not st.get("run"):
                 info = {"id": rec.id, "name": rec.name, "experiment": rec.experiment, "parent": rec.parent_id,
                         "store": view.store.uri}

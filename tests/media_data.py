@@ -40,6 +40,9 @@ def fill(store: str, *, n_images: int = 10) -> tuple:
         fpr = [0.0, 0.1, 0.2, 0.5, 1.0]
         tpr = [0.0, 0.6, 0.8, 0.9, 1.0]
         a.log_curve("roc", fpr, tpr, step=0, x_label="fpr", y_label="tpr")
+        # a family: one-vs-rest precision-recall curves per class, one panel with both overlaid
+        a.log_curve("pr_curve/dog", [0.0, 0.5, 1.0], [1.0, 1.0, 0.5], step=0, x_label="recall", y_label="precision")
+        a.log_curve("pr_curve/cat", [0.0, 1.0], [1.0, 1.0], step=0, x_label="recall", y_label="precision")
         a.log_curve("lr_schedule", list(range(10)), [math.exp(-i / 3) for i in range(10)], step=0,
                     x_label="epoch", y_label="lr")
         a.log_table("predictions", [{"id": i, "label": ["b", "a", "c", XSS][i % 4], "score": [0.5, 2.0, -1.0, 10.0][i % 4]}

@@ -118,7 +118,8 @@ def assert_media_page(res: dict, extra_kinds: dict | None = None) -> None:
     assert res["xss"] is None and res["xss_after"] is None and res["injected"] == 0 and res["payload_as_text"]
     kinds = {p["key"]: p["kind"] for p in res["panels"]}
     assert kinds == {"samples": "image", "val_confusion": "confusion_matrix", "roc": "curve", "lr_schedule": "curve",
-                     "weights/fc1": "histogram", "predictions": "table", XSS: "table", **(extra_kinds or {})}
+                     "weights/fc1": "histogram", "predictions": "table", XSS: "table", "pr_curve/*": "curve",
+                     **(extra_kinds or {})}
     from trackhooks.mediaview import KIND_ORDER
 
     ranks = [KIND_ORDER[p["kind"]] for p in res["panels"]]
@@ -145,6 +146,9 @@ def assert_media_page(res: dict, extra_kinds: dict | None = None) -> None:
     assert res["hist_bars"] == {"mode": "bars", "bins": "32"}
     assert res["hist_heat"] == {"mode": "heat", "rows": "10"}
     assert "not binned: 3 nan" in res["hist_caption"]
+    # "pr_curve/cat" and "pr_curve/dog": one panel, both lines, AUC each (1.0 and 0.875), in name order
+    assert res["family"] == [{"legend": ["cat · AUC 1.000", "dog · AUC 0.875"], "lines": "2",
+                              "caption": "2 curves · mean PR AUC 0.9375 (trapezoid, unweighted) · step 0"}]
     curves = {c["key"]: c for c in res["curves"]}
     assert float(curves["roc"]["auc"]) == pytest.approx(roc_auc(), abs=1e-6)
     assert "ROC AUC 0.8300 (trapezoid)" in curves["roc"]["caption"]
@@ -162,7 +166,7 @@ def test_report_media_in_headless_chromium(tmp_path):
 
     report = str(tmp_path / "report.html")
     info = write_report(recs, report, store_path=store)
-    assert info["media"]["panels"] == 7 and info["media"]["images_embedded"] == 13
+    assert info["media"]["keys"] == 9 and info["media"]["images_embedded"] == 13
     os.makedirs(ARTIFACTS, exist_ok=True)
     res = _check_media(pathlib.Path(report).as_uri(), os.path.join(ARTIFACTS, "report-media.png"), chromium, node)
     assert_media_page(res)

@@ -68,7 +68,7 @@ def _data(page: str, block: str = "trackhooks-data") -> dict:
 def test_report_embeds_media_and_stays_inert(media_store):
     store, recs = media_store
     page, info = build_report(recs, store_path=store)
-    assert info["media"] == {"panels": 7, "images_embedded": 13, "images_left_out": 0,
+    assert info["media"] == {"keys": 9, "images_embedded": 13, "images_left_out": 0,
                              "image_bytes": info["media"]["image_bytes"], "thinned": []}
     data = _data(page)
     panels = {p["key"]: p for p in data["media"]}
@@ -137,6 +137,6 @@ def test_media_example_logs_every_kind(tmp_path):
     kinds = {rec.media(k)[-1].kind for k in rec.media_keys()}
     assert kinds == set(mv.KINDS)
     page, info = build_report([rec])
-    assert info["media"]["panels"] == 7 and info["media"]["images_embedded"] == 13
+    assert info["media"]["keys"] == 7 and info["media"]["images_embedded"] == 13
     roc = next(p for p in _data(page)["media"] if p["key"] == "roc_curve/8")["series"][0]["records"][0]
     assert roc["curve"] == "roc" and 0.9 < roc["auc"] <= 1.0

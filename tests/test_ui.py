@@ -234,7 +234,8 @@ def test_media_keys_and_records(media_client):
     assert d["run"] == a.id
     assert {k: v["kind"] for k, v in keys.items()} == {
         "samples": "image", "weights/fc1": "histogram", "val_confusion": "confusion_matrix", "roc": "curve",
-        "lr_schedule": "curve", "predictions": "table", media_data.XSS: "table"}
+        "lr_schedule": "curve", "predictions": "table", media_data.XSS: "table", "pr_curve/cat": "curve",
+        "pr_curve/dog": "curve"}
     assert keys["samples"]["count"] == 10 and keys["samples"]["last_step"] == 9
     s = c.get(f"/api/runs/{a.id}/media/samples").json()
     assert s["kind"] == "image" and s["n"] == s["shown"] == 10 and [r["step"] for r in s["records"]] == list(range(10))

@@ -605,8 +605,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         media = info["media"]
         extra = ""
-        if media["panels"]:
-            extra = f", {media['panels']} media panels, {media['images_embedded']} images embedded"
+        if media["keys"]:
+            extra = f", {media['keys']} media keys, {media['images_embedded']} images embedded"
             if media["images_left_out"]:
                 extra += f" ({media['images_left_out']} left out by --max-image-mb)"
         sys.stdout.write(f"wrote {path} ({info['runs']} runs, {info['charts']} charts{extra}); open it in a browser\n")

@@ -246,7 +246,7 @@ def build_media(recs: Sequence[Any], *, steps: dict[str, int] | None = None,
                 thinned.append(key)
             series.append(s)
         panels.append({"key": key, "kind": kind, "series": series})
-    info = {"panels": len(panels), "images_embedded": n_embedded, "images_left_out": n_left_out,
+    info = {"keys": len(panels), "images_embedded": n_embedded, "images_left_out": n_left_out,
             "image_bytes": used, "thinned": thinned}
     return panels, info
 

@@ -28,8 +28,7 @@ try {
   // every key's panel is there (the UI adds them as their records arrive, which moves the others)
   await page.waitForFunction(() => {
     const g = document.getElementById("media-grid") || document.getElementById("media");
-    const want = Number(g && (g.getAttribute("data-keys") || g.getAttribute("data-panels")));
-    return want >= 7 && document.querySelectorAll(".media-panel").length === want;
+    return g && g.getAttribute("data-settled") === "1" && document.querySelectorAll(".media-panel").length >= 7;
   }, null, { timeout: 20000 });
   out.panels = await page.$$eval(".media-panel", (ps) => ps.map((p) => ({
     key: p.getAttribute("data-key"), kind: p.getAttribute("data-kind"), steps: Number(p.getAttribute("data-steps")),
@@ -88,6 +87,10 @@ try {
   out.hist_heat = { mode: await page.getAttribute(hist, "data-mode"), rows: await page.getAttribute(hist, "data-rows") };
   out.hist_caption = await page.textContent(".media-panel[data-key='weights/fc1'] .media-cap");
 
+  // a family of curves ("<base>/<member>") is one panel with the members overlaid
+  out.family = await page.$$eval(".media-panel[data-key='pr_curve/*'] .media-cell", (cs) => cs.map((c) => ({
+    legend: Array.from(c.querySelectorAll(".media-legend-item")).map((i) => i.textContent),
+    lines: c.querySelector("canvas").getAttribute("data-lines"), caption: c.querySelector(".media-cap").textContent })));
   // curves: AUC where it applies
   out.curves = await page.$$eval(".media-panel[data-kind='curve']", (ps) => ps.map((p) => ({
     key: p.getAttribute("data-key"), auc: p.querySelector("canvas").getAttribute("data-auc"),

@@ -407,42 +407,138 @@
       (norm ? " · each row divided by its true-label count" : "");
   };
 
+  var LINES = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+               "#9c755f", "#bab0ac", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#17becf"];
+  // one curve (r.x, r.y), or a family of them overlaid (r.lines, see group()), with a legend
   RENDER.curve = function (c, r) {
-    var canvas = ensure(c, "curve", function () { var cv = el("canvas", "media-canvas"); c.body.appendChild(cv); return cv; });
-    var x = r.x || [], y = r.y || [];
+    var v = ensure(c, "curve", function () {
+      var cv = el("canvas", "media-canvas"), lg = el("div", "media-legend");
+      c.body.appendChild(cv); c.body.appendChild(lg);
+      return { canvas: cv, legend: lg };
+    });
+    var canvas = v.canvas, self = this;
+    var lines = r.lines || [{ name: null, x: r.x, y: r.y, auc: r.auc, curve: r.curve }];
     var x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-    for (var i = 0; i < x.length; i++) {
-      if (x[i] === null || y[i] === null) continue;
-      if (x[i] < x0) x0 = x[i]; if (x[i] > x1) x1 = x[i];
-      if (y[i] < y0) y0 = y[i]; if (y[i] > y1) y1 = y[i];
-    }
+    lines.forEach(function (l) {
+      var x = l.x || [], y = l.y || [];
+      for (var i = 0; i < x.length; i++) {
+        if (x[i] === null || y[i] === null) continue;
+        if (x[i] < x0) x0 = x[i]; if (x[i] > x1) x1 = x[i];
+        if (y[i] < y0) y0 = y[i]; if (y[i] > y1) y1 = y[i];
+      }
+    });
+    v.legend.textContent = "";
     if (!(x1 >= x0)) { canvas.setAttribute("data-points", "0"); c.cap.textContent = "no points"; return; }
-    if (r.curve) { x0 = Math.min(0, x0); x1 = Math.max(1, x1); y0 = Math.min(0, y0); y1 = Math.max(1, y1); }
+    var kind = lines.every(function (l) { return l.curve === lines[0].curve; }) ? lines[0].curve : null;
+    if (kind) { x0 = Math.min(0, x0); x1 = Math.max(1, x1); y0 = Math.min(0, y0); y1 = Math.max(1, y1); }
     if (x1 === x0) { x0 -= 1; x1 += 1; }
     if (y1 === y0) { y0 -= 1; y1 += 1; }
     var py = (y1 - y0) * 0.04;
     var A = axes(canvas, { x0: x0, x1: x1, y0: y0 - py, y1: y1 + py }, r.x_label, r.y_label);
     var ctx = A.ctx;
-    if (r.curve === "roc") {
+    if (kind === "roc") {
       ctx.setLineDash([4, 4]); ctx.strokeStyle = "#afb8c1"; ctx.lineWidth = 1;
       ctx.beginPath(); ctx.moveTo(A.sx(0), A.sy(0)); ctx.lineTo(A.sx(1), A.sy(1)); ctx.stroke();
       ctx.setLineDash([]);
     }
-    ctx.strokeStyle = this.color(c.series); ctx.lineWidth = 1.8; ctx.lineJoin = "round";
-    ctx.beginPath();
-    var pen = false, n = 0;
-    for (var j = 0; j < x.length; j++) {
-      if (x[j] === null || y[j] === null) { pen = false; continue; }
-      if (pen) ctx.lineTo(A.sx(x[j]), A.sy(y[j])); else ctx.moveTo(A.sx(x[j]), A.sy(y[j]));
-      pen = true; n++;
-    }
-    ctx.stroke();
+    var n = 0, aucs = [];
+    lines.forEach(function (l, li) {
+      var x = l.x || [], y = l.y || [];
+      var color = r.lines ? LINES[li % LINES.length] : self.color(c.series);
+      ctx.strokeStyle = color; ctx.lineWidth = r.lines ? 1.4 : 1.8; ctx.lineJoin = "round";
+      ctx.beginPath();
+      var pen = false;
+      for (var j = 0; j < x.length; j++) {
+        if (x[j] === null || y[j] === null) { pen = false; continue; }
+        if (pen) ctx.lineTo(A.sx(x[j]), A.sy(y[j])); else ctx.moveTo(A.sx(x[j]), A.sy(y[j]));
+        pen = true; n++;
+      }
+      ctx.stroke();
+      if (l.auc !== null && l.auc !== undefined) aucs.push(l.auc);
+      if (r.lines) {
+        var item = el("span", "media-legend-item");
+        item.setAttribute("data-line", String(l.name));
+        var sw = el("span", "swatch");
+        sw.style.background = color;
+        item.appendChild(sw);
+        item.appendChild(document.createTextNode(String(l.name) + (l.auc !== null && l.auc !== undefined ? " · AUC " + l.auc.toFixed(3) : "")));
+        v.legend.appendChild(item);
+      }
+    });
     canvas.setAttribute("data-points", String(n));
-    canvas.setAttribute("data-auc", r.auc === null || r.auc === undefined ? "" : r.auc.toFixed(6));
-    var name = r.curve === "roc" ? "ROC AUC " : r.curve === "pr" ? "PR AUC " : "AUC ";
-    c.cap.textContent = (r.auc !== null && r.auc !== undefined ? name + r.auc.toFixed(4) + " (trapezoid) · " : "") +
-      n + " points · step " + r.step;
+    canvas.setAttribute("data-lines", String(lines.length));
+    canvas.setAttribute("data-auc", aucs.length === 1 && !r.lines ? aucs[0].toFixed(6) : "");
+    var name = kind === "roc" ? "ROC AUC " : kind === "pr" ? "PR AUC " : "AUC ";
+    var text;
+    if (!r.lines) text = (aucs.length ? name + aucs[0].toFixed(4) + " (trapezoid) · " : "") + n + " points";
+    else {
+      var mean = aucs.length ? aucs.reduce(function (a, b) { return a + b; }, 0) / aucs.length : null;
+      text = lines.length + " curves" + (mean !== null ? " · mean " + name + mean.toFixed(4) + " (trapezoid, unweighted)" : "");
+    }
+    c.cap.textContent = text + " · step " + r.step;
   };
+
+  // numbers in their order, then text ("2" before "10", both before "cat")
+  function natural(a, b) {
+    var na = Number(a), nb = Number(b), fa = a !== "" && isFinite(na), fb = b !== "" && isFinite(nb);
+    if (fa && fb) return na - nb;
+    if (fa !== fb) return fa ? -1 : 1;
+    return a < b ? -1 : a > b ? 1 : 0;
+  }
+  function latest(records, step) {
+    var best = null;
+    records.forEach(function (r) { if (r.step <= step && (best === null || r.step >= best.step)) best = r; });
+    return best;
+  }
+  // Curves logged as a family, "<base>/<member>" (sklearn's one-vs-rest "roc_curve/<class>"), are
+  // one panel "<base>/*" with the members overlaid: at each step of the union, every member's
+  // latest curve at or before it. Everything else stays one panel per key.
+  function group(specs) {
+    var bases = {};
+    specs.forEach(function (sp) {
+      var i = sp.key.lastIndexOf("/");
+      if (sp.kind !== "curve" || i <= 0 || i === sp.key.length - 1) return;
+      var base = sp.key.slice(0, i);
+      (bases[base] = bases[base] || []).push(sp);
+    });
+    var out = [], done = {};
+    specs.forEach(function (sp) {
+      var i = sp.key.lastIndexOf("/"), base = i > 0 ? sp.key.slice(0, i) : null;
+      if (sp.kind !== "curve" || base === null || !bases[base] || bases[base].length < 2) { out.push(sp); return; }
+      if (done[base]) return;
+      done[base] = true;
+      out.push(mergeCurves(base, bases[base]));
+    });
+    return out;
+  }
+  function mergeCurves(base, members) {
+    var name = function (sp) { return sp.key.slice(base.length + 1); };
+    members = members.slice().sort(function (a, b) { return natural(name(a), name(b)); });
+    var byRun = {}, order = [];
+    members.forEach(function (sp) {
+      sp.series.forEach(function (s) {
+        if (!byRun[s.run]) { byRun[s.run] = []; order.push(s.run); }
+        byRun[s.run].push({ name: name(sp), s: s });
+      });
+    });
+    var series = order.map(function (run) {
+      var parts = byRun[run], steps = {}, n = 0, shown = 0;
+      parts.forEach(function (p) { n += p.s.n; shown += p.s.shown; p.s.records.forEach(function (r) { steps[r.step] = true; }); });
+      var records = Object.keys(steps).map(Number).sort(function (a, b) { return a - b; }).map(function (st) {
+        var rec = { step: st, epoch: null, lines: [], x_label: null, y_label: null };
+        parts.forEach(function (p) {
+          var r = latest(p.s.records, st);
+          if (!r) return;
+          rec.lines.push({ name: p.name, x: r.x, y: r.y, auc: r.auc, curve: r.curve });
+          if (rec.x_label === null) { rec.x_label = r.x_label; rec.y_label = r.y_label; }
+          if (r.step === st && r.epoch !== null && r.epoch !== undefined) rec.epoch = r.epoch;
+        });
+        return rec;
+      });
+      return { run: run, n: n, shown: shown, other_kinds: 0, records: records };
+    });
+    return { key: base + "/*", kind: "curve", members: members.map(function (m) { return m.key; }), series: series };
+  }
 
   RENDER.table = function (c, r) {
     var box = ensure(c, "table", function () { var d = el("div", "media-table-box"); c.body.appendChild(d); return d; });
@@ -505,5 +601,5 @@
 
   Panel.prototype.redraw = function () { if (this.spec.kind === "histogram" || this.spec.kind === "curve") this.show(); };
 
-  window.TrackhooksMedia = { Panel: Panel };
+  window.TrackhooksMedia = { Panel: Panel, group: group };
 })();

@@ -394,7 +394,10 @@
     var mgrid = document.getElementById("media-grid");
     if (mgrid && window.TrackhooksMedia) {
       var mctx = { label: function (s) { return label(s.run); }, color: function (s) { return RUNS[s.run].color; } };
-      (DATA.media || []).forEach(function (spec) { panels.push(new window.TrackhooksMedia.Panel(spec, mctx, mgrid)); });
+      window.TrackhooksMedia.group(DATA.media || []).forEach(function (spec) {
+        panels.push(new window.TrackhooksMedia.Panel(spec, mctx, mgrid));
+      });
+      mgrid.setAttribute("data-settled", "1");
       var mfilter = document.getElementById("media-filter");
       mfilter.addEventListener("input", function () {
         var q = mfilter.value.toLowerCase();

@@ -335,15 +335,47 @@
     var grid = el("div", { class: "media-grid", id: "media" });
     app.appendChild(empty);
     app.appendChild(grid);
-    var known = {};
+    var known = {};   // media key -> {kind, series, stamp, pending}
+    var shown = {};   // panel key -> Panel (a curve family shares one panel, see media.js group())
+    var wanted = {};
     var ctx = { label: function (s) { return byId[s.run] ? byId[s.run].label : String(s.run); },
                 color: function (s) { return byId[s.run] ? byId[s.run].color : "#6b7280"; } };
     var mine = panels;  // this view's panels (a route change replaces the list)
     function rank(kind) { return kind in KIND_ORDER ? KIND_ORDER[kind] : 9; }
-    function place() {
-      Object.keys(known).filter(function (k) { return known[k].panel; }).sort(function (a, b) {
-        return (rank(known[a].kind) - rank(known[b].kind)) || (a < b ? -1 : a > b ? 1 : 0);
-      }).forEach(function (k) { grid.appendChild(known[k].panel.root); });
+    // the panels the loaded keys make, created, updated or removed to match, in kind-then-key order
+    function reconcile() {
+      var specs = Object.keys(known).filter(function (k) { return known[k].series; }).map(function (k) {
+        return { key: k, kind: known[k].kind, series: known[k].series };
+      });
+      specs = window.TrackhooksMedia.group(specs).sort(function (a, b) {
+        return (rank(a.kind) - rank(b.kind)) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+      });
+      var keep = {};
+      specs.forEach(function (spec) {
+        keep[spec.key] = true;
+        var p = shown[spec.key];
+        if (p && p.spec.kind === spec.kind) p.update(spec);
+        else {
+          if (p) grid.removeChild(p.root);
+          shown[spec.key] = new window.TrackhooksMedia.Panel(spec, ctx, grid);
+        }
+      });
+      Object.keys(shown).forEach(function (k) {
+        if (!keep[k]) { grid.removeChild(shown[k].root); delete shown[k]; }
+      });
+      // reorder only when the order changed: moving a node would take the focus off its slider
+      var roots = specs.map(function (spec) { return shown[spec.key].root; });
+      var same = roots.length === grid.children.length && roots.every(function (r, i) { return grid.children[i] === r; });
+      if (!same) roots.forEach(function (r) { grid.appendChild(r); });
+      panels.length = 0;
+      Object.keys(shown).forEach(function (k) { panels.push(shown[k]); });
+      settle();
+    }
+    function settle() {
+      var keys = Object.keys(wanted);
+      var done = keys.every(function (k) { return known[k] && known[k].series && !known[k].pending; });
+      grid.setAttribute("data-keys", String(keys.length));
+      grid.setAttribute("data-settled", done ? "1" : "0");
     }
     function load(key, entry, stamp, ids) {
       entry.pending = true;
@@ -356,14 +388,9 @@
         if (!list.length) return;
         // a key means one kind; a run that logged another kind under it is left out of the panel
         entry.kind = entry.kind || list[0].kind;
-        var spec = { key: key, kind: entry.kind, series: list.filter(function (s) { return s.kind === entry.kind; }) };
-        if (entry.panel) entry.panel.update(spec);
-        else {
-          entry.panel = new window.TrackhooksMedia.Panel(spec, ctx, grid);
-          panels.push(entry.panel);
-          place();
-        }
+        entry.series = list.filter(function (s) { return s.kind === entry.kind; });
         entry.stamp = stamp;
+        reconcile();
       }, function () { entry.pending = false; });
     }
     function poll() {
@@ -378,6 +405,7 @@
             w.ids.push(r.id);
           });
         });
+        wanted = want;
         Object.keys(want).forEach(function (key) {
           var w = want[key], stamp = JSON.stringify(w.stamp);
           var entry = known[key] || (known[key] = {});
@@ -385,7 +413,7 @@
           load(key, entry, stamp, w.ids);
         });
         empty.hidden = Object.keys(want).length > 0;
-        grid.setAttribute("data-keys", String(Object.keys(want).length));
+        settle();
       }).catch(function () {});
     }
     poll();

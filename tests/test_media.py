@@ -606,3 +606,19 @@ def test_tensors_are_copied_without_leaving_their_device(run, cap):
     run.flush()
     assert pixels(one(run, cap, "t_img")).shape == (8, 8, 3)
     assert one(run, cap, "t_hist").data["count"] == 1000
+
+
+def test_media_memory_bound_slows_the_caller_and_loses_nothing(run, cap, monkeypatch):
+    from trackhooks import writer
+
+    monkeypatch.setattr(writer, "MAX_MEDIA_BYTES", 1 << 20)
+    w = writer.get_writer()
+    img = np.zeros((300, 340, 3), np.uint8)  # ~300 KB per copy: the bound is crossed every 4 images
+    for i in range(20):
+        img[0, 0, 0] = i
+        run.log_image("bounded", img)
+        assert w.media_bytes <= (1 << 20) + img.nbytes  # never far beyond the bound
+    run.flush()
+    got = cap.of("bounded")
+    assert [m.step for m in got] == list(range(20)) and len({m.sha256 for m in got}) == 20
+    assert w.media_bytes == 0

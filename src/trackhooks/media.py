@@ -84,8 +84,8 @@ def _is_pil(x: Any) -> bool:
 def _is_array(x: Any) -> bool:
     """A numpy (or numpy-like) ndarray: shape, dtype with a kind, and copy()."""
     shape = getattr(x, "shape", None)
-    return (shape is not None and not callable(shape) and isinstance(getattr(getattr(x, "dtype", None), "kind", None), str)
-            and callable(getattr(x, "copy", None)))
+    kind = getattr(getattr(x, "dtype", None), "kind", None)
+    return shape is not None and not callable(shape) and isinstance(kind, str) and callable(getattr(x, "copy", None))
 
 
 def _is_frame(x: Any, lib: str) -> bool:
@@ -408,7 +408,8 @@ def prepare_confusion(key: str, y_true: Any, y_pred: Any, labels: Any) -> Job:
         try:
             known = set(labels)
         except TypeError:
-            raise InvalidValueError(f"confusion matrix {key!r}: labels must be hashable, got {short_repr(labels)}") from None
+            raise InvalidValueError(f"confusion matrix {key!r}: labels must be hashable, "
+                                    f"got {short_repr(labels)}") from None
         if len(known) != len(labels):
             raise InvalidMediaError(f"confusion matrix {key!r}: labels has duplicates: {short_repr(labels)}")
         if not labels:

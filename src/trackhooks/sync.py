@@ -134,6 +134,11 @@ class RunView:
         eps: list[int | None] = [None if x == NO_EPOCH else x for x in epochs]
         return Points(start, steps, eps, values, times, blocks)
 
+    def media_counts(self) -> dict[str, int]:
+        """key -> number of rich records stored, read without loading them (a replay then reads
+        ``rec.media(key)`` only for the keys that grew)."""
+        return self.store._media_counts(self.rec.id)
+
     def checkpoint_rows(self) -> list[dict[str, Any]]:
         """Every checkpoint record of the run, oldest first."""
         return [{"path": c.path, "step": c.step, "epoch": c.epoch, "best": c.best, "deleted": c.deleted,

@@ -52,7 +52,8 @@ OP_DATASET = 9  # (op, state, callable -> DatasetEvent)
 OP_STATUS = 10  # (op, state, status, end_time)
 OP_FLUSH = 11  # (op, None, threading.Event)
 OP_NOTE = 12  # (op, state, markdown)
-OP_MEDIA = 13  # (op, state, key, media.Job, step, epoch, ts, approximate bytes held)
+OP_SYSINFO = 13  # (op, state, callable -> dict merged into the run's system record)
+OP_MEDIA = 14  # (op, state, key, media.Job, step, epoch, ts, approximate bytes held)
 
 DEFAULT_INTERVAL = float(os.environ.get("TRACKHOOKS_FLUSH_INTERVAL", "1.0"))
 MAX_BUFFERED = 200_000  # entries; beyond this the caller waits for the writer (never dropped)
@@ -136,6 +137,7 @@ class Writer:
         self._last_heartbeat = time.time()
         self.pid = os.getpid()
         self.media_bytes = 0  # approximate bytes of media copies in the buffer (bounded memory)
+        self._media_lock = threading.Lock()  # callers on several threads add, the writer subtracts
 
     # ---- caller side ------------------------------------------------------------------------
     def ensure_started(self) -> None:
@@ -162,6 +164,12 @@ class Writer:
                 return
             time.sleep(0.001)
             self.wake()
+
+    def add_media_bytes(self, n: int) -> bool:
+        """Count ``n`` bytes of a media copy into the buffer; True when the caller should wait."""
+        with self._media_lock:
+            self.media_bytes += n
+            return self.media_bytes > MAX_MEDIA_BYTES
 
     def wait_for_media_space(self) -> None:
         """The caller waits while the copied media in the buffer exceed MAX_MEDIA_BYTES."""
@@ -322,10 +330,15 @@ class Writer:
                     if ev is not None:
                         batch.datasets.append(ev)
                 elif op == OP_MEDIA:
-                    self.media_bytes -= entry[7]
+                    with self._media_lock:
+                        self.media_bytes -= entry[7]
                     ev = self._media_event(st, entry)
                     if ev is not None:
                         batch.media.append(ev)
+                elif op == OP_SYSINFO:
+                    info = entry[2]()
+                    if info:
+                        batch.system.setdefault(st.run_id, {}).update(info)
                 elif op == OP_NOTE:
                     batch.notes[st.run_id] = entry[2]
                 elif op == OP_STATUS:

@@ -173,3 +173,23 @@ def test_keras_autolog_log_histograms_option(store_path):
     with pytest.raises((TypeError, ValueError)):
         autolog(log_histograms=0)
     autolog(disable=True)
+
+
+def test_lightning_autolog_log_histograms_option(store_path):
+    from trackhooks_lightning import autolog
+
+    import trackhooks.run as run_mod
+
+    cap = Capture()
+    orig = run_mod._mirror_list
+    run_mod._mirror_list = lambda mirrors: [cap] if mirrors is None else orig(mirrors)
+    try:
+        autolog(log_histograms=1, log_gradient_histograms=2)
+        trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, accelerator="cpu", devices=1, limit_train_batches=2)
+        trainer.fit(Digits(), _loader())
+    finally:
+        autolog(disable=True)
+        run_mod._mirror_list = orig
+    assert [m.epoch for m in cap.of("weights/net.0.bias")] == [0, 1]
+    assert [m.step for m in cap.of("gradients/net.0.bias")] == [0, 2]

@@ -184,3 +184,16 @@ def test_autolog_records_plots_and_training_metrics_off_disables_them(store_path
         assert cap.keys() == ["feature_importance"]
     finally:
         autolog(disable=True)
+
+
+def test_log_eval_after_the_fit_run_finished_adds_plots_to_it(store_path):
+    X, y = CANCER
+    model = track(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))).fit(X[:400], y[:400])
+    log_eval(model, X[400:], y[400:])  # the fit's run is finished: it is resumed, then finished again
+    (rec,) = trackhooks.open_store(store_path).runs()
+    assert rec.status == "finished"
+    keys = rec.media_keys()
+    assert {"confusion_matrix", "test_confusion_matrix", "test_roc_curve", "test_precision_recall_curve",
+            "coefficients"} <= set(keys)
+    (cm,) = rec.media("test_confusion_matrix")
+    assert cm.data["matrix"] == confusion_matrix(y[400:], model.predict(X[400:])).tolist()

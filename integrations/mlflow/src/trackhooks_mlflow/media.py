@@ -1,4 +1,5 @@
-"""Rich records in MLflow, replayed from the store's read API (``rec.media_keys()``/``rec.media()``).
+"""Rich records in MLflow, replayed from the store's read API (``RunView.media_counts()``, then
+``rec.media(key)`` for the keys that grew).
 
 - images and figures: uploaded the way ``MlflowClient.log_image(image, key=, step=)`` stores them
   (``images/<key with / as ~>+step+<step>+timestamp+<ms>+<uuid>.png`` and a 256-pixel
@@ -71,9 +72,8 @@ def replay_media(view: Any, cursor: Any, remote: Any, be: Any, encode_key: Any) 
     rec = view.rec
     st = cursor.state
     done: dict[str, int] = st.setdefault("media", {})
-    keys = rec.media_keys()
-    todo = [(k, rec.media(k)) for k in keys]
-    todo = [(k, records) for k, records in todo if len(records) > done.get(k, 0)]
+    grown = [k for k, count in sorted(view.media_counts().items()) if count > done.get(k, 0)]
+    todo = [(k, rec.media(k)) for k in grown]
     if not todo:
         return 0
     n = 0

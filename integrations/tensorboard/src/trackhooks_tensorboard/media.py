@@ -2,7 +2,8 @@
 summaries (what ``EventAccumulator.Images()`` / ``.Histograms()`` read), tables and confusion
 matrices as Markdown text summaries. Curves have no TensorBoard form and are not mirrored.
 
-Replayed from the store's read API (``rec.media_keys()`` / ``rec.media(key)``); the run's cursor
+Replayed from the store's read API (``RunView.media_counts()``, then ``rec.media(key)`` for the keys
+that grew); the run's cursor
 holds how many records of each key are written (``state["media"]``), so a replay after a crash or a
 second ``trackhooks sync`` writes nothing twice.
 """
@@ -67,9 +68,11 @@ def replay_media(w: Any, view: Any, state: dict[str, Any], text: Any) -> int:
     done: dict[str, int] = state.setdefault("media", {})
     n = 0
     rec = view.rec
-    for key in rec.media_keys():
-        records = rec.media(key)
+    for key, count in sorted(view.media_counts().items()):
         start = done.get(key, 0)
+        if count <= start:
+            continue
+        records = rec.media(key)
         for m in records[start:]:
             if m.kind in ("image", "figure"):
                 path = m.path

@@ -171,3 +171,17 @@ def test_workload_lists_the_configs_the_harness_uses(script):
     for w in harness.WORKLOADS:
         if w.script == script:
             assert set(w.configs) <= listed, set(w.configs) - listed
+
+
+def test_report_media_benchmark_runs():
+    """benchmarks/report_media.py at a tiny size (needs chromium and playwright-core)."""
+    import shutil
+
+    if not (os.environ.get("TRACKHOOKS_CHROMIUM") or shutil.which("chromium")) or \
+            not os.path.isdir(os.path.join(ROOT, "tests", "browser", "node_modules", "playwright-core")):
+        pytest.skip("needs chromium and `npm ci` in tests/browser")
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "report_media.py"), "--repeats", "1", "--steps", "3",
+                           "--keys", "2", "--size", "16"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "report: 6 images embedded" in proc.stdout and "target first paint < 1000 ms:" in proc.stdout
+    assert "| images attached |" in proc.stdout

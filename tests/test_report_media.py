@@ -140,3 +140,26 @@ def test_media_example_logs_every_kind(tmp_path):
     assert info["media"]["keys"] == 7 and info["media"]["images_embedded"] == 13
     roc = next(p for p in _data(page)["media"] if p["key"] == "roc_curve/8")["series"][0]["records"][0]
     assert roc["curve"] == "roc" and 0.9 < roc["auc"] <= 1.0
+
+
+def test_jpeg_files_are_embedded_and_served_as_jpeg(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    from starlette.testclient import TestClient
+
+    from trackhooks.ui.server import create_app
+
+    path = str(tmp_path / "photo.jpg")
+    Image.fromarray(media_data.image(3, 64)).save(path, format="JPEG")
+    store = str(tmp_path / "store")
+    with trackhooks.start_run("media", "jpeg", store=store) as run:
+        run.log_image("photo", path, step=0)
+    (rec,) = trackhooks.open_store(store).runs()
+    page, info = build_report([rec])
+    (src,) = _data(page, "trackhooks-images")
+    with open(path, "rb") as f:
+        assert src == "data:image/jpeg;base64," + base64.b64encode(f.read()).decode()  # kept as it was
+    c = TestClient(create_app(store))
+    (r,) = c.get(f"/api/runs/{run.id}/media/photo").json()["records"]
+    assert (r["w"], r["h"]) == (64, 64)
+    got = c.get(r["src"])
+    assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg"

@@ -144,6 +144,7 @@ def assert_media_page(res: dict, extra_kinds: dict | None = None) -> None:
     assert res["table_desc"] == res["table_asc"][::-1]
     assert res["table_labels"] == sorted(res["table_labels"], key=lambda s: s.lower())  # localeCompare order
     assert res["hist_bars"] == {"mode": "bars", "bins": "32"}
+    assert res["hist_ridge"] == {"mode": "ridge", "rows": "10"}
     assert res["hist_heat"] == {"mode": "heat", "rows": "10"}
     assert "not binned: 3 nan" in res["hist_caption"]
     # "pr_curve/cat" and "pr_curve/dog": one panel, both lines, AUC each (1.0 and 0.875), in name order

@@ -83,6 +83,8 @@ try {
   // histogram: this step's bars, then every step as a heat map
   const hist = ".media-panel[data-key='weights/fc1'] canvas";
   out.hist_bars = { mode: await page.getAttribute(hist, "data-mode"), bins: await page.getAttribute(hist, "data-bins") };
+  await page.click(".media-panel[data-key='weights/fc1'] button[data-mode='ridge']");
+  out.hist_ridge = { mode: await page.getAttribute(hist, "data-mode"), rows: await page.getAttribute(hist, "data-rows") };
   await page.click(".media-panel[data-key='weights/fc1'] button[data-mode='heat']");
   out.hist_heat = { mode: await page.getAttribute(hist, "data-mode"), rows: await page.getAttribute(hist, "data-rows") };
   out.hist_caption = await page.textContent(".media-panel[data-key='weights/fc1'] .media-cap");

@@ -61,7 +61,7 @@
   }
 
   // A canvas with axes over [x0, x1] × [y0, y1]; returns the scale functions.
-  function axes(canvas, b, xLabel, yLabel) {
+  function axes(canvas, b, xLabel, yLabel, noY) {
     var dpr = window.devicePixelRatio || 1;
     var w = canvas.clientWidth || 360, h = canvas.clientHeight || 220;
     canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
@@ -70,10 +70,11 @@
     ctx.clearRect(0, 0, w, h);
     ctx.font = FONT;
     var yt = niceTicks(b.y0, b.y1, 4), xt = niceTicks(b.x0, b.x1, Math.max(3, Math.floor(w / 90)));
+    if (noY) yt.ticks = [];  // a y axis of steps: the caller labels it
     var ylab = yt.ticks.map(function (t) { return fmtTick(t, yt.step); });
     var lw = 0;
     ylab.forEach(function (t) { lw = Math.max(lw, ctx.measureText(t).width); });
-    var P = { l: Math.max(34, Math.ceil(lw) + 12), r: 10, t: yLabel ? 18 : 8, b: xLabel ? 34 : 22 };
+    var P = { l: Math.max(noY ? 52 : 34, Math.ceil(lw) + 12), r: 10, t: yLabel ? 18 : 8, b: xLabel ? 34 : 22 };
     var pw = w - P.l - P.r, ph = h - P.t - P.b;
     var sx = function (x) { return P.l + (x - b.x0) / ((b.x1 - b.x0) || 1) * pw; };
     var sy = function (y) { return P.t + (1 - (y - b.y0) / ((b.y1 - b.y0) || 1)) * ph; };
@@ -129,7 +130,7 @@
     controls.appendChild(this.slider);
     controls.appendChild(this.stepLabel);
     if (spec.kind === "histogram") {
-      controls.appendChild(segmented([["bars", "this step"], ["heat", "all steps"]], this.mode,
+      controls.appendChild(segmented([["bars", "this step"], ["ridge", "ridge"], ["heat", "heat map"]], this.mode,
         function (m) { self.mode = m; self.show(); }));
     } else if (spec.kind === "confusion_matrix") {
       controls.appendChild(segmented([["counts", "counts"], ["normalized", "normalized by true label"]], this.mode,
@@ -292,7 +293,9 @@
 
   RENDER.histogram = function (c, r) {
     var canvas = ensure(c, "histogram", function () { var cv = el("canvas", "media-canvas"); c.body.appendChild(cv); return cv; });
-    if (this.mode === "heat") heat(canvas, c.series, r); else bars(canvas, r);
+    if (this.mode === "heat") heat(canvas, c.series, r);
+    else if (this.mode === "ridge") ridge(canvas, c.series, r);
+    else bars(canvas, r);
     canvas.setAttribute("data-mode", this.mode);
     var extra = "";
     if (r.nonfinite) {
@@ -319,23 +322,59 @@
     canvas.setAttribute("data-bins", String(k.length));
   }
 
-  // every shown step a row (oldest at the top), values on a common axis, colour = count / the row's
-  // largest count (so the shape of each step shows whatever its scale); the current step is marked
-  function heat(canvas, s, cur) {
-    var rows = s._sorted.filter(function (r) { return r.edges && r.edges.length > 1; });
-    if (!rows.length) return;
+  function histRange(rows) {
     var lo = Infinity, hi = -Infinity;
     rows.forEach(function (r) {
       var a = r.edges[0], b = r.edges[r.edges.length - 1];
       if (a !== null && a < lo) lo = a;
       if (b !== null && b > hi) hi = b;
     });
-    if (!(hi > lo)) { hi = lo + 1; }
-    var A = axes(canvas, { x0: lo, x1: hi, y0: 0, y1: 1 }, "value", "step");
+    return hi > lo ? [lo, hi] : [lo, lo + 1];
+  }
+  // TensorBoard's offset view: one outline per step, oldest at the back (top), at most 40 steps
+  // (evenly spaced, the selected one always drawn, in red), each scaled to its own largest bin
+  function ridge(canvas, s, cur) {
+    var all = s._sorted.filter(function (r) { return r.edges && r.edges.length > 1; });
+    if (!all.length) return;
+    var pick = {}, n = all.length, m = Math.min(40, n);
+    for (var k = 0; k < m; k++) pick[m > 1 ? Math.round(k * (n - 1) / (m - 1)) : n - 1] = true;
+    var rows = all.filter(function (r, i) { return pick[i] || r === cur; });
+    var range = histRange(rows);
+    var A = axes(canvas, { x0: range[0], x1: range[1], y0: 0, y1: 1 }, "value", "step", true);
+    var ctx = A.ctx;
+    var gap = A.ph / (rows.length + 3), amp = gap * 4;
+    rows.forEach(function (r, ri) {
+      var base = A.P.t + amp + ri * gap, top = 0;
+      r.counts.forEach(function (v) { if (v > top) top = v; });
+      ctx.beginPath();
+      ctx.moveTo(A.sx(r.edges[0]), base);
+      for (var i = 0; i < r.counts.length; i++) {
+        var mid = (r.edges[i] + r.edges[i + 1]) / 2;
+        ctx.lineTo(A.sx(mid), base - (top ? (r.counts[i] || 0) / top : 0) * amp);
+      }
+      ctx.lineTo(A.sx(r.edges[r.edges.length - 1]), base);
+      ctx.closePath();
+      ctx.fillStyle = "rgba(255, 255, 255, 0.92)";
+      ctx.fill();
+      ctx.strokeStyle = r === cur ? "#e15759" : blue(0.35 + 0.6 * ri / Math.max(1, rows.length - 1));
+      ctx.lineWidth = r === cur ? 2 : 1;
+      ctx.stroke();
+    });
+    ctx.fillStyle = "#656d76"; ctx.textAlign = "right"; ctx.textBaseline = "middle";
+    ctx.fillText(String(rows[0].step), A.P.l - 4, A.P.t + amp);
+    if (rows.length > 1) ctx.fillText(String(rows[rows.length - 1].step), A.P.l - 4, A.P.t + amp + (rows.length - 1) * gap);
+    canvas.setAttribute("data-rows", String(rows.length));
+  }
+
+  // every shown step a row (oldest at the top), values on a common axis, colour = count / the row's
+  // largest count (so the shape of each step shows whatever its scale); the current step is marked
+  function heat(canvas, s, cur) {
+    var rows = s._sorted.filter(function (r) { return r.edges && r.edges.length > 1; });
+    if (!rows.length) return;
+    var range = histRange(rows), lo = range[0], hi = range[1];
+    var A = axes(canvas, { x0: lo, x1: hi, y0: 0, y1: 1 }, "value", "step", true);
     var ctx = A.ctx, cols = Math.max(16, Math.min(160, Math.floor(A.pw / 3)));
     var rh = A.ph / rows.length, width = (hi - lo) / cols;
-    // the y axis is steps here, not [0, 1]: clear the tick labels axes() drew
-    ctx.clearRect(0, A.P.t - 6, A.P.l - 1, A.ph + 12);
     rows.forEach(function (r, ri) {
       var grid = new Float64Array(cols), e = r.edges;
       for (var i = 0; i < r.counts.length; i++) {

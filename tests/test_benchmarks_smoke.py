@@ -178,3 +178,17 @@ def test_optuna_workload_tiny():
     assert _ok(rows, "none")["trials"] == 5
     if _installed("trackhooks_optuna"):
         assert _ok(rows, "trackhooks")["trials"] == 5 and _ok(rows, "trackhooks autolog")["trials"] == 5
+
+
+def test_report_media_benchmark_runs():
+    """benchmarks/report_media.py at a tiny size (needs chromium and playwright-core)."""
+    import shutil
+
+    if not (os.environ.get("TRACKHOOKS_CHROMIUM") or shutil.which("chromium")) or \
+            not os.path.isdir(os.path.join(ROOT, "tests", "browser", "node_modules", "playwright-core")):
+        pytest.skip("needs chromium and `npm ci` in tests/browser")
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "report_media.py"), "--repeats", "1", "--steps", "3",
+                           "--keys", "2", "--size", "16"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "report: 6 images embedded" in proc.stdout and "target first paint < 1000 ms:" in proc.stdout
+    assert "| images attached |" in proc.stdout

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -121,3 +122,76 @@ def test_report_system_section_in_headless_chromium(tmp_path):
     assert out["axis"] == "time" and all(n >= 2 for n in out["points_wall"])
     assert out["tip"] and out["tip"].count(":") == 2  # the read-out is a clock time (YYYY-MM-DD HH:MM:SS)
     assert out["points_sample"] == out["points_wall"]
+
+
+def _check_media(url: str, shot: str, chromium: str, node: str, live_key: str = "") -> dict:
+    r = subprocess.run([node, "check_media.mjs", url, shot, chromium, live_key], cwd=BROWSER_DIR,
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, f"browser check failed:\n{r.stdout}\n{r.stderr}"
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def assert_media_page(res: dict, extra_kinds: dict | None = None) -> None:
+    """What the report and the UI must both show for tests/media_data.fill()."""
+    from tests.media_data import XSS, roc_auc
+
+    assert res["console_errors"] == [] and res["page_errors"] == [] and res["dialogs"] == [], res
+    assert res["external_requests"] == []
+    assert res["xss"] is None and res["xss_after"] is None and res["injected"] == 0 and res["payload_as_text"]
+    kinds = {p["key"]: p["kind"] for p in res["panels"]}
+    assert kinds == {"samples": "image", "val_confusion": "confusion_matrix", "roc": "curve", "lr_schedule": "curve",
+                     "weights/fc1": "histogram", "predictions": "table", XSS: "table", "pr_curve/*": "curve",
+                     **(extra_kinds or {})}
+    from trackhooks.mediaview import KIND_ORDER
+
+    ranks = [KIND_ORDER[p["kind"]] for p in res["panels"]]
+    assert ranks == sorted(ranks), res["panels"]  # pictures first, then plots, then tables
+    panels = {p["key"]: p for p in res["panels"]}
+    # the slider runs over the union of both runs' steps (a: 0..9, b: 0, 5, 10), starting at the last
+    assert panels["samples"]["steps"] == 11 and panels["samples"]["cells"] == 2
+    assert res["image_last"]["step"] == "9"  # run a's latest record at or before step 10
+    assert res["image_first"]["step"] == "0" and res["image_first"]["panel_step"] == "0"
+    assert res["image_next"]["step"] == "1"
+    assert len({res["image_last"]["src"], res["image_first"]["src"], res["image_next"]["src"]}) == 3
+    assert res["caption"].startswith("prediction 1 " + XSS)
+    by_slider = res["cell_steps_by_slider"]
+    assert by_slider[0] == ["0", "0"] and by_slider[5] == ["5", "5"] and by_slider[7] == ["7", "5"]
+    assert by_slider[10] == ["9", "10"]
+    # confusion matrix at its last step (2): cat 10/0/0, dog 0/10/0, third label 5/0/5
+    assert res["cm_counts"] == [["10", "0", "0"], ["0", "10", "0"], ["5", "0", "5"]]
+    assert res["cm_normalized"] == [["1.00", "0.00", "0.00"], ["0.00", "1.00", "0.00"], ["0.50", "0.00", "0.50"]]
+    assert res["cm_mode"] == "normalized" and res["cm_back"] == res["cm_counts"]
+    assert res["table_before"] == ["0.5", "2", "-1", "10"] * 2
+    assert res["table_asc"] == ["-1", "-1", "0.5", "0.5", "2", "2", "10", "10"]
+    assert res["table_desc"] == res["table_asc"][::-1]
+    assert res["table_labels"] == sorted(res["table_labels"], key=lambda s: s.lower())  # localeCompare order
+    assert res["hist_bars"] == {"mode": "bars", "bins": "32"}
+    assert res["hist_ridge"] == {"mode": "ridge", "rows": "10"}
+    assert res["hist_heat"] == {"mode": "heat", "rows": "10"}
+    assert "not binned: 3 nan" in res["hist_caption"]
+    # "pr_curve/cat" and "pr_curve/dog": one panel, both lines, AUC each (1.0 and 0.875), in name order
+    assert res["family"] == [{"legend": ["cat · AUC 1.000", "dog · AUC 0.875"], "lines": "2",
+                              "caption": "2 curves · mean PR AUC 0.9375 (trapezoid, unweighted) · step 0"}]
+    curves = {c["key"]: c for c in res["curves"]}
+    assert float(curves["roc"]["auc"]) == pytest.approx(roc_auc(), abs=1e-6)
+    assert "ROC AUC 0.8300 (trapezoid)" in curves["roc"]["caption"]
+    assert curves["lr_schedule"]["auc"] == "" and curves["lr_schedule"]["points"] == 10  # not a ROC/PR curve
+
+
+def test_report_media_in_headless_chromium(tmp_path):
+    chromium, node = _requirements()
+    from tests import media_data
+
+    store = str(tmp_path / "store")
+    media_data.fill(store)
+    recs = trackhooks.open_store(store).runs()
+    from trackhooks.report import write_report
+
+    report = str(tmp_path / "report.html")
+    info = write_report(recs, report, store_path=store)
+    assert info["media"]["keys"] == 9 and info["media"]["images_embedded"] == 13
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    res = _check_media(pathlib.Path(report).as_uri(), os.path.join(ARTIFACTS, "report-media.png"), chromium, node)
+    assert_media_page(res)
+    assert res["hidden_cells"] == [True, True] and res["shown_again"]  # cnn-b's samples and confusion matrix
+    assert res["filtered_panels"] == ["roc"]

@@ -218,7 +218,7 @@ def test_ui_in_headless_chromium(tmp_path):
     assert "%" in out["console_partial"] and "\r" not in out["console_partial"]
     assert "system/cpu_percent" in out["system_keys"] and not any(k.startswith("system/") for k in out["metric_keys"])
     assert out["system_axis"] == "wall"
-    for section in ("Params", "Metrics", "System", "Console", "Checkpoints", "Artifacts", "Datasets"):
+    for section in ("Params", "Metrics", "System", "Console", "Media", "Checkpoints", "Artifacts", "Datasets"):
         assert any(h.startswith(section) for h in out["run_sections"])
     assert os.path.getsize(os.path.join(ARTIFACTS, "ui-compare.png")) > 10_000
 
@@ -247,3 +247,150 @@ def test_console_tail_by_offset(tmp_path, monkeypatch):
     tail = c.get(f"/api/runs/{run.id}/console").json()  # a long log opens at its end
     assert tail["text"] == "three\n" and tail["skipped"] == len("one\ntwo\n100%\n")
     assert c.get("/api/runs/nope/console").status_code == 404
+
+
+# ---- media ----------------------------------------------------------------------------------
+
+from tests import media_data  # noqa: E402
+
+
+@pytest.fixture
+def media_client(tmp_path):
+    store = str(tmp_path / "store")
+    a, b = media_data.fill(store)
+    return TestClient(create_app(store)), a, b
+
+
+def test_media_keys_and_records(media_client):
+    c, a, b = media_client
+    d = c.get(f"/api/runs/{a.id[:8]}/media").json()
+    keys = {k["key"]: k for k in d["keys"]}
+    assert d["run"] == a.id
+    assert {k: v["kind"] for k, v in keys.items()} == {
+        "samples": "image", "weights/fc1": "histogram", "val_confusion": "confusion_matrix", "roc": "curve",
+        "lr_schedule": "curve", "predictions": "table", media_data.XSS: "table", "pr_curve/cat": "curve",
+        "pr_curve/dog": "curve"}
+    assert keys["samples"]["count"] == 10 and keys["samples"]["last_step"] == 9
+    s = c.get(f"/api/runs/{a.id}/media/samples").json()
+    assert s["kind"] == "image" and s["n"] == s["shown"] == 10 and [r["step"] for r in s["records"]] == list(range(10))
+    assert s["records"][3]["caption"] == "prediction 3 " + media_data.XSS and s["records"][3]["w"] == 32
+    # thinned: evenly spaced, first and last kept
+    s = c.get(f"/api/runs/{a.id}/media/samples?max_records=4").json()
+    assert [r["step"] for r in s["records"]] == [0, 3, 6, 9] and s["n"] == 10 and s["shown"] == 4
+    h = c.get(f"/api/runs/{a.id}/media/" + urllib.request.quote("weights/fc1", safe="")).json()
+    r0 = h["records"][0]
+    assert len(r0["edges"]) == 33 and sum(r0["counts"]) == r0["count"] == 1997 and r0["nonfinite"]["nan"] == 3
+    roc = c.get(f"/api/runs/{a.id}/media/roc").json()["records"][0]
+    assert roc["curve"] == "roc" and roc["auc"] == pytest.approx(media_data.roc_auc())
+    lr = c.get(f"/api/runs/{a.id}/media/lr_schedule").json()["records"][0]
+    assert lr["curve"] is None and lr["auc"] is None
+    cm = c.get(f"/api/runs/{a.id}/media/val_confusion").json()["records"][-1]
+    assert cm["labels"] == ["cat", "dog", media_data.XSS] and cm["matrix"][2] == [5, 0, 5]
+    x = c.get(f"/api/runs/{a.id}/media/" + urllib.request.quote(media_data.XSS, safe="")).json()
+    assert x["records"][0]["columns"] == [media_data.XSS, "n"] and x["records"][0]["rows"] == [[media_data.XSS, 1]]
+    assert c.get(f"/api/runs/{a.id}/media/nope").status_code == 404
+    assert c.get(f"/api/runs/{a.id}/media/samples?max_records=x").status_code == 400
+    assert c.get("/api/runs/ffffffffffff/media").status_code == 404
+
+
+def test_media_files_by_content_address(media_client):
+    c, a, b = media_client
+    recs = c.get(f"/api/runs/{a.id}/media/samples").json()["records"]
+    srcs = [r["src"] for r in recs]
+    assert len(set(srcs)) == 10 and all(s.startswith(f"/api/runs/{a.id}/media-files/") for s in srcs)
+    r = c.get(srcs[0])
+    assert r.status_code == 200 and r.content.startswith(b"\x89PNG\r\n\x1a\n")
+    assert r.headers["content-type"] == "image/png" and r.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in r.headers["content-security-policy"] and "immutable" in r.headers["cache-control"]
+    name = srcs[0].rsplit("/", 1)[1]
+    # a file of one run is not served under another run, and no path leaves the store
+    assert c.get(f"/api/runs/{b.id}/media-files/{name}").status_code == 404
+    for bad in ("..%2F..%2Ftrackhooks.db", "../../trackhooks.db", "%2Fetc%2Fpasswd", "x" * 64):
+        assert c.get(f"/api/runs/{a.id}/media-files/{bad}").status_code == 404
+    for method in ("post", "put", "delete"):
+        assert getattr(c, method)(f"/api/runs/{a.id}/media").status_code == 405
+        assert getattr(c, method)(srcs[0]).status_code == 405
+    js = c.get("/shared/media.js")
+    assert js.status_code == 200 and "TrackhooksMedia" in js.text and js.headers["content-type"].startswith("text/javascript")
+    assert c.get("/shared/media.css").status_code == 200
+    assert c.get("/shared/report.py").status_code == 404 and c.get("/shared/..%2Freport.py").status_code == 404
+    page = c.get("/").text
+    assert '<script src="/shared/media.js"></script>' in page
+
+
+def _browser():
+    chromium = os.environ.get("TRACKHOOKS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    node = shutil.which("node")
+    if chromium is None:
+        pytest.skip("chromium not found (apt-get install chromium, or set TRACKHOOKS_CHROMIUM)")
+    if node is None or not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+        pytest.skip("node or playwright-core missing: run `npm ci` in tests/browser")
+    return chromium, node
+
+
+LIVE_MEDIA = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import trackhooks
+from tests.media_data import image
+run = trackhooks.start_run(experiment="media", name="live")
+print(run.id, flush=True)
+for i in range(600):
+    run.log_image("live_samples", image(i), step=i)
+    run.flush()
+    time.sleep(0.1)
+run.finish()
+"""
+
+
+def test_ui_media_in_headless_chromium(tmp_path):
+    """`trackhooks ui` on the compare view of two runs and a third that another process is writing:
+    the same panels as the report, side by side at the same step, and the live run's images
+    appear as they are logged."""
+    from tests.test_report_browser import _check_media, assert_media_page
+
+    chromium, node = _browser()
+    store = str(tmp_path / "store")
+    a, b = media_data.fill(store)
+    env = {**os.environ, "TRACKHOOKS_URI": store}
+    live = subprocess.Popen([sys.executable, "-c", LIVE_MEDIA, ROOT], env=env, stdout=subprocess.PIPE, text=True)
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "trackhooks", "ui", "--store", store, "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        live_id = live.stdout.readline().strip()
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(base + "/api/runs", server)
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        res = _check_media(f"{base}/#/compare/{a.id},{b.id},{live_id}", os.path.join(ARTIFACTS, "ui-media.png"),
+                           chromium, node, "live_samples")
+    finally:
+        server.terminate()
+        live.terminate()
+        server.wait(10)
+        live.wait(10)
+    assert_media_page(res, {"live_samples": "image"})
+    assert res["live_after"] > res["live_before"] + 1 and res["live_followed"]
+
+
+def test_live_media_counts(media_client):
+    c, a, b = media_client
+    d = c.get(f"/api/live?ids={a.id},{b.id}").json()
+    assert d[a.id]["media"]["samples"] == 10 and d[a.id]["media"]["weights/fc1"] == 10
+    assert d[b.id]["media"] == {"samples": 3, "val_confusion": 1}
+    assert d[a.id]["counts"]["loss"] == 10  # metric counts as before
+
+
+def test_media_file_logged_after_the_first_request_is_found(tmp_path):
+    store = str(tmp_path / "store")
+    with trackhooks.start_run("media", "grow", store=store) as run:
+        run.log_image("img", media_data.image(0), step=0)
+    c = TestClient(create_app(store))
+    first = c.get(f"/api/runs/{run.id}/media/img").json()["records"]
+    assert c.get(first[0]["src"]).status_code == 200
+    with trackhooks.start_run(resume=run.id, store=store) as again:
+        again.log_image("img", media_data.image(1), step=1)
+    recs = c.get(f"/api/runs/{run.id}/media/img").json()["records"]
+    assert [r["step"] for r in recs] == [0, 1] and recs[1]["src"] != recs[0]["src"]
+    r = c.get(recs[1]["src"])
+    assert r.status_code == 200 and r.content.startswith(b"\x89PNG")

@@ -679,6 +679,26 @@ def _write_file(path: str, text: str) -> None:
 # ---- report ----------------------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {n}")
+    return n
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not x >= 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return x
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     store = _open(args)
     every = _all_runs(store)
@@ -697,13 +717,25 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CliError("no runs selected for the report")
     from .report import build_report
 
-    html, info = build_report(recs, store_path=store.uri, title=args.title)
+    steps = None if args.max_images is None else {"image": args.max_images, "figure": args.max_images}
+    html, info = build_report(recs, store_path=store.uri, title=args.title, media_steps=steps,
+                              max_image_bytes=int(args.max_image_mb * 2**20))
     _write_file(args.output, html)
     path = os.path.abspath(args.output)
     if args.json:
         _print_json({"path": path, **info})
     else:
-        sys.stdout.write(f"wrote {path} ({info['runs']} runs, {info['charts']} charts); open it in a browser\n")
+        media = info["media"]
+        extra = ""
+        if media["keys"]:
+            extra = f", {media['keys']} media keys, {media['images_embedded']} images embedded"
+            if media["images_left_out"]:
+                extra += f" ({media['images_left_out']} left out by --max-image-mb)"
+        sys.stdout.write(f"wrote {path} ({info['runs']} runs, {info['charts']} charts{extra}); open it in a browser\n")
+        if media["thinned"]:
+            more = f" and {len(media['thinned']) - 8} more" if len(media["thinned"]) > 8 else ""
+            _warn(f"long media sequences are shown in part (evenly spaced records, the last kept; "
+                  f"see --max-images): {', '.join(media['thinned'][:8])}{more}")
     for w in info.get("warnings", []):
         _warn(w)
     return 0
@@ -772,6 +804,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--experiment", "-e", metavar="E", help="include the runs of this experiment")
     sp.add_argument("--output", "-o", metavar="PATH", default="report.html", help="default report.html")
     sp.add_argument("--title", default=None, help="page title")
+    sp.add_argument("--max-images", type=_positive_int, default=None, metavar="N",
+                    help="images (and figures) embedded per run and key at most, evenly spaced, the last kept "
+                         "(default 50)")
+    sp.add_argument("--max-image-mb", type=_non_negative_float, default=32.0, metavar="MB",
+                    help="image bytes the report embeds at most (default 32; base64 adds a third)")
 
     sp = add("sync", cmd_sync, "replay stored runs into a mirror (mlflow+URI, tensorboard:DIR)")
     sp.add_argument("--to", required=True, metavar="URI", help="mirror URI")

@@ -12,6 +12,14 @@ Long series are downsampled for display: above ``MAX_POINTS`` points a series is
 visible); the chart says so. A chart overlaying many runs shares a budget of ``CHART_BUDGET``
 points, so each of its series keeps fewer (never under ``MIN_POINTS``). Values are written with 7
 significant digits (the page shows 4).
+
+Rich records (images, figures, histograms, tables, confusion matrices, curves) get one panel per
+key with a step slider (see ``mediaview``). Images and figures are embedded as base64 data: URIs,
+so the file stays self-contained. To keep it openable, a key's sequence is thinned to
+``MEDIA_STEPS[kind]`` records per run, evenly spaced with the first and last kept; if the images
+kept still weigh more than ``MAX_IMAGE_BYTES`` (raw bytes, before base64's 4/3), the image limit is
+halved until they fit, down to the last image of each key; images that do not fit even then are
+left out, and each panel says what it left out.
 """
 
 from __future__ import annotations
@@ -26,12 +34,16 @@ import time
 from importlib import resources
 from typing import Any, Sequence
 
+from . import mediaview as mv
 from . import summaries as sm
 
 MAX_POINTS = 5000
 BUCKETS = 2000
 CHART_BUDGET = 200_000  # points one chart draws at most, over all its runs
 MIN_POINTS = 500  # however many runs a chart overlays, a long series keeps this many points
+#: records per run and key a report keeps at most (evenly spaced, first and last kept)
+MEDIA_STEPS = {"image": 50, "figure": 50, "histogram": 200, "confusion_matrix": 100, "curve": 50, "table": 20}
+MAX_IMAGE_BYTES = 32 * 2**20  # image bytes one report embeds at most (base64 makes the file 4/3 of it)
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#bab0ac", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#17becf")
 
@@ -145,7 +157,7 @@ def _run_row(i: int, r: Any, short: dict[str, str]) -> dict[str, Any]:
             "parent": r.parent_id}
 
 
-def build_data(recs: Sequence[Any]) -> dict[str, Any]:
+def build_data(recs: Sequence[Any], *, media: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The JSON the page's charts read."""
     short = sm.short_ids(r.id for r in recs)
     runs = [_run_row(i, r, short) for i, r in enumerate(recs)]
@@ -175,11 +187,84 @@ def build_data(recs: Sequence[Any]) -> dict[str, Any]:
               for k in sorted(k for k in by_key if is_system_key(k))]
     studies = [{"run": i, "id": r.id, "name": r.name, **sm.jsonable(sm.study_view(r, curves=True))}
                for i, r in enumerate(recs) if sm.is_study(r)]
-    return {"runs": runs, "charts": charts, "system_charts": system, "max_points": MAX_POINTS, "studies": studies}
+    return {"runs": runs, "charts": charts, "system_charts": system, "max_points": MAX_POINTS, "studies": studies,
+            "media": media or []}
 
 
 def is_system_key(key: str) -> bool:
     return key.startswith("system/")
+
+
+def _file_size(path: str | None) -> int:
+    try:
+        return os.path.getsize(path) if path else 0
+    except OSError:
+        return 0
+
+
+def build_media(recs: Sequence[Any], *, steps: dict[str, int] | None = None,
+                max_image_bytes: int = MAX_IMAGE_BYTES) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(panels, info): one panel per (key, kind) over every run that has it, thinned and
+    size-capped as the module docstring says."""
+    steps = {**MEDIA_STEPS, **(steps or {})}
+    groups: dict[tuple[str, str], list[tuple[int, list[Any]]]] = {}
+    for i, r in enumerate(recs):
+        for key in mv.keys_of(r):
+            records = r.media(key)
+            if not records:
+                continue
+            kind = records[-1].kind
+            groups.setdefault((key, kind), []).append((i, [m for m in records if m.kind == kind]))
+    # which records each (group, run) keeps; images share one byte budget over the whole report
+    keep: dict[tuple[tuple[str, str], int], list[int]] = {}
+    for gk, members in groups.items():
+        for i, records in members:
+            keep[(gk, i)] = mv.thin_indices(len(records), steps.get(gk[1], 50))
+    image_groups = [gk for gk in groups if gk[1] in mv.IMAGE_KINDS]
+    sizes = {(gk, i): [_file_size(m.path) for m in records] for gk in image_groups for i, records in groups[gk]}
+
+    def image_bytes() -> int:
+        return sum(sizes[k][j] for k in sizes for j in keep[k])
+
+    limit = max((steps.get(k, 50) for k in mv.IMAGE_KINDS), default=50)
+    while image_bytes() > max_image_bytes and limit > 1:
+        limit = max(1, limit // 2)
+        for k in sizes:
+            n = len(sizes[k])
+            keep[k] = mv.thin_indices(n, min(limit, steps.get(k[0][1], 50)))
+    embed: set[tuple[Any, int]] = set()
+    used = 0
+    # fill the budget latest records first, so that a key that must lose images keeps its last ones
+    for k in sizes:
+        for j in reversed(keep[k]):
+            if used + sizes[k][j] <= max_image_bytes:
+                embed.add((k, j))
+                used += sizes[k][j]
+    panels = []
+    n_embedded = n_left_out = 0
+    thinned = []
+    for gk in sorted(groups, key=lambda g: (mv.KIND_ORDER.get(g[1], 9), g[0])):
+        key, kind = gk
+        series = []
+        for i, records in groups[gk]:
+            idx = keep[(gk, i)]
+            if kind in mv.IMAGE_KINDS:
+                allowed = {id(records[j]) for j in idx if ((gk, i), j) in embed}
+                n_embedded += len(allowed)
+                n_left_out += len(idx) - len(allowed)
+
+                def src(m: Any, allowed: set[int] = allowed) -> str | None:
+                    return mv.data_uri(m.path) if id(m) in allowed else None
+            else:
+                src = None  # type: ignore[assignment]
+            s = mv.series_json(i, records, limit=0, src=src, keep=idx)
+            if s["shown"] < s["n"] and key not in thinned:
+                thinned.append(key)
+            series.append(s)
+        panels.append({"key": key, "kind": kind, "series": series})
+    info = {"keys": len(panels), "images_embedded": n_embedded, "images_left_out": n_left_out,
+            "image_bytes": used, "thinned": thinned}
+    return panels, info
 
 
 def _chart_order(key: str) -> tuple[int, str]:
@@ -411,27 +496,59 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
 
 
-def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: str | None = None) -> tuple[str, dict[str, Any]]:
+def _detach_images(panels: list[dict[str, Any]]) -> list[str]:
+    """Move each embedded image's data: URI to a list; its record keeps the index as ``ref``."""
+    images: list[str] = []
+    for p in panels:
+        for series in p["series"]:
+            for r in series["records"]:
+                if r.get("src"):
+                    r["ref"] = len(images)
+                    images.append(r["src"])
+                    r["src"] = None
+    return images
+
+
+def _media_section(panels: list[dict[str, Any]]) -> str:
+    if not panels:
+        return ""
+    return (f'<section id="media"><h2>Media</h2><div class="toolbar">'
+            '<input type="search" id="media-filter" placeholder="filter media" aria-label="filter media">'
+            '<span class="muted small">drag a slider (or focus it and use the arrow keys) to step through a sequence'
+            '</span></div>'
+            f'<div id="media-grid" class="media-grid" data-panels="{len(panels)}"></div></section>')
+
+
+def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: str | None = None,
+                 media_steps: dict[str, int] | None = None,
+                 max_image_bytes: int = MAX_IMAGE_BYTES) -> tuple[str, dict[str, Any]]:
     """(html, info) for these runs; info holds counts and warnings."""
     recs = list(recs)
     short = sm.short_ids(r.id for r in recs)
-    data = build_data(recs)
+    panels, media_info = build_media(recs, steps=media_steps, max_image_bytes=max_image_bytes)
+    # the image bytes go last in the file, after the script: the page draws its tables, charts and
+    # panels before the browser has parsed megabytes of base64, and the images follow
+    images = _detach_images(panels)
+    images_html = (f'<script type="application/json" id="trackhooks-images">{json_for_script(images)}</script>'
+                   if images else "")
+    data = build_data(recs, media=panels)
     warnings = []
     w = sm.training_data_warning(recs) if len(recs) > 1 else None
     if w:
         warnings.append(w)
     title = title or ("trackhooks report: " + ", ".join(sorted({r.experiment for r in recs}))[:120])
-    script = _static("report.js")
+    script = _static("media.js") + "\n" + _static("report.js")
     if data["studies"]:  # the study charts are shared with the UI: one file, inlined here
         script += "\n" + resources.files("trackhooks").joinpath("ui", "static", "study.js").read_text(
             encoding="utf-8") + _STUDY_INIT
-    style = _static("report.css")
+    style = _static("report.css") + "\n" + _static("media.css")
     csp = (f"default-src 'none'; script-src {_csp_hash(script)}; style-src {_csp_hash(style)}; "
            "img-src data:; base-uri 'none'; form-action 'none'")
     n_points = sum(len(r.metric(k)) for r in recs for k in r.metric_keys())
     n_keys = len({k for r in recs for k in r.metric_keys()})
+    media_note = f"{len(panels)} media keys · " if panels else ""
     sub = (f"{len(recs)} run{'s' if len(recs) != 1 else ''} · {n_keys} metrics · "
-           f"{n_points:,} points · generated {sm.fmt_time(time.time())}")
+           f"{n_points:,} points · {media_note}generated {sm.fmt_time(time.time())}")
     warn_html = "".join(f'<div class="warning">⚠ {esc(x)}</div>' for x in warnings)
     store_html = f'<div class="muted small">store <code>{esc(store_path)}</code></div>' if store_path else ""
     page = f"""<!DOCTYPE html>
@@ -464,6 +581,7 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
 <div id="chart-grid" class="grid" data-charts="{len(data['charts'])}"></div>
 <noscript><p class="warning">The charts need JavaScript; the tables work without it.</p></noscript>
 </section>
+{_media_section(panels)}
 {_values_section(recs, short)}
 {_system_section(data)}
 <section id="params"><h2>Params</h2>{_params_section(recs, short)}</section>
@@ -473,19 +591,22 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
 <footer class="muted small">Written by trackhooks. Works offline: everything this page needs is inside this file.</footer>
 <script type="application/json" id="trackhooks-data">{json_for_script(data)}</script>
 <script>{script}</script>
+{images_html}
 </body>
 </html>
 """
     info = {"runs": len(recs), "charts": len(data["charts"]), "studies": len(data["studies"]),
             "points": n_points, "warnings": warnings,
-            "downsampled": [c["key"] for c in data["charts"] if any(s["shown"] < s["n"] for s in c["series"])]}
+            "downsampled": [c["key"] for c in data["charts"] if any(s["shown"] < s["n"] for s in c["series"])],
+            "media": media_info}
     return page, info
 
 
 def write_report(recs: Sequence[Any], path: str | os.PathLike, *, store_path: str | None = None,
-                 title: str | None = None) -> dict[str, Any]:
-    """Write the report for these runs to ``path``; returns counts and warnings."""
-    page, info = build_report(recs, store_path=store_path, title=title)
+                 title: str | None = None, **media: Any) -> dict[str, Any]:
+    """Write the report for these runs to ``path``; returns counts and warnings (``media``:
+    ``media_steps``, ``max_image_bytes`` as for ``build_report``)."""
+    page, info = build_report(recs, store_path=store_path, title=title, **media)
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
     return info

@@ -37,11 +37,10 @@ try {
 
   // compare two runs: select, click compare
   // the two finished runs share "loss"; the live run has only its own metric
-  const rows = await page.$$("table#runs tbody tr");
-  for (const row of rows) {
-    const name = await row.$eval("a.run-link", (a) => a.textContent);
-    if (name === "alpha" || name.includes("<script>")) await (await row.$("input[type=checkbox]")).check();
-  }
+  // (the table is rebuilt by its 3 s poll: pick the ids first, then check by selector, which retries)
+  const pick = await page.$$eval("table#runs tbody tr", (rs) => rs.map((r) => [r.getAttribute("data-run"),
+    r.querySelector("a.run-link").textContent]).filter(([, n]) => n === "alpha" || n.includes("<script>")).map(([id]) => id));
+  for (const id of pick) await page.check(`table#runs input[type=checkbox][data-run='${id}']`);
   await page.click("#compare");
   await page.waitForSelector("#charts .card[data-series='2'] canvas", { timeout: 15000 });
   out.compare_series = await page.$$eval("#charts .card", (cs) => Object.fromEntries(

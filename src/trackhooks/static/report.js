@@ -8,6 +8,7 @@
   // system/* charts (CPU, memory, GPU samples) have their own x axis: wall time by default
   var state = { x: "step", sysx: "time", hidden: {}, filter: "" };
   var charts = [];
+  var panels = [];
   var PAD0 = { l: 58, r: 14, t: 10, b: 28 };
   var FONT = "11px system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif";
 
@@ -379,6 +380,10 @@
 
   function setHidden(run, hidden) {
     state.hidden[run] = hidden;
+    var cells = document.querySelectorAll(".media-cell[data-run]");
+    for (var c = 0; c < cells.length; c++) {
+      if (+cells[c].getAttribute("data-run") === run) cells[c].hidden = hidden;
+    }
     var boxes = document.querySelectorAll("input[type=checkbox][data-run]");
     for (var i = 0; i < boxes.length; i++) {
       if (+boxes[i].getAttribute("data-run") === run) boxes[i].checked = !hidden;
@@ -415,6 +420,19 @@
         drawAll();
       });
     }
+    var mgrid = document.getElementById("media-grid");
+    if (mgrid && window.TrackhooksMedia) {
+      var mctx = { label: function (s) { return label(s.run); }, color: function (s) { return RUNS[s.run].color; } };
+      window.TrackhooksMedia.group(DATA.media || []).forEach(function (spec) {
+        panels.push(new window.TrackhooksMedia.Panel(spec, mctx, mgrid));
+      });
+      mgrid.setAttribute("data-settled", "1");
+      var mfilter = document.getElementById("media-filter");
+      mfilter.addEventListener("input", function () {
+        var q = mfilter.value.toLowerCase();
+        panels.forEach(function (p) { p.root.classList.toggle("hidden", p.spec.key.toLowerCase().indexOf(q) < 0); });
+      });
+    }
     var boxes = document.querySelectorAll("input[type=checkbox][data-run]");
     for (var j = 0; j < boxes.length; j++) {
       boxes[j].addEventListener("change", function (ev) {
@@ -442,13 +460,28 @@
     var pending = null;
     window.addEventListener("resize", function () {
       if (pending) clearTimeout(pending);
-      pending = setTimeout(drawAll, 120);
+      pending = setTimeout(function () { drawAll(); panels.forEach(function (p) { p.redraw(); }); }, 120);
     });
     var t0 = (window.performance && performance.now()) || 0;
     drawAll();
     var t1 = (window.performance && performance.now()) || 0;
-    window.__trackhooks = { charts: charts.length, ready: true, render_ms: t1 - t0 };
+    window.__trackhooks = { charts: charts.length, panels: panels.length, ready: true, render_ms: t1 - t0 };
     document.body.setAttribute("data-ready", "1");
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", attachImages);
+    else attachImages();
+  }
+
+  // the embedded images sit in a JSON block after this script (see report.py): read once parsed
+  function attachImages() {
+    var node = document.getElementById("trackhooks-images");
+    var blobs = node ? JSON.parse(node.textContent) : [];
+    (DATA.media || []).forEach(function (spec) {
+      spec.series.forEach(function (s) {
+        s.records.forEach(function (r) { if (r.ref !== undefined && r.ref !== null) r.src = blobs[r.ref]; });
+      });
+    });
+    panels.forEach(function (p) { p.update(p.spec); });
+    document.body.setAttribute("data-images", "1");
   }
 
   init();

@@ -202,7 +202,8 @@ class Store:
         return out
 
     def live(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """run id -> {status, end_time, counts: {key: points}} for runs being watched."""
+        """run id -> {status, end_time, counts: {key: points}, media: {key: records}} for runs being
+        watched."""
         out: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(run_ids):
             marks = ",".join("?" * len(chunk))
@@ -214,6 +215,12 @@ class Store:
             for rid, k, n in self._rows(f"SELECT run_id, key, n FROM metric_keys WHERE run_id IN ({marks})", chunk):
                 if rid in out:
                     out[rid]["counts"][k] = n
+            for rid in out:
+                out[rid].setdefault("media", {})
+            for rid, k, n in self._rows(f"SELECT run_id, key, COUNT(*) FROM media WHERE run_id IN ({marks}) "
+                                        "GROUP BY run_id, key", chunk):
+                if rid in out:
+                    out[rid]["media"][k] = n
         return out
 
     # ---- one run (called by RunRecord) ------------------------------------------------------

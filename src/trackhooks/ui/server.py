@@ -25,6 +25,7 @@ from .. import summaries as sm
 from ..report import downsample_indices
 from ..errors import AmbiguousRunError, RunNotFoundError
 from ..store import RunRecord, Store, open_store
+from .media import media_routes
 
 MAX_POINTS = 2000  # points per series sent for display; above this: min/max per bucket
 PAGE_SIZE = 50
@@ -307,6 +308,7 @@ def create_app(store: "str | os.PathLike | Store | None" = None) -> Starlette:
         Route("/api/runs/{run_id}/artifacts/{name:path}", api_artifact),
         Route("/api/runs/{run_id}/console", api_console),
         Route("/api/live", api_live),
+        *media_routes(ui.record, _json, ui.live),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found})

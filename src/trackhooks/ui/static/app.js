@@ -11,6 +11,7 @@
   function isSystem(k) { return k.slice(0, 7) === "system/"; }
   var timers = [];
   var charts = [];
+  var panels = [];
 
   function el(tag, attrs, children) {
     var e = document.createElement(tag);
@@ -26,6 +27,7 @@
   function clear() {
     timers.forEach(clearInterval); timers = [];
     charts.forEach(function (c) { c.plot && c.plot.destroy(); }); charts = [];
+    panels = [];
     app.textContent = "";
   }
   function api(path) {
@@ -366,6 +368,104 @@
     }, 1500));
   }
 
+  // ---- media (images, figures, histograms, confusion matrices, curves, tables) ----------------
+  // One panel per key, the runs side by side at the same step (media.js). Every 2 s /api/live
+  // gives each run's record count per media key; a key whose counts changed is refetched and its
+  // panel updated in place (a slider at the last step follows new records, one moved back stays).
+  var KIND_ORDER = { image: 0, figure: 1, confusion_matrix: 2, curve: 3, histogram: 4, table: 5 };
+  function mediaSection(runs) {
+    var byId = {};
+    runs.forEach(function (r) { byId[r.id] = r; });
+    app.appendChild(el("h2", { text: "Media", id: "media-head" }));
+    var empty = el("p", { class: "muted", id: "media-empty", text: "No images, figures, histograms, confusion matrices, curves or tables logged yet." });
+    var grid = el("div", { class: "media-grid", id: "media" });
+    app.appendChild(empty);
+    app.appendChild(grid);
+    var known = {};   // media key -> {kind, series, stamp, pending}
+    var shown = {};   // panel key -> Panel (a curve family shares one panel, see media.js group())
+    var wanted = {};
+    var ctx = { label: function (s) { return byId[s.run] ? byId[s.run].label : String(s.run); },
+                color: function (s) { return byId[s.run] ? byId[s.run].color : "#6b7280"; } };
+    var mine = panels;  // this view's panels (a route change replaces the list)
+    function rank(kind) { return kind in KIND_ORDER ? KIND_ORDER[kind] : 9; }
+    // the panels the loaded keys make, created, updated or removed to match, in kind-then-key order
+    function reconcile() {
+      var specs = Object.keys(known).filter(function (k) { return known[k].series; }).map(function (k) {
+        return { key: k, kind: known[k].kind, series: known[k].series };
+      });
+      specs = window.TrackhooksMedia.group(specs).sort(function (a, b) {
+        return (rank(a.kind) - rank(b.kind)) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+      });
+      var keep = {};
+      specs.forEach(function (spec) {
+        keep[spec.key] = true;
+        var p = shown[spec.key];
+        if (p && p.spec.kind === spec.kind) p.update(spec);
+        else {
+          if (p) grid.removeChild(p.root);
+          shown[spec.key] = new window.TrackhooksMedia.Panel(spec, ctx, grid);
+        }
+      });
+      Object.keys(shown).forEach(function (k) {
+        if (!keep[k]) { grid.removeChild(shown[k].root); delete shown[k]; }
+      });
+      // reorder only when the order changed: moving a node would take the focus off its slider
+      var roots = specs.map(function (spec) { return shown[spec.key].root; });
+      var same = roots.length === grid.children.length && roots.every(function (r, i) { return grid.children[i] === r; });
+      if (!same) roots.forEach(function (r) { grid.appendChild(r); });
+      panels.length = 0;
+      Object.keys(shown).forEach(function (k) { panels.push(shown[k]); });
+      settle();
+    }
+    function settle() {
+      var keys = Object.keys(wanted);
+      var done = keys.every(function (k) { return known[k] && known[k].series && !known[k].pending; });
+      grid.setAttribute("data-keys", String(keys.length));
+      grid.setAttribute("data-settled", done ? "1" : "0");
+    }
+    function load(key, entry, stamp, ids) {
+      entry.pending = true;
+      return Promise.all(ids.map(function (id) {
+        return api("/api/runs/" + encodeURIComponent(id) + "/media/" + encodeURIComponent(key)).catch(function () { return null; });
+      })).then(function (list) {
+        entry.pending = false;
+        if (mine !== panels) return;  // the page moved on
+        list = list.filter(function (s) { return s && s.kind; });
+        if (!list.length) return;
+        // a key means one kind; a run that logged another kind under it is left out of the panel
+        entry.kind = entry.kind || list[0].kind;
+        entry.series = list.filter(function (s) { return s.kind === entry.kind; });
+        entry.stamp = stamp;
+        reconcile();
+      }, function () { entry.pending = false; });
+    }
+    function poll() {
+      return api("/api/live?ids=" + runs.map(function (r) { return encodeURIComponent(r.id); }).join(",")).then(function (live) {
+        if (mine !== panels) return;
+        var want = {};
+        runs.forEach(function (r) {
+          var media = (live[r.id] && live[r.id].media) || {};
+          Object.keys(media).forEach(function (k) {
+            var w = want[k] || (want[k] = { stamp: {}, ids: [] });
+            w.stamp[r.id] = media[k];
+            w.ids.push(r.id);
+          });
+        });
+        wanted = want;
+        Object.keys(want).forEach(function (key) {
+          var w = want[key], stamp = JSON.stringify(w.stamp);
+          var entry = known[key] || (known[key] = {});
+          if (entry.pending || entry.stamp === stamp) return;
+          load(key, entry, stamp, w.ids);
+        });
+        empty.hidden = Object.keys(want).length > 0;
+        settle();
+      }).catch(function () {});
+    }
+    poll();
+    timers.push(setInterval(poll, 2000));
+  }
+
   function kvBlock(obj) {
     var box = el("div", { class: "kv" });
     var keys = Object.keys(obj || {}).sort();
@@ -451,6 +551,7 @@
       };
       app.appendChild(el("h2", { text: "Console" }));
       app.appendChild(consoleView(r.id));
+      mediaSection(runs);
       app.appendChild(el("h2", { text: "Datasets" }));
       app.appendChild(simpleTable("datasets", ["name", "context", "digest", "rows", "schema"], r.datasets.map(function (d) {
         return [d.name, d.context, d.digest.slice(0, 16) + (d.sampled ? " (sampled)" : ""), fmt(d.n_rows), fmt(d.schema)];
@@ -565,6 +666,7 @@
         app.appendChild(systemControls());
         chartGrid(runs, allKeys.filter(isSystem), "system-charts");
       }
+      mediaSection(runs);
       watch(runs, function (run, status) {
         var b = legend.querySelector('span.status[data-run="' + run.id + '"]');
         if (b) { b.textContent = status; b.className = "status " + status; }
@@ -580,6 +682,9 @@
     else runsView();
   }
   window.addEventListener("hashchange", route);
-  window.addEventListener("resize", function () { clearTimeout(window.__th_rs); window.__th_rs = setTimeout(redraw, 150); });
+  window.addEventListener("resize", function () {
+    clearTimeout(window.__th_rs);
+    window.__th_rs = setTimeout(function () { redraw(); panels.forEach(function (p) { p.redraw(); }); }, 150);
+  });
   route();
 })();

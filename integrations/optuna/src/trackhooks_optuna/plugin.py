@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from trackhooks.plugin import hookimpl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @hookimpl
-def trackhooks_autolog(options: dict[str, Any]) -> None:
+def trackhooks_autolog_modules() -> list[str]:
+    # trackhooks.autolog() enables this plugin only once Optuna is imported (never importing it)
+    return ["optuna"]
+
+
+@hookimpl
+def trackhooks_autolog(options: "dict[str, Any]") -> None:
     """``trackhooks.autolog("optuna", **options)``: record every ``Study.optimize``.
 
     Options meant for other plugins (``trackhooks.autolog()`` passes the same options to every

@@ -25,13 +25,13 @@ def trackhooks_autolog(options: dict[str, Any]) -> None:
     """
     import inspect
 
-    from trackhooks.plugin import warn_once
+    from trackhooks.plugin import START_RUN_OPTIONS, warn_once
 
-    from .callback import _START_RUN_KWARGS, TrackhooksCallback
+    from .callback import TrackhooksCallback
     from .patch import autolog
 
     known = set(inspect.signature(TrackhooksCallback.__init__).parameters) - {"self", "start_run_kwargs"}
-    known |= set(_START_RUN_KWARGS) | {"disable"}
+    known |= set(START_RUN_OPTIONS) | {"disable"}
     unknown = sorted(k for k in options if k not in known)
     if unknown:
         warn_once(("xgboost", "options", tuple(unknown)),

@@ -236,11 +236,13 @@ class Store:
             return None
         return self._rows("SELECT steps, epochs, vals, times FROM metric_blocks WHERE key_id=? ORDER BY seq", (row[0],))
 
-    def _metric_blocks(self, run_id: str, key: str, from_seq: int = -1) -> list[tuple]:
-        """(seq, n, steps, epochs, vals, times) of one key's blocks from ``from_seq`` on, for replays."""
+    def _metric_blocks(self, run_id: str, key: str, from_seq: int = -1, limit: int | None = None) -> list[tuple]:
+        """(seq, n, steps, epochs, vals, times) of one key's blocks from ``from_seq`` on (at most
+        ``limit`` of them), for replays."""
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
         return self._rows(
             "SELECT b.seq, b.n, b.steps, b.epochs, b.vals, b.times FROM metric_blocks b "
-            "JOIN metric_keys k ON k.id = b.key_id WHERE k.run_id=? AND k.key=? AND b.seq>=? ORDER BY b.seq",
+            "JOIN metric_keys k ON k.id = b.key_id WHERE k.run_id=? AND k.key=? AND b.seq>=? ORDER BY b.seq" + tail,
             (run_id, key, from_seq))
 
     def _checkpoints(self, run_id: str) -> list[CheckpointRecord]:

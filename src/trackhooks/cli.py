@@ -579,7 +579,8 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     # `trackhooks runs --store X` both work.
     d: Any = argparse.SUPPRESS if suppress else None
     parser.add_argument("--store", metavar="URI", default=d,
-                        help="store directory (default: $TRACKHOOKS_URI, else ./.trackhooks)")
+                        help="store directory or team store URI such as postgresql://host/db (default: $TRACKHOOKS_URI, "
+                             "else ./.trackhooks)")
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="print machine-readable JSON")
 

@@ -42,8 +42,12 @@ def stored_version(conn) -> int | None:
 
     Raises StoreError when it holds other tables but not ours.
     """
-    cur = conn.execute("SELECT to_regclass('meta') IS NOT NULL, to_regclass('runs') IS NOT NULL")
-    has_meta, has_runs = cur.fetchone()
+    # pg_class itself rather than to_regclass(): after waiting for the advisory lock, name lookups
+    # may still answer from a cache that predates the other writer's CREATE TABLE
+    names = {r[0] for r in conn.execute(
+        "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = current_schema() AND c.relname IN ('meta', 'runs') AND c.relkind IN ('r', 'p')")}
+    has_meta, has_runs = "meta" in names, "runs" in names
     if not has_meta:
         return None
     row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()

@@ -499,11 +499,11 @@ def test_a_select_only_role_reads_everything(pg_db, pg_uri, tmp_path):
     s = _schema_of(pg_uri)
     role = "th_reader_" + uuid.uuid4().hex[:6]
     db = pg_db.rsplit("/", 1)[1]
-    psql(pg_db, f"CREATE ROLE {role} LOGIN", f"GRANT CONNECT ON DATABASE {db} TO {role}",
+    psql(pg_db, f"CREATE ROLE {role} LOGIN PASSWORD 'reader-pw'", f"GRANT CONNECT ON DATABASE {db} TO {role}",
          f"GRANT USAGE ON SCHEMA {s} TO {role}", f"GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {role}",
          f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {role}")
     try:
-        uri = schema_uri(pg_db.replace("postgres@", f"{role}@", 1), s)
+        uri = schema_uri(pg_db.replace("postgres@", f"{role}:reader-pw@", 1), s)
         store = trackhooks.open_store(uri)
         assert store.uri.startswith(f"postgresql://{role}@")
         rec = store.run(run.id)

@@ -311,11 +311,13 @@ class ReplaySink(Sink, ReplayTarget):
                 generation = self._requested
                 work, self._dirty = self._dirty, {}
             failure: BaseException | None = None
+            failed_store = ""
             left: dict[str, set[str]] = {}
             for store_path, ids in work.items():
                 if failure is not None:
                     left[store_path] = ids
                     continue
+                failed_store = store_path
                 done: set[str] = set()
                 try:
                     store = self._stores.get(store_path)
@@ -361,7 +363,7 @@ class ReplaySink(Sink, ReplayTarget):
                 warn_once(("mirror", self.cursor_key),
                           f"{self.name} failed ({type(failure).__name__}: {failure}); training goes on, the "
                           f"local store keeps everything and the mirror is caught up when it is back "
-                          f"(or run `trackhooks sync --to {self.cursor_key}`)")
+                          f"(or run `trackhooks sync --to {self.cursor_key} --store {failed_store}`)")
 
     @staticmethod
     def _order(store: Store, ids: set[str]) -> list[str]:

@@ -612,3 +612,14 @@ def test_sink_and_engine_show_no_password():
     from trackhooks_postgres.engine import PostgresStore
 
     assert "s3cr3t" not in repr(PostgresStore(uri))
+
+
+def test_a_team_store_is_a_source_too(pg_db, pg_uri, tmp_path):
+    # `trackhooks sync --store <team store> --to <another one>`: the replication reads any engine
+    ids = _fill(pg_uri, tmp_path)
+    other = schema_uri(pg_db, "t_" + uuid.uuid4().hex[:10])
+    psql(pg_db, f"CREATE SCHEMA {_schema_of(other)}")
+    out = cli("sync", "--to", other, "--store", pg_uri, check=True)
+    assert f"{len(trackhooks.open_store(pg_uri).runs())} of" in out.stdout
+    assert snapshot(trackhooks.open_store(other)) == snapshot(trackhooks.open_store(pg_uri))
+    assert "up to date" in cli("sync", "--to", other, "--store", pg_uri, ids["parent"], check=True).stdout

@@ -53,6 +53,7 @@ class PostgresStore(Store):
         self._lock = threading.Lock()
         self._conns: list[Any] = []
         self._empty = False
+        self._pid = os.getpid()
 
     # ---- connections --------------------------------------------------------------------------
     def _open(self):
@@ -75,6 +76,10 @@ class PostgresStore(Store):
         return conn
 
     def _db(self):
+        if self._pid != os.getpid():  # a forked child: never use (or close) the parent's sessions
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._conns = []
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
             conn = self._local.conn = self._open()

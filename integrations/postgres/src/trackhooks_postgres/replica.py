@@ -90,6 +90,7 @@ class PostgresReplica(ReplaySink):
         self.target = conninfo.parse(uri)
         super().__init__(cursor_key=self.target.display, name=f"team store {self.target.display}")
         self._conn: Any = None
+        self._conn_pid = os.getpid()
         self._store_id: str | None = None
         self._key_ids: dict[tuple[str, str], int] = {}
         self._verified: set[str] = set()
@@ -98,6 +99,10 @@ class PostgresReplica(ReplaySink):
 
     # ---- the connection ---------------------------------------------------------------------
     def _db(self):
+        if self._conn is not None and self._conn_pid != os.getpid():
+            # a forked child: the connection's socket is the parent's; closing it here would end
+            # the parent's session, so only forget it
+            self._conn = None
         if self._conn is None or self._conn.closed:
             conn = conninfo.connect(self.target, autocommit=False, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
             try:
@@ -109,6 +114,7 @@ class PostgresReplica(ReplaySink):
                 raise
             self._store_id = row[0] if row else ""
             self._conn = conn
+            self._conn_pid = os.getpid()
             self._key_ids.clear()
             self._verified.clear()
             self._known_files.clear()
@@ -326,7 +332,7 @@ class PostgresReplica(ReplaySink):
             if start >= n:
                 continue
             rows = local._rows("SELECT kind, step, epoch, time, data, sha256, ext, width, height FROM media "
-                               "WHERE run_id=? AND key=? ORDER BY id LIMIT -1 OFFSET ?", (run_id, key, start))
+                               "WHERE run_id=? AND key=? ORDER BY id", (run_id, key))[start:]
             out = []
             for i, r in enumerate(rows):
                 if r[5]:

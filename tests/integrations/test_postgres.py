@@ -399,10 +399,19 @@ def test_a_database_that_is_not_a_trackhooks_store(pg_uri):
 def test_an_empty_database_is_an_empty_store_and_reading_creates_nothing(pg_uri):
     store = trackhooks.open_store(pg_uri)
     assert store.runs() == [] and store.listing() == [] and store.experiments() == []
+    from starlette.testclient import TestClient
+
+    from trackhooks.ui.server import create_app
+
+    ui = TestClient(create_app(store))
+    assert ui.get("/api/runs").json()["runs"] == []
+    token = store.change_token()
     assert psql(_db_of(pg_uri), f"SELECT to_regclass('{_schema_of(pg_uri)}.runs')")[0] == [(None,)]
-    with trackhooks.start_run(store=pg_uri):
+    with trackhooks.start_run(store=pg_uri) as run:
         pass
+    assert store.change_token() != token
     assert len(store.runs()) == 1  # the same store object sees the first run once it is there
+    assert [r["id"] for r in ui.get("/api/runs").json()["runs"]] == [run.id]  # and so does a UI left open
 
 
 def test_newer_schema_is_refused_and_older_is_upgraded_in_place(pg_uri, tmp_path):

@@ -128,8 +128,10 @@ class PostgresStore(Store):
         self._local = threading.local()
 
     def change_token(self) -> Hashable:
-        row = self._one("SELECT last_value, is_called FROM changes") if not self._empty else None
-        if self._empty:
+        # _rows() notices the schema the first writer creates in an empty database (and returns no
+        # rows until then): the token of an empty store changes when it appears
+        row = self._one("SELECT last_value, is_called FROM changes")
+        if row is None and self._empty:
             return ("empty",)
         return tuple(row) if row else None
 

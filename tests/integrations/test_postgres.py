@@ -632,3 +632,28 @@ def test_a_team_store_is_a_source_too(pg_db, pg_uri, tmp_path):
     assert f"{len(trackhooks.open_store(pg_uri).runs())} of" in out.stdout
     assert snapshot(trackhooks.open_store(other)) == snapshot(trackhooks.open_store(pg_uri))
     assert "up to date" in cli("sync", "--to", other, "--store", pg_uri, ids["parent"], check=True).stdout
+
+
+def test_a_slow_team_store_never_holds_up_training(pg_uri, monkeypatch):
+    import psycopg
+
+    monkeypatch.setattr(replica, "STATEMENT_TIMEOUT_MS", 500)
+    monkeypatch.setenv("TRACKHOOKS_MIRROR_TIMEOUT", "2")
+    with trackhooks.start_run(store=pg_uri) as run:
+        run.log_metric("m", 0.0)
+        assert run.flush()
+        # another session holds the runs table: every replication statement waits, then times out
+        blocker = psycopg.connect(_db_of(pg_uri))
+        blocker.execute(f"LOCK TABLE {_schema_of(pg_uri)}.metric_keys IN ACCESS EXCLUSIVE MODE")
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            for i in range(1, 50):
+                run.log_metric("m", float(i))
+            run.flush()  # returns: the spool is durable, the team store catches up later
+            wait_for(lambda: _team_messages(record))
+        assert "timed out" in _team_messages(record)[0]
+        assert len(trackhooks.open_store(spool_path()).run(run.id).metric("m")) == 50
+        blocker.rollback()
+        blocker.close()
+    rec = wait_for(lambda: (r := trackhooks.open_store(pg_uri).run(run.id)).status == "finished" and r)
+    assert rec.metric("m").values == [float(i) for i in range(50)]

@@ -254,8 +254,11 @@ print(run.id)
 
 def test_eight_processes_write_one_team_store_at_once(pg_uri):
     # the schema does not exist yet: the first writers race to create it (advisory lock)
+    # finish() waits for the team store (bounded: 10 s by default, too short for 8 writers on a busy
+    # 2-core machine; what is not there by then would only come with the next sync)
+    env = {**os.environ, "TRACKHOOKS_MIRROR_TIMEOUT": "240"}
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, pg_uri, str(i)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=dict(os.environ)) for i in range(8)]
+                              stderr=subprocess.PIPE, text=True, env=env) for i in range(8)]
     ids = []
     for p in procs:
         out, err = p.communicate(timeout=300)

@@ -61,12 +61,18 @@ _HOT = ["floor: dict copy + deque append", "trackhooks log_metrics (writer idle)
 _STORE = ["ingest", "ingest: writer + store only", "store write only", "read 1M-point series", "import trackhooks", "start_run"]
 _MEDIA = ["log_image 512x512x3 uint8 vs arr.copy()", "log_histogram 1M float64 vs arr.copy()"]
 _HASH = ["dataset hash: hashlib.sha256 floor", "dataset hash: fingerprint", "dataset hash: log_dataset + flush"]
+_TEAM = ["pg: bare COPY of 1M rows", "pg: replicate 1M points until flush()", "pg: bare SELECT of 10k runs",
+         "pg: runs() over 10k runs", "pg: indexed SELECT of 1M rows", "pg: read 1M-point series",
+         "ui: 10k runs in SQLite", "ui: 10k runs on PostgreSQL"]
 
 WORKLOADS = [
     Workload("core", "Core micro-benchmarks (caller thread, store, import, start_run)", "core_micro.py",
              _HOT + _STORE, kind="micro", fork_groups=[[c for c in _HOT + _STORE if c not in _HOT[3:]],
                                                       *[[c] for c in _HOT[3:]]]),
     Workload("datasets", "Dataset hashing (issue 11)", "core_micro.py", _HASH, kind="micro", fork_groups=[_HASH]),
+    # a new interpreter per measurement (no fork groups): psycopg's connections do not survive a fork
+    Workload("team", "Team store on PostgreSQL (issue 15): next to bare psycopg, and to SQLite for the UI",
+             "team_store.py", _TEAM, kind="micro"),
     Workload("lightning", "Lightning: tiny Linear model, self.log every step, Trainer(log_every_n_steps=1)",
              "lightning_bench.py", _LIGHTNING, args=["--log-every-n-steps", "1"]),
     Workload("lightning-n50", "Lightning: same model, Trainer(log_every_n_steps=50)", "lightning_bench.py",
@@ -122,6 +128,17 @@ MICRO_TARGETS: dict[str, tuple[str, Any]] = {
     "autolog(): sklearn fit script vs untracked": ("≤ 1.2×", lambda v: v <= 1.2),
     "log_image 512x512x3 uint8 vs arr.copy()": ("≤ 3× arr.copy()", lambda v: v <= 3.0),
     "log_histogram 1M float64 vs arr.copy()": ("≤ 3× arr.copy()", lambda v: v <= 3.0),
+}
+
+
+# micro rows measured against another row of the same run: config -> (baseline config, target text,
+# predicate on (ratio to the baseline's median, own median))
+MICRO_RATIOS: dict[str, tuple[str, str, Any]] = {
+    "pg: replicate 1M points until flush()": ("pg: bare COPY of 1M rows", "≤ 1× bare COPY", lambda r, v: r <= 1.0),
+    "pg: runs() over 10k runs": ("pg: bare SELECT of 10k runs", "≤ 3× bare SELECT, < 0.5 s",
+                                 lambda r, v: r <= 3.0 and v < 0.5),
+    "pg: read 1M-point series": ("pg: indexed SELECT of 1M rows", "≤ 0.3× indexed SELECT", lambda r, v: r <= 0.3),
+    "ui: 10k runs on PostgreSQL": ("ui: 10k runs in SQLite", "SQLite ± 50 %", lambda r, v: 0.5 <= r <= 1.5),
 }
 
 
@@ -337,6 +354,16 @@ def micro_table(w: Workload, rows: list[dict[str, Any]], targets: list[dict[str,
         elif unit == "MB/s" and hash_floor and "floor" not in c:
             vs = f"{v / _med(hash_floor):.2f}×"
         target = ""
+        base_rows = [r["value"] for r in by.get(MICRO_RATIOS[c][0], []) if r.get("status") == "ok"] \
+            if c in MICRO_RATIOS else []
+        if base_rows:
+            base_name, text, pred = MICRO_RATIOS[c]
+            ratio = v / _med(base_rows)
+            met = bool(pred(ratio, v))
+            vs = f"{ratio:.2f}× {base_name}"
+            target = f"{text}: {'met' if met else 'MISSED'}"
+            targets.append({"what": c, "target": text, "measured": f"{ratio:.2f}× ({fmt_num(v, unit)} {unit})",
+                            "met": met})
         if c in MICRO_TARGETS:
             text, pred = MICRO_TARGETS[c]
             met = bool(pred(v))

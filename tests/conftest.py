@@ -17,3 +17,18 @@ def store_path(tmp_path, monkeypatch):
     monkeypatch.setenv("TRACKHOOKS_URI", path)
     monkeypatch.delenv("TRACKHOOKS_MIRRORS", raising=False)
     return path
+
+
+# PostgreSQL fixtures (pg_server, pg_db, pg_uri, private_pg): tests/pgserver.py
+from tests.pgserver import pg_db, pg_server, pg_uri, private_pg  # noqa: E402,F401
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request, tmp_path, monkeypatch):
+    """The default store of the test ($TRACKHOOKS_URI), once a local store and once a team store on
+    PostgreSQL (written through the local spool): the read API must behave the same."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("store_path")
+    uri = request.getfixturevalue("pg_uri")
+    monkeypatch.setenv("TRACKHOOKS_URI", uri)
+    return uri

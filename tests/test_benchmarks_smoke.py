@@ -162,8 +162,30 @@ def test_report_micro_targets_and_notes_survive(tmp_path):
     assert harness.old_notes(str(path)) == "kept notes"
 
 
+def test_team_store_workload_tiny(pg_server):
+    # a new interpreter per config, as the harness runs it (psycopg sessions do not survive a fork)
+    for config in harness.WORKLOADS[2].configs:
+        cmd = [sys.executable, os.path.join(BENCH, "workloads", "team_store.py"), "--size", "tiny", "--config", config]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
+                              env={**_env(), "TRACKHOOKS_BENCH_PG": pg_server}, cwd=ROOT)
+        (row,) = harness.parse_rows(proc.stdout)
+        assert row["status"] == "ok" and row["value"] > 0, (row, proc.stderr[-3000:])
+
+
+def test_report_micro_ratio_targets():
+    w = harness.Workload("team", "Team", "team_store.py", ["pg: bare COPY of 1M rows",
+                                                           "pg: replicate 1M points until flush()"], kind="micro")
+    rows = [{"config": "pg: bare COPY of 1M rows", "status": "ok", "value": 2.0, "unit": "s"},
+            {"config": "pg: replicate 1M points until flush()", "status": "ok", "value": 2.5, "unit": "s"}]
+    targets: list[dict] = []
+    table = "\n".join(harness.micro_table(w, rows, targets))
+    assert "1.25× pg: bare COPY of 1M rows | ≤ 1× bare COPY: MISSED" in table
+    assert targets == [{"what": "pg: replicate 1M points until flush()", "target": "≤ 1× bare COPY",
+                        "measured": "1.25× (2.500 s)", "met": False}]
+
+
 @pytest.mark.parametrize("script", ["core_micro.py", "lightning_bench.py", "keras_bench.py", "xgboost_bench.py",
-                                    "sklearn_bench.py", "media_bench.py"])
+                                    "sklearn_bench.py", "media_bench.py", "team_store.py"])
 def test_workload_lists_the_configs_the_harness_uses(script):
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "workloads", script), "--list"], capture_output=True,
                           text=True, timeout=60, env=_env())

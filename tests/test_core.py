@@ -1,4 +1,5 @@
-"""Round trips of the public API through the local store (DESIGN.md: Public API, Local store)."""
+"""Round trips of the public API through the local store (DESIGN.md: Public API, Local store); tests
+taking ``any_store`` run on both engines (a local store, a team store on PostgreSQL)."""
 
 import math
 import os
@@ -20,7 +21,8 @@ from trackhooks import (
 
 
 def read(run):
-    return trackhooks.open_store(run.store).run(run.id)
+    # the run's store as given (for a team store: the PostgreSQL store, not the local spool)
+    return trackhooks.open_store(run.store_uri).run(run.id)
 
 
 def test_start_run_defaults_and_record(store_path):
@@ -48,7 +50,7 @@ def test_uri_env_is_read_at_each_call(tmp_path, monkeypatch):
     assert [r.id for r in trackhooks.open_store().runs()] == [r2.id]
 
 
-def test_params_flattened_and_conflicts(store_path):
+def test_params_flattened_and_conflicts(any_store):
     with trackhooks.start_run(params={"optimizer": {"lr": 0.1, "betas": (0.9, 0.99)}, "layers": 3}) as run:
         run.log_params({"optimizer": {"lr": 0.1}})  # same value again is fine
         with pytest.raises(ParamConflictError) as err:
@@ -63,7 +65,7 @@ def test_params_flattened_and_conflicts(store_path):
     assert "object" in rec.params["obj"]
 
 
-def test_self_referencing_params_do_not_hang(store_path):
+def test_self_referencing_params_do_not_hang(any_store):
     d = {"a": 1}
     d["self"] = d
     with trackhooks.start_run() as run:
@@ -71,7 +73,7 @@ def test_self_referencing_params_do_not_hang(store_path):
     assert read(run).params == {"a": 1, "self": "<recursive reference>"}
 
 
-def test_metrics_steps_epochs_values_timestamps(store_path):
+def test_metrics_steps_epochs_values_timestamps(any_store):
     with trackhooks.start_run() as run:
         run.log_metrics({"loss": 1.0, "acc": 0})
         run.log_metrics({"loss": 0.5}, epoch=1)
@@ -89,14 +91,14 @@ def test_metrics_steps_epochs_values_timestamps(store_path):
     assert rec.metric("acc").values == [0.0, 1.0] and rec.metric("acc").steps == [0, 1]
 
 
-def test_negative_out_of_order_and_repeated_steps_stored_as_logged(store_path):
+def test_negative_out_of_order_and_repeated_steps_stored_as_logged(any_store):
     with trackhooks.start_run() as run:
         for s in (5, -3, 5, 2):
             run.log_metric("m", float(s), step=s)
     assert read(run).metric("m").steps == [5, -3, 5, 2]
 
 
-def test_nan_and_inf_read_back_exactly(store_path):
+def test_nan_and_inf_read_back_exactly(any_store):
     with trackhooks.start_run() as run:
         run.log_metrics({"x": math.nan, "y": math.inf, "z": -math.inf, "w": 1e-320, "v": 2**80})
     rec = read(run)
@@ -184,14 +186,14 @@ def test_bad_step_and_epoch(store_path):
             run.log_metric("m", 1.0, step=2**70)
 
 
-def test_tags(store_path):
+def test_tags(any_store):
     with trackhooks.start_run(tags={"team": "vision"}) as run:
         run.set_tags({"stage": 1})
         run.set_tags({"team": "nlp"})
     assert read(run).tags == {"stage": "1", "team": "nlp"}
 
 
-def test_context_manager_failed_and_killed(store_path):
+def test_context_manager_failed_and_killed(any_store):
     with pytest.raises(RuntimeError, match="boom"):
         with trackhooks.start_run() as run:
             raise RuntimeError("boom")
@@ -205,7 +207,7 @@ def test_context_manager_failed_and_killed(store_path):
     run2.finish()  # a second finish is a no-op
 
 
-def test_finish_status_validated(store_path):
+def test_finish_status_validated(any_store):
     run = trackhooks.start_run()
     with pytest.raises(InvalidValueError):
         run.finish("done")
@@ -213,7 +215,7 @@ def test_finish_status_validated(store_path):
     assert read(run).status == "killed"
 
 
-def test_parent_and_children(store_path):
+def test_parent_and_children(any_store):
     with trackhooks.start_run(name="search") as parent:
         kids = [trackhooks.start_run(name=f"c{i}", parent=parent) for i in range(3)]
         assert trackhooks.active_run() is kids[-1]
@@ -228,13 +230,14 @@ def test_parent_and_children(store_path):
     assert read(solo).parent_id == parent.id
 
 
-def test_resume_continues_steps_params_and_status(store_path):
+def test_resume_continues_steps_params_and_status(any_store):
     run = trackhooks.start_run(name="long", params={"lr": 0.1})
     run.log_metric("loss", 1.0)
     run.log_metric("loss", 0.9)
     run.finish("killed")
     again = trackhooks.start_run(resume=run.id, params={"lr": 0.1})
     assert (again.id, again.name) == (run.id, "long")
+    again.flush()  # what a team store holds is up to date once flushed (it replicates the local spool)
     assert read(again).status == "running"
     again.log_metric("loss", 0.8)
     with pytest.raises(ParamConflictError):
@@ -252,7 +255,7 @@ def test_resume_unknown_run(store_path):
         trackhooks.start_run(resume="nope")
 
 
-def test_checkpoints_hashed_off_thread_and_best(store_path, tmp_path):
+def test_checkpoints_hashed_off_thread_and_best(any_store, tmp_path):
     files = []
     for i in range(3):
         p = tmp_path / f"ckpt{i}.pt"
@@ -280,7 +283,7 @@ def test_checkpoints_hashed_off_thread_and_best(store_path, tmp_path):
     assert not read(run).checkpoints()[2].exists
 
 
-def test_checkpoint_directory(store_path, tmp_path):
+def test_checkpoint_directory(any_store, tmp_path):
     d = tmp_path / "ckdir"
     d.mkdir()
     (d / "a").write_text("x")
@@ -366,7 +369,7 @@ def test_open_store_on_empty_directory_sees_later_runs(tmp_path):
     assert [r.id for r in store.runs()] == [run.id]
 
 
-def test_runs_filters_and_prefix_lookup(store_path):
+def test_runs_filters_and_prefix_lookup(any_store):
     a = trackhooks.start_run(experiment="x")
     a.finish()
     b = trackhooks.start_run(experiment="y")
@@ -382,7 +385,7 @@ def test_runs_filters_and_prefix_lookup(store_path):
         store.run(a.id).metric("nope")
 
 
-def test_ambiguous_prefix(store_path):
+def test_ambiguous_prefix(any_store):
     runs = [trackhooks.start_run() for _ in range(40)]
     for r in runs:
         r.finish()
@@ -394,14 +397,14 @@ def test_ambiguous_prefix(store_path):
         trackhooks.open_store().run(prefix)
 
 
-def test_killed_when_owner_process_is_gone(store_path):
+def test_killed_when_owner_process_is_gone(any_store):
     import subprocess
     import sys
 
     code = ("import trackhooks, os; r = trackhooks.start_run(); r.log_metric('m', 1.0); r.flush(); "
             "print(r.id, flush=True); os._exit(0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "TRACKHOOKS_URI": store_path})
+                         env={**os.environ, "TRACKHOOKS_URI": any_store})
     run_id = out.stdout.strip()
     rec = trackhooks.open_store().run(run_id)
     assert rec.status == "killed" and rec.stored_status == "running"
@@ -574,7 +577,7 @@ def test_sink_rejecting_a_batch_does_not_block_the_others(store_path):
     assert Picky.good >= 1  # batches after the rejected one were delivered
 
 
-def test_metric_summaries(store_path):
+def test_metric_summaries(any_store):
     with trackhooks.start_run() as run:
         run.log_metric("m", math.nan)
         run.log_metrics({"m": 3.0})
@@ -587,7 +590,7 @@ def test_metric_summaries(store_path):
     assert s["only_nan"] == {"count": 1, "last_step": 0, "last": None, "min": None, "max": None}
 
 
-def test_automatic_step_saturates_at_int64_max(store_path):
+def test_automatic_step_saturates_at_int64_max(any_store):
     with trackhooks.start_run() as run:
         run.log_metric("m", 1.0, step=2**63 - 1)
         run.log_metric("m", 2.0)
@@ -595,7 +598,7 @@ def test_automatic_step_saturates_at_int64_max(store_path):
     assert read(run).metric("m").steps == [2**63 - 1] * 3
 
 
-def test_series_arrays_and_lazy_columns(store_path):
+def test_series_arrays_and_lazy_columns(any_store):
     with trackhooks.start_run() as run:
         run.log_metric("m", 1.5, step=3, epoch=1)
         run.flush()

@@ -1,4 +1,5 @@
-"""The store package: the engine boundary, schema upgrades, notes and media records (SQLite engine)."""
+"""The store package: the engine boundary, schema upgrades, notes and media records (tests taking
+``any_store`` run on both engines: a local store and a team store on PostgreSQL)."""
 
 import os
 import sqlite3
@@ -12,7 +13,7 @@ from trackhooks.store import redact_uri
 from trackhooks.store.sqlite import SCHEMA_VERSION, LocalStoreSink, SQLiteStore
 
 
-def test_note_round_trip_and_replace_after_finish(store_path):
+def test_note_round_trip_and_replace_after_finish(any_store):
     with trackhooks.start_run() as run:
         run.set_note("# first\nwhy this run")
         run.set_note("**second** note")
@@ -23,7 +24,7 @@ def test_note_round_trip_and_replace_after_finish(store_path):
     assert trackhooks.open_store().run(run.id).note == "after the run"
 
 
-def test_bad_note_is_rejected_naming_the_run(store_path):
+def test_bad_note_is_rejected_naming_the_run(any_store):
     with trackhooks.start_run() as run:
         with pytest.raises(trackhooks.InvalidValueError, match=run.id[:8]):
             run.set_note(42)
@@ -77,16 +78,21 @@ def test_version_1_store_is_upgraded_in_place(store_path):
     assert trackhooks.open_store().run(run2.id).note == "n"
 
 
-def test_every_store_is_a_store_and_store_dispatches(store_path):
+def test_every_store_is_a_store_and_store_dispatches(any_store):
     with trackhooks.start_run():
         pass
-    store = trackhooks.Store(store_path)
-    assert isinstance(store, SQLiteStore) and isinstance(store, trackhooks.Store)
-    assert store.engine == "sqlite" and store.uri == os.path.abspath(store_path)
+    store = trackhooks.Store(any_store)
+    assert isinstance(store, trackhooks.Store)
+    if any_store.startswith("postgresql://"):
+        assert store.engine == "postgres" and type(store).__name__ == "PostgresStore"
+        assert store.uri.startswith("postgresql://postgres@") and "search_path" in store.uri
+    else:
+        assert isinstance(store, SQLiteStore)
+        assert store.engine == "sqlite" and store.uri == os.path.abspath(any_store)
     assert len(store.runs()) == 1
 
 
-def test_bulk_listing_methods(store_path):
+def test_bulk_listing_methods(any_store):
     ids = []
     for i in range(3):
         with trackhooks.start_run(params={"i": i}, tags={"framework": "f" if i else "g"}) as run:
@@ -109,7 +115,7 @@ def test_bulk_listing_methods(store_path):
     assert store.change_token() != token
 
 
-def test_runs_lists_many_runs_with_params_in_bulk(store_path):
+def test_runs_lists_many_runs_with_params_in_bulk(any_store):
     # more runs than one IN (...) list holds: params and tags come from the subquery form
     for i in range(520):
         trackhooks.start_run(params={"i": i}, tags={"t": str(i)}).finish()

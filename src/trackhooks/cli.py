@@ -762,7 +762,8 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     # `trackhooks runs --store X` both work.
     d: Any = argparse.SUPPRESS if suppress else None
     parser.add_argument("--store", metavar="URI", default=d,
-                        help="store directory (default: $TRACKHOOKS_URI, else ./.trackhooks)")
+                        help="store directory or team store URI such as postgresql://host/db (default: $TRACKHOOKS_URI, "
+                             "else ./.trackhooks)")
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="print machine-readable JSON")
 
@@ -817,6 +818,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("ui", cmd_ui, "browse, compare and watch runs in a local web app (read-only)")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     sp.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    sp.add_argument("--token", default=None,
+                    help="token every request must carry (default $TRACKHOOKS_UI_TOKEN); required unless --host is "
+                         "loopback; give it once as ?token=... (then a cookie keeps it) or as a Bearer header")
     return p
 
 
@@ -825,8 +829,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
         from .ui import server
     except ImportError as exc:
         raise CliError(f"the web UI needs its extra: pip install 'trackhooks[ui]' ({exc})") from None
+    from .ui.auth import TokenRequiredError, is_loopback
+
+    token = args.token or os.environ.get("TRACKHOOKS_UI_TOKEN") or None
+    if not is_loopback(args.host) and not token:
+        raise TokenRequiredError(f"refusing to listen on {args.host} without a token: anyone who can reach it could "
+                                 "read every run; give --token TOKEN (or $TRACKHOOKS_UI_TOKEN), or use --host 127.0.0.1")
     store = _open(args)  # a clear one-line error for a missing or invalid store
-    server.serve(store, host=args.host, port=args.port)
+    server.serve(store, host=args.host, port=args.port, token=token)
     return 0
 
 

@@ -510,7 +510,7 @@ def _mirror_sink(uri: Any) -> Sink:
             sink = pm.hook.trackhooks_make_sink(uri=uri, options={})
         if sink is None:
             raise UnknownPluginError(
-                f"no installed plugin handles mirror {uri!r} (installed plugins: "
+                f"no installed plugin handles mirror {redact_uri(uri)!r} (installed plugins: "
                 f"{', '.join(sorted(n for n, _ in pm.list_name_plugin()))}); "
                 "install trackhooks-mlflow or trackhooks-tensorboard, or fix the URI")
         _mirrors[uri] = sink

@@ -25,7 +25,7 @@ import time
 from typing import Any, Iterable
 
 from .sink import Batch, Sink
-from .store import NO_EPOCH, RunRecord, Store
+from .store import NO_EPOCH, RunRecord, Store, redact_uri
 from .store.records import unpack as _unpack
 
 READ_CHUNK = 100_000  # points read from the store per key per round, to bound memory on a big backlog
@@ -316,11 +316,13 @@ class ReplaySink(Sink, ReplayTarget):
                 generation = self._requested
                 work, self._dirty = self._dirty, {}
             failure: BaseException | None = None
+            failed_store = ""
             left: dict[str, set[str]] = {}
             for store_path, ids in work.items():
                 if failure is not None:
                     left[store_path] = ids
                     continue
+                failed_store = store_path
                 done: set[str] = set()
                 try:
                     store = self._stores.get(store_path)
@@ -366,7 +368,7 @@ class ReplaySink(Sink, ReplayTarget):
                 warn_once(("mirror", self.cursor_key),
                           f"{self.name} failed ({type(failure).__name__}: {failure}); training goes on, the "
                           f"local store keeps everything and the mirror is caught up when it is back "
-                          f"(or run `trackhooks sync --to {self.cursor_key}`)")
+                          f"(or run `trackhooks sync --to {self.cursor_key} --store {failed_store}`)")
 
     @staticmethod
     def _order(store: Store, ids: set[str]) -> list[str]:
@@ -404,9 +406,10 @@ def make_target(uri: str) -> ReplayTarget:
     if sink is None or not isinstance(sink, ReplayTarget):
         what = "no installed plugin handles" if sink is None else "the sink for"
         raise UnknownPluginError(
-            f"{what} {uri!r} {'' if sink is None else 'cannot replay stored runs '}(installed plugins: "
+            f"{what} {redact_uri(uri)!r} {'' if sink is None else 'cannot replay stored runs '}(installed plugins: "
             f"{', '.join(sorted(n for n, _ in pm.list_name_plugin()))}); `trackhooks sync` replays into "
-            "mlflow+<tracking uri> (trackhooks-mlflow) and tensorboard:<dir> (trackhooks-tensorboard)")
+            "mlflow+<tracking uri> (trackhooks-mlflow), tensorboard:<dir> (trackhooks-tensorboard) and "
+            "postgresql://... (trackhooks-postgres)")
     return sink
 
 
@@ -449,8 +452,9 @@ def main(args: Any) -> int:
     store = open_store(getattr(args, "store", None))
     reports = sync(store, args.to, list(getattr(args, "runs", None) or []))
     failed = [r for r in reports if "error" in r]
+    shown = redact_uri(args.to)  # the mirror URI may hold a password (postgresql://user:pw@...)
     if getattr(args, "json", False):
-        print(json.dumps({"mirror": args.to, "runs": reports}, indent=2, allow_nan=False, default=str))
+        print(json.dumps({"mirror": shown, "runs": reports}, indent=2, allow_nan=False, default=str))
     else:
         for r in reports:
             head = f"{r['run_id'][:12]}  {r['name']}"
@@ -461,8 +465,8 @@ def main(args: Any) -> int:
             if r.get("status"):
                 sent.append(f"status {r['status']}")
             print(f"{head}: " + (", ".join(sent) if sent else "up to date"))
-        print(f"{len(reports) - len(failed)} of {len(reports)} runs in sync with {args.to}")
+        print(f"{len(reports) - len(failed)} of {len(reports)} runs in sync with {shown}")
     for r in failed:
-        print(f"trackhooks: error: run {r['run_id'][:12]} could not be synced to {args.to}: {r['error']} "
+        print(f"trackhooks: error: run {r['run_id'][:12]} could not be synced to {shown}: {r['error']} "
               "(run the same command again once the mirror is reachable)", file=sys.stderr)
     return 1 if failed else 0

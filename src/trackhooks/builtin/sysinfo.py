@@ -19,6 +19,7 @@ import threading
 from typing import Any
 
 from ..hookspecs import hookimpl
+from ..store import redact_uri
 
 KEY_PACKAGES = ("torch", "lightning", "pytorch-lightning", "keras", "scikit-learn", "xgboost", "xgboost-cpu",
                 "numpy", "pandas", "jax", "tensorflow", "mlflow", "trackhooks")
@@ -52,7 +53,7 @@ def redact_argv(argv: list[str]) -> list[str]:
                 out.append(arg)
                 hide_next = True
             continue
-        out.append(_URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", arg))
+        out.append(redact_uri(_URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", arg)))
     return out
 
 
@@ -215,7 +216,10 @@ def git_diff(root: str, limit: int = DIFF_LIMIT_BYTES) -> bytes | None:
 def allowed_env() -> dict[str, str]:
     """Environment variables named in $TRACKHOOKS_CAPTURE_ENV (comma-separated); nothing else."""
     names = [n.strip() for n in os.environ.get("TRACKHOOKS_CAPTURE_ENV", "").split(",") if n.strip()]
-    return {n: os.environ[n] for n in names if n in os.environ}
+    # a captured variable may hold a store URI or a secret: URI passwords are hidden, and so are
+    # variables named like secrets (PGPASSWORD, *_TOKEN, ...)
+    return {n: REDACTED if _SECRET_FLAG.match("--" + n) else redact_uri(os.environ[n])
+            for n in names if n in os.environ}
 
 
 @hookimpl

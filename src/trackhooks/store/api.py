@@ -31,6 +31,27 @@ def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
         yield ids[i:i + CHUNK]
 
 
+_MISSING = object()
+
+
+def _param_decoder():
+    """json.loads for stored param values, memoised for scalars: across many runs the same few
+    values (a learning rate, a depth, a flag) repeat; lists and dicts are decoded every time, so
+    that no two records share a mutable value."""
+    memo: dict[str, Any] = {}
+
+    def decode(text: str) -> Any:
+        got = memo.get(text, _MISSING)
+        if got is not _MISSING:
+            return got
+        value = int(text) if text.isascii() and text.isdigit() else json.loads(text)
+        if not isinstance(value, (list, dict)):
+            memo[text] = value
+        return value
+
+    return decode
+
+
 class Store:
     """Read access to a store. Safe to use while other processes write to it.
 
@@ -103,16 +124,13 @@ class Store:
             prow = self._rows(f"SELECT run_id, key, value FROM params WHERE run_id IN ({sub}) ORDER BY run_id, key",
                               args)
             trow = self._rows(f"SELECT run_id, key, value FROM tags WHERE run_id IN ({sub}) ORDER BY run_id, key", args)
+        decode = _param_decoder()
         for rid, k, v in prow:
-            params.setdefault(rid, {})[k] = json.loads(v)
+            params.setdefault(rid, {})[k] = decode(v)
         for rid, k, v in trow:
             tags.setdefault(rid, {})[k] = v
-        out = []
-        for r in rows:
-            r = list(r)
-            r[11] = json.loads(r[11]) if r[11] else {}
-            out.append(RunRecord(self, tuple(r), params.get(r[0], {}), tags.get(r[0], {})))
-        return out
+        # system info stays JSON text until a record's .system is read
+        return [RunRecord(self, r, params.get(r[0], {}), tags.get(r[0], {})) for r in rows]
 
     def runs(self, experiment: str | None = None, status: str | None = None) -> list[RunRecord]:
         """Runs, oldest first, optionally of one experiment and/or one (effective) status."""
@@ -243,11 +261,13 @@ class Store:
             return None
         return self._rows("SELECT steps, epochs, vals, times FROM metric_blocks WHERE key_id=? ORDER BY seq", (row[0],))
 
-    def _metric_blocks(self, run_id: str, key: str, from_seq: int = -1) -> list[tuple]:
-        """(seq, n, steps, epochs, vals, times) of one key's blocks from ``from_seq`` on, for replays."""
+    def _metric_blocks(self, run_id: str, key: str, from_seq: int = -1, limit: int | None = None) -> list[tuple]:
+        """(seq, n, steps, epochs, vals, times) of one key's blocks from ``from_seq`` on (at most
+        ``limit`` of them), for replays."""
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
         return self._rows(
             "SELECT b.seq, b.n, b.steps, b.epochs, b.vals, b.times FROM metric_blocks b "
-            "JOIN metric_keys k ON k.id = b.key_id WHERE k.run_id=? AND k.key=? AND b.seq>=? ORDER BY b.seq",
+            "JOIN metric_keys k ON k.id = b.key_id WHERE k.run_id=? AND k.key=? AND b.seq>=? ORDER BY b.seq" + tail,
             (run_id, key, from_seq))
 
     def _checkpoints(self, run_id: str) -> list[CheckpointRecord]:

@@ -198,7 +198,7 @@ class RunRecord:
 
     def __init__(self, store: "Store", row: tuple, params: dict[str, Any], tags: dict[str, str]):
         (self.id, self.experiment, self.name, raw_status, self.parent_id, self.start_time, self.end_time,
-         pid, host, pid_start, heartbeat, self.system, self.note, archived) = row
+         pid, host, pid_start, heartbeat, self._system, self.note, archived) = row
         self._store = store
         self.stored_status = raw_status
         self.status = effective_status(raw_status, host, pid, pid_start, heartbeat)
@@ -206,6 +206,23 @@ class RunRecord:
         self.archived = bool(archived)
         self.params = params
         self.tags = tags
+
+    @property
+    def system(self) -> dict[str, Any]:
+        """System info (decoded from the stored JSON on first access: listings of many runs rarely
+        need it, and it is the biggest part of a run's row)."""
+        raw = self._system
+        if isinstance(raw, (str, bytes)):
+            import json
+
+            raw = self._system = json.loads(raw) if raw else {}
+        elif raw is None:
+            raw = self._system = {}
+        return raw
+
+    @system.setter
+    def system(self, value: dict[str, Any]) -> None:
+        self._system = value
 
     @property
     def duration(self) -> float | None:

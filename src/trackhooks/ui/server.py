@@ -239,8 +239,9 @@ class UIStore:
         return path
 
 
-def create_app(store: "str | os.PathLike | Store | None" = None) -> Starlette:
-    """The Starlette app for a store (a path, a URI or a Store; read-only)."""
+def create_app(store: "str | os.PathLike | Store | None" = None, token: str | None = None) -> Starlette:
+    """The Starlette app for a store (a path, a URI or a Store; read-only); with ``token``, every
+    request must carry it (see ``auth.TokenGate``)."""
     ui = UIStore(store if store is None or isinstance(store, Store) else os.fspath(store))
 
     def _int(request: Request, name: str, default: int, lo: int = 0, hi: int = 10**9) -> int:
@@ -311,21 +312,34 @@ def create_app(store: "str | os.PathLike | Store | None" = None) -> Starlette:
         *media_routes(ui.record, _json, ui.live),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    if token:
+        from .auth import TokenGate
+
+        app.add_middleware(TokenGate, token=token)
+    return app
 
 
-def serve(store: "str | Store | None" = None, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Run the UI with uvicorn until interrupted."""
+def serve(store: "str | Store | None" = None, host: str = "127.0.0.1", port: int = 8765,
+          token: str | None = None) -> None:
+    """Run the UI with uvicorn until interrupted. Listening on anything but loopback needs a token
+    (``token`` or ``$TRACKHOOKS_UI_TOKEN``); without one it refuses to start (TokenRequiredError)."""
     import sys
 
     import uvicorn
 
-    app = create_app(store)
+    from .auth import TokenRequiredError, is_loopback
+
+    token = token or os.environ.get("TRACKHOOKS_UI_TOKEN") or None
+    if not is_loopback(host) and not token:
+        raise TokenRequiredError(
+            f"refusing to listen on {host}: anyone who can reach it could read every run; give a token "
+            "(--token TOKEN or $TRACKHOOKS_UI_TOKEN, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+            " or listen on 127.0.0.1")
+    app = create_app(store, token=token)
     if isinstance(store, Store):
         store = store.uri
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"trackhooks ui: WARNING: listening on {host}: anyone who can reach this machine on port {port} "
-              "can read every run in the store (there is no authentication)", file=sys.stderr)
     print(f"trackhooks ui: serving {store or 'the default store'} "
-          f"read-only on http://{host}:{port}/ (Ctrl+C to stop)", file=sys.stderr)
+          f"read-only on http://{host}:{port}/ (Ctrl+C to stop)" + ("; open it once with ?token=<token>" if token else ""),
+          file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level="warning")

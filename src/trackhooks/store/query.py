@@ -62,7 +62,7 @@ DIALECTS: dict[str, dict[str, str]] = {
         "text": "{x}",  # byte-wise (binary) comparison is SQLite's default
         "like": "{x} GLOB {pattern}",  # LIKE is case-insensitive in SQLite: case-sensitive like -> GLOB
         "ilike": "{x} LIKE {pattern} ESCAPE '\\'",
-        "in_json_list": "{x} IN (SELECT value FROM json_each({list}))",
+        "json_list": "(SELECT value FROM json_each({list}))",  # the str items of a JSON array parameter
         "false": "0",
         "tiebreak": "r.rowid",
     },
@@ -75,7 +75,7 @@ DIALECTS: dict[str, dict[str, str]] = {
         "text": "({x} COLLATE \"C\")",  # the same byte-wise order as SQLite, whatever the server's locale
         "like": "{x} LIKE {pattern} ESCAPE '\\'",
         "ilike": "{x} ILIKE {pattern} ESCAPE '\\'",
-        "in_json_list": "{x} IN (SELECT json_array_elements_text(CAST({list} AS json)))",
+        "json_list": "(SELECT json_array_elements_text(CAST({list} AS json)))",
         "false": "FALSE",
         "tiebreak": "r.id",
     },
@@ -532,7 +532,7 @@ class _Compiler:
             self._killed = sorted(self.killed_ids()) if self.killed_ids is not None else []
         if not self._killed:
             return _Frag("r.status")
-        cond = _fill(self.d["in_json_list"], x="r.id", list=_param(json.dumps(self._killed)))
+        cond = _fill("r.id IN " + self.d["json_list"], list=_param(json.dumps(self._killed)))
         return _fill("CASE WHEN r.status = 'running' AND {c} THEN 'killed' ELSE r.status END", c=cond)
 
     def decode_json(self, x: str) -> str:
@@ -738,7 +738,8 @@ def compile_where(where: str | None, *, dialect: str = "sqlite",
 def runs_select(columns: str, *, dialect: str = "sqlite", experiment: str | None = None,
                 status: str | None = None, where: str | None = None, order_by: str | Sequence[str] | None = None,
                 limit: int | None = None, archived: bool | str = False,
-                killed_ids: Callable[[], Iterable[str]] | None = None, now: float | None = None) -> tuple[str, list]:
+                killed_ids: Callable[[], Iterable[str]] | None = None, now: float | None = None,
+                tail: str | None = None) -> tuple[str, list]:
     """The whole ``SELECT columns FROM runs r ...`` of ``Store.runs`` and its arguments.
 
     ``columns`` comes from the engine (never from a user). ``archived``: False hides archived runs,
@@ -770,7 +771,8 @@ def runs_select(columns: str, *, dialect: str = "sqlite", experiment: str | None
         sql.append("WHERE " + " AND ".join(c.sql for c in conds))
         for c in conds:
             args.extend(c.args)
-    sql.append("ORDER BY " + (order.sql + ", " if order.sql else "") + "r.start_time, " + comp.d["tiebreak"])
+    tail = tail or "r.start_time, " + comp.d["tiebreak"]  # oldest first, then insertion order
+    sql.append("ORDER BY " + (order.sql + ", " if order.sql else "") + tail)
     args.extend(order.args)
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:

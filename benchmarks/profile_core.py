@@ -53,7 +53,7 @@ import sys, time
 T = time.perf_counter
 import trackhooks
 from trackhooks import writer as W
-from trackhooks.localstore import LocalStoreSink
+from trackhooks.store.sqlite import LocalStoreSink
 W.WAKE_AT = W.MAX_BUFFERED = 10 ** 9  # the writer stays asleep (interval set by the environment)
 run = trackhooks.start_run(experiment="profile", store=sys.argv[1]); run.flush()
 n_calls = int(sys.argv[2]) // 4

@@ -16,6 +16,7 @@ TESTED_HOOKS = {
     "trackhooks_collect_system_info": "test_hook_collect_system_info",
     "trackhooks_make_sink": "test_hook_make_sink",
     "trackhooks_autolog": "test_hook_autolog",
+    "trackhooks_open_store": "test_hook_open_store",
 }
 
 
@@ -165,6 +166,55 @@ def test_mirrors_from_env(store_path, monkeypatch):
     finally:
         pm.unregister(plugin)
     assert plugin.made[0].points == [("m", 0, 1.0)]
+
+
+class AliasEngine:
+    """A third-party store engine for ``alias:<dir>``: reads through the SQLite engine's read API,
+    and receives writes as a mirror of the local spool (the way a team store does)."""
+
+    @trackhooks.hookimpl
+    def trackhooks_open_store(self, uri):
+        if not uri.startswith("alias:"):
+            return None
+        from trackhooks.store.sqlite import SQLiteStore
+
+        return SQLiteStore(uri[len("alias:"):])
+
+    @trackhooks.hookimpl
+    def trackhooks_make_sink(self, uri, options):
+        if not uri.startswith("alias:"):
+            return None
+        from trackhooks.store.sqlite import LocalStoreSink
+
+        return LocalStoreSink(uri[len("alias:"):])
+
+
+def test_hook_open_store(store_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRACKHOOKS_SPOOL", str(tmp_path / "spool"))
+    pm = trackhooks.plugin_manager()
+    plugin = AliasEngine()
+    pm.register(plugin, name="test-alias-engine")
+    uri = f"alias:{tmp_path / 'team'}"
+    try:
+        with trackhooks.start_run(store=uri, experiment="e") as run:
+            run.log_metric("loss", 0.5)
+        assert run.store == str(tmp_path / "spool") and run.store_uri == uri
+        store = trackhooks.open_store(uri)
+        assert isinstance(store, trackhooks.Store) and store.engine == "sqlite"
+        assert store.run(run.id).metric("loss").values == [0.5]
+        assert isinstance(trackhooks.Store(uri), trackhooks.Store)
+        # written to the spool first, which is itself a local store
+        assert trackhooks.open_store(str(tmp_path / "spool")).run(run.id).status == "finished"
+    finally:
+        pm.unregister(plugin)
+    with pytest.raises(trackhooks.UnknownPluginError, match="trackhooks-postgres"):
+        trackhooks.open_store(uri)
+
+
+def test_unknown_store_scheme_names_the_uri_without_password():
+    with pytest.raises(trackhooks.UnknownPluginError) as err:
+        trackhooks.open_store("nosuch://bob:s3cret@db.example/x")
+    assert "s3cret" not in str(err.value) and "bob:***@db.example" in str(err.value)
 
 
 class FakeIntegration:

@@ -115,7 +115,7 @@ def make_templates(directory: str, with_mlflow: bool = True) -> None:
     """
     os.makedirs(directory, exist_ok=True)
     if importlib.util.find_spec("trackhooks") is not None:
-        from trackhooks.localstore import init_store
+        from trackhooks.store.sqlite import init_store
 
         init_store(os.path.join(directory, "store"))
     if with_mlflow and importlib.util.find_spec("mlflow") is not None:

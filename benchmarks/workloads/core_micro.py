@@ -212,7 +212,7 @@ def _ingest_drain(p, tmp, clock):
 
 def _store_write_only(p, tmp, clock):
     """Points/s of LocalStoreSink.write on a prepared batch: SQLite + packing only, no writer thread."""
-    from trackhooks.localstore import LocalStoreSink
+    from trackhooks.store.sqlite import LocalStoreSink
     from trackhooks.sink import Batch, MetricColumns
 
     import trackhooks
@@ -256,7 +256,7 @@ def _read(p, tmp, clock):
     """The series is written straight through the store's sink in blocks of READ_BLOCK points: a
     layout with more blocks than a tight logging loop produces (its writer cycles drain ~20 k points)."""
     import trackhooks
-    from trackhooks.localstore import LocalStoreSink
+    from trackhooks.store.sqlite import LocalStoreSink
     from trackhooks.sink import Batch, MetricColumns
 
     n = p["read_points"]

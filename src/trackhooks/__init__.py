@@ -27,8 +27,8 @@ from .errors import (
 # Everything below the errors is loaded on first attribute access, so that ``import trackhooks``
 # costs almost nothing in a training script that imports it at the top (PEP 562).
 _LAZY = {
-    "ArtifactRecord": "localstore", "CheckpointRecord": "localstore", "DatasetRecord": "localstore",
-    "RunRecord": "localstore", "Series": "localstore", "Store": "localstore", "open_store": "localstore",
+    "ArtifactRecord": "store", "CheckpointRecord": "store", "DatasetRecord": "store", "MediaRecord": "store",
+    "RunRecord": "store", "Series": "store", "Store": "store", "open_store": "store",
     "plugin_manager": "plugins", "Run": "run", "active_run": "run", "autolog": "run", "start_run": "run",
     "Batch": "sink", "Sink": "sink", "hookimpl": "hookspecs",
 }
@@ -60,6 +60,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidShapeError",
     "InvalidValueError",
+    "MediaRecord",
     "OutOfRangeError",
     "ParamConflictError",
     "QueryError",

@@ -20,7 +20,7 @@ from . import summaries as sm
 from .errors import TrackhooksError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .localstore import RunRecord, Store
+    from .store import RunRecord, Store
 
 PROG = "trackhooks"
 STATUSES = ("running", "finished", "failed", "killed")
@@ -99,7 +99,7 @@ def _warn(message: str) -> None:
 
 
 def _open(args: argparse.Namespace) -> "Store":
-    from .localstore import open_store
+    from .store import open_store
 
     return open_store(args.store)
 
@@ -107,7 +107,7 @@ def _open(args: argparse.Namespace) -> "Store":
 def _all_runs(store: "Store") -> list["RunRecord"]:
     recs = store.runs()
     if not recs:
-        raise CliError(f"the store {store.path} has no runs yet (log one with trackhooks.start_run)")
+        raise CliError(f"the store {store.uri} has no runs yet (log one with trackhooks.start_run)")
     return recs
 
 
@@ -177,7 +177,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not recs:
         filters = ", ".join(f"{n}={getattr(args, n)!r}" for n in ("experiment", "status", "dataset")
                             if getattr(args, n) is not None)
-        sys.stderr.write(f"{PROG}: no runs match {filters} ({len(every)} runs in {store.path})\n")
+        sys.stderr.write(f"{PROG}: no runs match {filters} ({len(every)} runs in {store.uri})\n")
         return 0
     short = sm.short_ids(r.id for r in every)
     t = _table(None, "id", "experiment", "name", "status", "start", "duration", "framework", "metrics")
@@ -188,7 +188,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                   _text(r.tags.get("framework", "")), _text(_headline_text(r)))
     with _console() as con:
         con.print(t)
-        con.print(f"{len(recs)} run{'s' if len(recs) != 1 else ''} in {sm.clean(store.path)}", style="dim")
+        con.print(f"{len(recs)} run{'s' if len(recs) != 1 else ''} in {sm.clean(store.uri)}", style="dim")
     return 0
 
 
@@ -538,7 +538,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif args.experiment is not None:
         recs = [r for r in every if r.experiment == args.experiment]
         if not recs:
-            raise CliError(f"no runs of experiment {args.experiment!r} in {store.path} "
+            raise CliError(f"no runs of experiment {args.experiment!r} in {store.uri} "
                            f"(experiments: {', '.join(store.experiments())})")
     else:
         recs = every
@@ -546,7 +546,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CliError("no runs selected for the report")
     from .report import build_report
 
-    html, info = build_report(recs, store_path=store.path, title=args.title)
+    html, info = build_report(recs, store_path=store.uri, title=args.title)
     _write_file(args.output, html)
     path = os.path.abspath(args.output)
     if args.json:
@@ -636,7 +636,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CliError(f"the web UI needs its extra: pip install 'trackhooks[ui]' ({exc})") from None
     store = _open(args)  # a clear one-line error for a missing or invalid store
-    server.serve(store.path, host=args.host, port=args.port)
+    server.serve(store, host=args.host, port=args.port)
     return 0
 
 

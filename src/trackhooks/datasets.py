@@ -38,7 +38,7 @@ from pathlib import PurePath
 from typing import Any, Callable, Iterator, NamedTuple, Union
 
 from .errors import InvalidValueError, UnsafePathError, short_repr
-from .localstore import DatasetRecord
+from .store.records import DatasetRecord
 from .sink import DatasetEvent
 from .values import check_key, check_source
 

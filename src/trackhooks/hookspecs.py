@@ -14,6 +14,7 @@ import pluggy
 if TYPE_CHECKING:
     from .run import Run
     from .sink import Sink
+    from .store import Store
 
 hookspec = pluggy.HookspecMarker("trackhooks")
 hookimpl = pluggy.HookimplMarker("trackhooks")
@@ -41,6 +42,21 @@ def trackhooks_make_sink(uri: str, options: dict[str, Any]) -> "Sink | None":
 
     :return: a :class:`trackhooks.sink.Sink` if this plugin handles the URI's scheme, else None
         (the first non-None result wins).
+    """
+
+
+@hookspec(firstresult=True)
+def trackhooks_open_store(uri: str) -> "Store | None":
+    """Open the read API over a store URI of this plugin's scheme, e.g. ``postgresql://host/db``.
+
+    Called on the thread that calls ``open_store`` (or any CLI command, ``trackhooks ui``,
+    ``report`` or ``sync`` with ``--store``), once per call; plain paths never reach it (they are
+    local stores). Connect eagerly and raise :class:`trackhooks.StoreError` naming the server (never a
+    password) when the store cannot be reached or is not a trackhooks store. Writing to such a store
+    goes through ``trackhooks_make_sink`` with the same URI (a local spool replicated into it).
+
+    :return: a :class:`trackhooks.Store` subclass instance if this plugin handles the URI's scheme,
+        else None (the first non-None result wins).
     """
 
 

@@ -11,6 +11,9 @@ this one changes only with a note in ``docs/plugins.md``.
 - ``START_RUN_OPTIONS``: the keyword arguments of ``start_run`` an integration passes through.
 - the mirror replay base: ``ReplaySink``, ``ReplayTarget``, ``RunView``, ``Cursor``,
   ``CursorConflict``, ``replay_run``, ``TERMINAL``.
+- the store engine base: ``Store`` (subclass it, see ``trackhooks/store/api.py``), the packed
+  metric column helpers ``pack``/``unpack`` and ``NO_EPOCH``, ``redact_uri`` (a URI without its
+  password), ``spool_path()``.
 """
 
 from __future__ import annotations
@@ -35,10 +38,18 @@ def __getattr__(name: str) -> Any:
         from . import sync
 
         return getattr(sync, name)
+    if name in ("Store", "redact_uri", "spool_path", "NO_EPOCH"):
+        from . import store
+
+        return getattr(store, name)
+    if name in ("pack", "unpack"):
+        from .store import records
+
+        return getattr(records, name)
     if name == "START_RUN_OPTIONS":
         return _start_run_options()
     raise AttributeError(f"module 'trackhooks.plugin' has no attribute {name!r}")
 
 
 __all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", "ReplaySink",
-           "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL"]
+           "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack", "unpack", "NO_EPOCH", "redact_uri", "spool_path"]

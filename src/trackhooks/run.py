@@ -12,6 +12,7 @@ from typing import Any, Iterable
 from . import writer as _w
 from .errors import (
     InvalidValueError,
+    OutOfRangeError,
     ParamConflictError,
     RunFinishedError,
     RunNotFoundError,
@@ -21,7 +22,9 @@ from .errors import (
     UnsafePathError,
     short_repr,
 )
-from .localstore import CheckpointRecord, LocalStoreSink, Store, is_local_uri, process_start_time, resolve_uri
+from .store import is_local_uri, process_start_time, redact_uri, resolve_uri, spool_path, uri_text
+from .store.records import CheckpointRecord
+from .store.sqlite import LocalStoreSink, SQLiteStore
 from .sink import CheckpointUpdate, RunStart, Sink
 from .values import (
     check_source as _check_source,
@@ -34,6 +37,7 @@ from .values import (
 )
 
 _IMIN, _IMAX = -(2**63) + 1, 2**63 - 1
+NOTE_MAX_CHARS = 100_000
 STATUSES = ("running", "finished", "failed", "killed")
 
 _active: list["Run"] = []  # runs started in this process and not finished, innermost last
@@ -60,11 +64,14 @@ class Run:
     the writer thread does the rest. Use as a context manager to finish it (failed on exception)."""
 
     def __init__(self, run_id: str, name: str, experiment: str, store_path: str, parent_id: str | None,
-                 channel: _w.Channel, params: dict[str, Any], last_step: dict[str, int]):
+                 channel: _w.Channel, params: dict[str, Any], last_step: dict[str, int], store_uri: str | None = None):
         self.id = run_id
         self.name = name
         self.experiment = experiment
+        #: the local store directory written first (for a team store: the spool)
         self.store = store_path
+        #: where the run is kept, as shown to people (a path, or a team store URI without its password)
+        self.store_uri = store_uri or store_path
         self.parent_id = parent_id
         self.status = "running"
         self._params = dict(params)
@@ -229,6 +236,16 @@ class Run:
             raise InvalidValueError(f"artifact {name!r}: text must be str or bytes, got {type(text).__name__}")
         self._buffer.append((_w.OP_ARTIFACT, self._state, name, None, data, time.time()))
 
+    def set_note(self, markdown: str) -> None:
+        """Describe the run in free text (Markdown); replaces the note set before. Works after finish."""
+        if not isinstance(markdown, str):
+            raise InvalidValueError(f"run {self.id[:8]}: a note must be a str (Markdown), got {type(markdown).__name__}")
+        if len(markdown) > NOTE_MAX_CHARS:
+            raise OutOfRangeError(f"run {self.id[:8]}: a note is at most {NOTE_MAX_CHARS} characters, "
+                                    f"got {len(markdown)}; log long text with log_text() as an artifact")
+        self._buffer.append((_w.OP_NOTE, self._state, markdown))
+        self._writer.ensure_started()
+
     def log_dataset(self, data: Any, *, name: str | None = None, context: str = "train"):
         """Record which data the run saw: a content digest, schema and row count (see datasets.py)."""
         self._check_open()
@@ -354,9 +371,17 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     experiment = check_key(experiment, "experiment")
     if name is not None:
         name = check_key(name, "run name")
-    store_path = resolve_uri(store)
+    mirror_list = _mirror_list(mirrors)
+    store_text = uri_text(store)
+    if is_local_uri(store_text):
+        store_path, store_uri = resolve_uri(store_text), None
+    else:
+        # a team store: write to the local spool first; the store's plugin replicates the spool into
+        # it through the mirror machinery (exact, idempotent, outage-safe)
+        store_path, store_uri = spool_path(), redact_uri(store_text)
+        mirror_list = [store_text, *[m for m in mirror_list if m != store_text]]
     with _setup_lock:
-        channel = _channel(store_path, _mirror_list(mirrors))
+        channel = _channel(store_path, mirror_list)
     parent_id = None
     if parent is not None:
         parent_id = parent.id if isinstance(parent, Run) else check_key(parent, "parent run id")
@@ -366,7 +391,7 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     if resume is not None:
         if isinstance(resume, Run):
             resume = resume.id
-        reader = Store(store_path)
+        reader = SQLiteStore(store_path)
         try:
             rec = reader.run(check_key(resume, "resume run id"))
         except RunNotFoundError:
@@ -374,8 +399,7 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
         run_id, experiment, parent_id = rec.id, rec.experiment, rec.parent_id
         name = name or rec.name
         saved_params = dict(rec.params)
-        last_step = {k: s for k, s in reader._db().execute(
-            "SELECT key, last_step FROM metric_keys WHERE run_id=? AND last_step IS NOT NULL", (rec.id,))}
+        last_step = {k: s["last_step"] for k, s in rec.metric_summaries().items() if s["last_step"] is not None}
         reader.close()
         resumed = True
         if rec.status == "running":
@@ -386,7 +410,7 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     else:
         run_id = os.urandom(16).hex()
     name = name or _default_name()
-    run = Run(run_id, name, experiment, store_path, parent_id, channel, saved_params, last_step)
+    run = Run(run_id, name, experiment, store_path, parent_id, channel, saved_params, last_step, store_uri)
     w = run._writer
     w.register(run._state)
     pid = os.getpid()

@@ -1,7 +1,8 @@
 """Mirror catch-up: replay into a mirror exactly what it has not received yet, from the local store.
 
-The local store is the truth. For every (mirror, run) the store keeps a cursor (table
-``mirror_cursors``): how many points of each metric key, which params, tags, artifacts and
+The store is the truth (a local store, or any engine's store for ``trackhooks sync --store``). For
+every (mirror, run) the store keeps a cursor (its ``mirror_cursors`` table, through the read API's
+cursor primitives): how many points of each metric key, which params, tags, artifacts and
 checkpoints, and which status the mirror has acknowledged. A mirror sink (:class:`ReplaySink`) does
 not forward the writer's batches: it only notes which runs changed and replays each of them from its
 cursor on its own thread. Live mirroring, catch-up after an outage and ``trackhooks sync`` are one
@@ -23,8 +24,9 @@ import threading
 import time
 from typing import Any, Iterable
 
-from .localstore import MIRROR_CURSORS_DDL, NO_EPOCH, RunRecord, Store, _unpack
 from .sink import Batch, Sink
+from .store import NO_EPOCH, RunRecord, Store
+from .store.records import unpack as _unpack
 
 READ_CHUNK = 100_000  # points read from the store per key per round, to bound memory on a big backlog
 TERMINAL = ("finished", "failed", "killed")
@@ -37,34 +39,24 @@ class CursorConflict(Exception):
 class Cursor:
     """What one mirror holds of one run. ``state`` is a JSON object owned by the mirror."""
 
-    def __init__(self, conn: sqlite3.Connection, mirror: str, run_id: str, state: dict[str, Any], version: int):
-        self._conn = conn
+    def __init__(self, store: Store, mirror: str, run_id: str, state: dict[str, Any], version: int):
+        self._store = store
         self.mirror = mirror
         self.run_id = run_id
         self.state = state
         self.version = version
 
     @classmethod
-    def load(cls, conn: sqlite3.Connection, mirror: str, run_id: str) -> "Cursor":
-        row = conn.execute("SELECT state, version FROM mirror_cursors WHERE mirror=? AND run_id=?",
-                           (mirror, run_id)).fetchone()
+    def load(cls, store: Store, mirror: str, run_id: str) -> "Cursor":
+        row = store._cursor_load(mirror, run_id)
         if row is None:
-            return cls(conn, mirror, run_id, {}, -1)
-        return cls(conn, mirror, run_id, json.loads(row[0]), row[1])
+            return cls(store, mirror, run_id, {}, -1)
+        return cls(store, mirror, run_id, json.loads(row[0]), row[1])
 
     def commit(self) -> None:
         """Persist ``state``; raise CursorConflict if someone else committed since it was loaded."""
         text = json.dumps(self.state, separators=(",", ":"), allow_nan=True)
-        now = time.time()
-        if self.version < 0:
-            cur = self._conn.execute(
-                "INSERT OR IGNORE INTO mirror_cursors (mirror, run_id, state, version, updated) VALUES (?,?,?,0,?)",
-                (self.mirror, self.run_id, text, now))
-        else:
-            cur = self._conn.execute(
-                "UPDATE mirror_cursors SET state=?, version=version+1, updated=? "
-                "WHERE mirror=? AND run_id=? AND version=?", (text, now, self.mirror, self.run_id, self.version))
-        if cur.rowcount != 1:
+        if not self._store._cursor_commit(self.mirror, self.run_id, text, self.version, time.time()):
             raise CursorConflict(f"cursor of run {self.run_id[:8]} for {self.mirror} moved meanwhile")
         self.version += 1
 
@@ -100,7 +92,6 @@ class RunView:
     def __init__(self, store: Store, rec: RunRecord):
         self.store = store
         self.rec = rec
-        self.conn = store._db()
 
     @property
     def status(self) -> str:
@@ -112,18 +103,15 @@ class RunView:
             return None
         return self.rec.end_time or self.rec.heartbeat or self.rec.start_time
 
-    def metric_counts(self) -> dict[str, tuple[int, int]]:
-        """key -> (key id, number of points stored)."""
-        return {k: (i, n) for i, k, n in self.conn.execute(
-            "SELECT id, key, n FROM metric_keys WHERE run_id=? ORDER BY key", (self.rec.id,))}
+    def metric_counts(self) -> dict[str, tuple[str, int]]:
+        """key -> (key, number of points stored); the first item is what ``points`` takes."""
+        return {k: (k, n) for k, n in self.store._metric_counts(self.rec.id).items()}
 
-    def points(self, key_id: int, start: int, hint: list[int] | None = None, limit: int = READ_CHUNK) -> Points:
+    def points(self, key: str, start: int, hint: list[int] | None = None, limit: int = READ_CHUNK) -> Points:
         """Up to ``limit`` points of a key from index ``start``; ``hint`` (from Points.hint_at) skips
         the blocks before it without reading them."""
         seq0, base = (hint[0], hint[1]) if hint and hint[1] <= start else (-1, 0)
-        rows = self.conn.execute(
-            "SELECT seq, n, steps, epochs, vals, times FROM metric_blocks WHERE key_id=? AND seq>=? ORDER BY seq",
-            (key_id, seq0))
+        rows = self.store._metric_blocks(self.rec.id, key, seq0)
         steps: list[int] = []
         epochs: list[int] = []
         values: list[float] = []
@@ -136,10 +124,10 @@ class RunView:
             blocks.append((seq, base))
             lo = max(0, start - base)
             hi = min(n, lo + limit - len(values))
-            steps.extend(_unpack("q", [s])[lo:hi])
-            epochs.extend(_unpack("q", [e])[lo:hi])
-            values.extend(_unpack("d", [v])[lo:hi])
-            times.extend(_unpack("d", [t])[lo:hi])
+            steps.extend(_unpack("q", [bytes(s)])[lo:hi])
+            epochs.extend(_unpack("q", [bytes(e)])[lo:hi])
+            values.extend(_unpack("d", [bytes(v)])[lo:hi])
+            times.extend(_unpack("d", [bytes(t)])[lo:hi])
             base += n
             if len(values) >= limit:
                 break
@@ -171,17 +159,11 @@ class ReplayTarget:
         """The run is complete in the mirror (terminal status delivered): release per-run resources."""
 
 
-def _ensure_table(conn: sqlite3.Connection) -> None:
-    conn.execute(MIRROR_CURSORS_DDL)
-
-
 def replay_run(store: Store, run_id: str, target: ReplayTarget, *, attempts: int = 5) -> dict[str, Any]:
     """Bring ``target`` up to date with one run of ``store``; idempotent. Returns what was sent."""
-    conn = store._db()
-    _ensure_table(conn)
     for _ in range(attempts):
         rec = store.run(run_id)
-        cursor = Cursor.load(conn, target.cursor_key, rec.id)
+        cursor = Cursor.load(store, target.cursor_key, rec.id)
         try:
             return target.replay(RunView(store, rec), cursor)
         except CursorConflict:
@@ -192,9 +174,7 @@ def replay_run(store: Store, run_id: str, target: ReplayTarget, *, attempts: int
 
 def cursor_state(store: Store, mirror: str, run_id: str) -> dict[str, Any] | None:
     """The committed state of one cursor, or None (for tools and tests)."""
-    conn = store._db()
-    _ensure_table(conn)
-    cur = Cursor.load(conn, mirror, run_id)
+    cur = Cursor.load(store, mirror, run_id)
     return cur.state if cur.version >= 0 else None
 
 
@@ -215,6 +195,10 @@ def _touched_runs(batch: Batch) -> set[str]:
     ids.update(c.run_id for c in batch.checkpoints)
     ids.update(u.run_id for u in batch.checkpoint_updates)
     ids.update(a.run_id for a in batch.artifacts)
+    ids.update(d.run_id for d in batch.datasets)
+    ids.update(m.run_id for m in batch.media)
+    ids.update(batch.notes)
+    ids.update(batch.heartbeats)
     ids.update(s.run_id for s in batch.status)
     return ids
 
@@ -336,7 +320,9 @@ class ReplaySink(Sink, ReplayTarget):
                 try:
                     store = self._stores.get(store_path)
                     if store is None:
-                        store = self._stores[store_path] = Store(store_path)
+                        from .store.sqlite import SQLiteStore
+
+                        store = self._stores[store_path] = SQLiteStore(store_path)
                     for run_id in self._order(store, ids):
                         try:
                             stats = replay_run(store, run_id, self)
@@ -380,14 +366,7 @@ class ReplaySink(Sink, ReplayTarget):
     @staticmethod
     def _order(store: Store, ids: set[str]) -> list[str]:
         # parents first, so that a child can refer to its parent's mirrored run
-        conn = store._db()
-        found: list[tuple[float, int, str]] = []
-        todo = sorted(ids)
-        for i in range(0, len(todo), 500):  # SQLite bounds the number of parameters
-            chunk = todo[i:i + 500]
-            found += conn.execute(f"SELECT start_time, rowid, id FROM runs WHERE id IN ({','.join('?' * len(chunk))})",
-                                  chunk).fetchall()
-        return [r[2] for r in sorted(found)]
+        return store._start_order(ids)
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -460,7 +439,7 @@ def main(args: Any) -> int:
     Raises TrackhooksError, which the CLI prints as one line, when the store, a run or the mirror's
     plugin cannot be found.
     """
-    from .localstore import open_store
+    from .store import open_store
 
     store = open_store(getattr(args, "store", None))
     reports = sync(store, args.to, list(getattr(args, "runs", None) or []))

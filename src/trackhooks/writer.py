@@ -50,6 +50,7 @@ OP_ARTIFACT = 8  # (op, state, name, source, data, ts)
 OP_DATASET = 9  # (op, state, callable -> DatasetEvent)
 OP_STATUS = 10  # (op, state, status, end_time)
 OP_FLUSH = 11  # (op, None, threading.Event)
+OP_NOTE = 12  # (op, state, markdown)
 
 DEFAULT_INTERVAL = float(os.environ.get("TRACKHOOKS_FLUSH_INTERVAL", "1.0"))
 MAX_BUFFERED = 200_000  # entries; beyond this the caller waits for the writer (never dropped)
@@ -303,6 +304,8 @@ class Writer:
                     ev = entry[2]()
                     if ev is not None:
                         batch.datasets.append(ev)
+                elif op == OP_NOTE:
+                    batch.notes[st.run_id] = entry[2]
                 elif op == OP_STATUS:
                     st.finished = True
                     self._states.pop(st.run_id, None)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import trackhooks
-from trackhooks.localstore import artifact_path
+from trackhooks.store.sqlite import artifact_path
 
 from ._util import child_env, integrity, spawn
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..hookspecs import hookimpl
-from ..localstore import LocalStoreSink, is_local_uri, resolve_uri
+from ..store import is_local_uri, resolve_uri
+from ..store.sqlite import LocalStoreSink
 
 
 @hookimpl(trylast=True)

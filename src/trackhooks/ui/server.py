@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
 import time
 from importlib import resources
 from typing import Any
@@ -25,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from .. import summaries as sm
 from ..report import downsample_indices
 from ..errors import AmbiguousRunError, RunNotFoundError
-from ..localstore import RunRecord, Store, artifact_path, effective_status, open_store
+from ..store import RunRecord, Store, open_store
 
 MAX_POINTS = 2000  # points per series sent for display; above this: min/max per bucket
 PAGE_SIZE = 50
@@ -55,36 +54,25 @@ def downsample(n: int, values: list[float], max_points: int = MAX_POINTS) -> lis
 class UIStore:
     """Queries the UI needs, in bulk (10 k runs list in tens of milliseconds)."""
 
-    def __init__(self, path: str):
-        self.store: Store = open_store(path)
-
-    def _db(self) -> sqlite3.Connection:
-        return self.store._db()
+    def __init__(self, store: "str | Store | None"):
+        self.store: Store = store if isinstance(store, Store) else open_store(store)
 
     def rows(self) -> list[dict[str, Any]]:
         # the runs view polls every few seconds: reuse the list while nothing was committed and no
         # run is running (whose status and duration change with time alone)
-        db = self._db()
-        version = (db.execute("PRAGMA data_version").fetchone()[0], db.total_changes)
+        version = self.store.change_token()
         cached = getattr(self, "_rows_cache", None)
-        if cached is not None and cached[0] == version and not cached[2]:
+        if cached is not None and version is not None and cached[0] == version and not cached[2]:
             return [dict(r) for r in cached[1]]
-        out = self._rows(db)
+        out = self._rows()
         self._rows_cache = (version, out, any(r["status"] == "running" for r in out))
         return [dict(r) for r in out]
 
-    def _rows(self, db: sqlite3.Connection) -> list[dict[str, Any]]:
-        framework = dict(db.execute("SELECT run_id, value FROM tags WHERE key='framework'"))
-        out = []
-        now = time.time()
-        for (rid, name, exp, status, parent, start, end, pid, host, pid_start, hb) in db.execute(
-                "SELECT id, name, experiment, status, parent_id, start_time, end_time, pid, host, pid_start, "
-                "heartbeat FROM runs ORDER BY start_time, rowid"):
-            eff = effective_status(status, host, pid, pid_start, hb)
-            stop = end if end is not None else (now if eff == "running" else hb)
-            out.append({"id": rid, "name": name, "experiment": exp, "status": eff, "parent_id": parent,
-                        "start_time": start, "duration": None if stop is None else max(0.0, stop - start),
-                        "framework": framework.get(rid)})
+    def _rows(self) -> list[dict[str, Any]]:
+        framework = self.store.tag_values("framework")
+        out = self.store.listing()
+        for r in out:
+            r["framework"] = framework.get(r["id"])
         return out
 
     def list_runs(self, *, experiment: str | None, status: str | None, q: str | None, sort: str, order: str,
@@ -103,19 +91,16 @@ class UIStore:
             needle = q.lower()
             rows = [r for r in rows if needle in r["name"].lower() or needle in r["id"]
                     or needle in r["experiment"].lower() or needle in (r["framework"] or "").lower()]
-        db = self._db()
+        store = self.store
         ids = {r["id"] for r in rows}
         if metrics is None:
-            counts: dict[str, int] = {}
-            for key, n in db.execute("SELECT key, COUNT(*) FROM metric_keys WHERE n > 0 GROUP BY key"):
-                counts[key] = n
+            counts = store.metric_run_counts()
             metrics = sm.headline_keys(sorted(counts, key=lambda k: -counts[k]), limit=4)
         sort_values: dict[str, Any] = {}
         if sort.startswith("metric:"):
-            sort_values = dict(db.execute("SELECT run_id, last_value FROM metric_keys WHERE key=?", (sort[7:],)))
+            sort_values = store.metric_last_values(sort[7:])
         elif sort.startswith("param:"):
-            sort_values = {rid: json.loads(v) for rid, v in
-                           db.execute("SELECT run_id, value FROM params WHERE key=?", (sort[6:],))}
+            sort_values = store.param_values(sort[6:])
 
         def sort_key(r: dict[str, Any]) -> tuple:
             if sort.startswith(("metric:", "param:")):
@@ -135,14 +120,11 @@ class UIStore:
         page = rows[offset: offset + limit]
         page_ids = [r["id"] for r in page]
         if page_ids:
-            marks = ",".join("?" * len(page_ids))
             metric_vals: dict[tuple[str, str], Any] = {}
-            for rid, key, v in db.execute(f"SELECT run_id, key, last_value FROM metric_keys WHERE run_id IN ({marks})",
-                                          page_ids):
-                metric_vals[(rid, key)] = v
-            param_vals: dict[str, dict[str, Any]] = {}
-            for rid, key, v in db.execute(f"SELECT run_id, key, value FROM params WHERE run_id IN ({marks})", page_ids):
-                param_vals.setdefault(rid, {})[key] = json.loads(v)
+            for rid, per_key in store.metric_summaries_of(page_ids).items():
+                for key, s in per_key.items():
+                    metric_vals[(rid, key)] = s["last"]
+            param_vals = store.params_of(page_ids)
             if params is None:
                 # the params that differ between the runs shown, at most 4
                 # params most of the shown runs have come first (a cross-framework page would
@@ -216,36 +198,27 @@ class UIStore:
                 "timestamps": times}
 
     def live(self, ids: list[str]) -> dict[str, Any]:
-        db = self._db()
-        out: dict[str, Any] = {}
-        for rid in ids[:100]:
-            row = db.execute("SELECT status, host, pid, pid_start, heartbeat, end_time FROM runs WHERE id=?",
-                             (rid,)).fetchone()
-            if row is None:
-                continue
-            status = effective_status(row[0], row[1], row[2], row[3], row[4])
-            counts = dict(db.execute("SELECT key, n FROM metric_keys WHERE run_id=?", (rid,)))
-            out[rid] = {"status": status, "counts": counts, "end_time": row[5]}
-        return out
+        return self.store.live(ids[:100])
 
     def artifact_file(self, run_id: str, name: str) -> str:
         rec = self.record(run_id)
-        row = self._db().execute("SELECT sha256 FROM artifacts WHERE run_id=? AND name=?", (rec.id, name)).fetchone()
-        if row is None:
-            raise HTTPException(404, f"run {rec.id[:8]} has no artifact {name!r}")
+        try:
+            art = rec.artifact(name)
+        except KeyError:
+            raise HTTPException(404, f"run {rec.id[:8]} has no artifact {name!r}") from None
         # the file is addressed by its hash from the database, never by a user-supplied path
-        sha = row[0]
+        sha = art.sha256
         if not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
             raise HTTPException(404, "bad artifact record")
-        path = artifact_path(self.store.path, sha)
+        path = art.path
         if not os.path.isfile(path):
             raise HTTPException(404, f"artifact {name!r} is missing from the store")
         return path
 
 
-def create_app(store: str | os.PathLike | None = None) -> Starlette:
-    """The Starlette app for a store (read-only)."""
-    ui = UIStore(store if store is None else os.fspath(store))
+def create_app(store: "str | os.PathLike | Store | None" = None) -> Starlette:
+    """The Starlette app for a store (a path, a URI or a Store; read-only)."""
+    ui = UIStore(store if store is None or isinstance(store, Store) else os.fspath(store))
 
     def _int(request: Request, name: str, default: int, lo: int = 0, hi: int = 10**9) -> int:
         raw = request.query_params.get(name)
@@ -313,13 +286,15 @@ def create_app(store: str | os.PathLike | None = None) -> Starlette:
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
 
 
-def serve(store: str | None = None, host: str = "127.0.0.1", port: int = 8765) -> None:
+def serve(store: "str | Store | None" = None, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Run the UI with uvicorn until interrupted."""
     import sys
 
     import uvicorn
 
     app = create_app(store)
+    if isinstance(store, Store):
+        store = store.uri
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"trackhooks ui: WARNING: listening on {host}: anyone who can reach this machine on port {port} "
               "can read every run in the store (there is no authentication)", file=sys.stderr)

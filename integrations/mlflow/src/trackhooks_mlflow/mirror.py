@@ -404,14 +404,14 @@ class MlflowMirror(ReplaySink):
             return None
         self._depth.n = depth + 1
         try:
-            state = Cursor.load(view.conn, self.cursor_key, parent_id).state
+            state = Cursor.load(view.store, self.cursor_key, parent_id).state
             if not state.get("remote"):
                 try:
                     view.store.run(parent_id)
                 except Exception:  # the parent is in another store: nothing to link
                     return None
                 replay_run(view.store, parent_id, self)
-                state = Cursor.load(view.conn, self.cursor_key, parent_id).state
+                state = Cursor.load(view.store, self.cursor_key, parent_id).state
             return (state.get("remote") or {}).get("run_id")
         finally:
             self._depth.n = depth

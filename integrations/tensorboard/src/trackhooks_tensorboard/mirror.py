@@ -139,7 +139,7 @@ class TensorBoardMirror(ReplaySink):
         os.makedirs(directory, exist_ok=True)
         with _RunLock(directory):
             # the cursor may have moved while we waited for the lock
-            fresh = Cursor.load(view.conn, cursor.mirror, cursor.run_id)
+            fresh = Cursor.load(view.store, cursor.mirror, cursor.run_id)
             cursor.state, cursor.version = fresh.state, fresh.version
             st = cursor.state
             st.setdefault("dir", os.path.basename(directory))
@@ -170,7 +170,7 @@ class TensorBoardMirror(ReplaySink):
 
             if not st.get("run"):
                 info = {"id": rec.id, "name": rec.name, "experiment": rec.experiment, "parent": rec.parent_id,
-                        "store": view.store.path}
+                        "store": view.store.uri}
                 self._text(w, Event, Summary, RUN_TAG, _table(info, ("field", "value")), 0, now)
                 st["run"] = True
             params_digest = _digest(rec.params)

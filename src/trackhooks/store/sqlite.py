@@ -1,41 +1,37 @@
-"""The embedded local store: one directory with a SQLite database (WAL) and content-addressed files.
+"""The SQLite engine: the embedded local store, one directory with a SQLite database (WAL) and files.
 
 Layout::
 
-    <store>/trackhooks.db          runs, params, tags, metric blocks, checkpoints, artifacts, datasets
-    <store>/artifacts/ab/abcdef... artifact files named by their sha256
+    <store>/trackhooks.db          runs, params, tags, metric blocks, checkpoints, artifacts, datasets, media
+    <store>/artifacts/ab/abcdef... artifact and media files named by their sha256
 
 Metric points are stored in blocks: one row per (run, key, writer batch) holding packed arrays of
 steps, epochs, values and timestamps. Packing keeps NaN/inf exact (SQLite would turn NaN into NULL),
 lets one transaction ingest millions of points per second, and reading one series touches only the
 blocks of that key (primary key ``(key_id, seq)``), never other runs.
+
+``LocalStoreSink`` is the write side (the writer thread only); ``SQLiteStore`` the read side.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import math
 import os
 import shutil
-import socket
 import sqlite3
-import sys
 import threading
 import time
 import warnings
-from array import array
-from typing import Any, Iterator
+from typing import Any, Hashable, Sequence
 
-from .errors import AmbiguousRunError, RunNotFoundError, StoreError, StoreNotFoundError, TrackhooksError
-from .sink import Batch, Sink
+from ..errors import StoreError
+from ..sink import Batch, Sink
+from .api import Store
+from .records import NO_EPOCH, NO_EPOCH_BYTES, pack
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "trackhooks.db"
-NO_EPOCH = -(2**63)  # sentinel in the packed epoch column for "no epoch given"
-HEARTBEAT_STALE_S = 120.0  # a run on another host with no heartbeat for this long reads as killed
 BUSY_TIMEOUT_MS = 60_000
-_LITTLE = sys.byteorder == "little"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,7 +47,9 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT,
     pid_start INTEGER,
     heartbeat REAL,
-    system TEXT NOT NULL DEFAULT '{}'
+    system TEXT NOT NULL DEFAULT '{}',
+    note TEXT,
+    archived INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, start_time);
 CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id);
@@ -119,7 +117,28 @@ CREATE TABLE IF NOT EXISTS datasets (
     PRIMARY KEY (run_id, digest, context, name)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS datasets_by_digest ON datasets (digest);
+CREATE TABLE IF NOT EXISTS media (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    epoch INTEGER,
+    time REAL NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}',
+    sha256 TEXT,
+    ext TEXT,
+    width INTEGER,
+    height INTEGER
+);
+CREATE INDEX IF NOT EXISTS media_by_run ON media (run_id, key, id);
+CREATE INDEX IF NOT EXISTS media_by_file ON media (sha256);
+CREATE INDEX IF NOT EXISTS artifacts_by_file ON artifacts (sha256);
 """
+# schema version -> statements that bring a store of the version before it up to it (one transaction)
+_UPGRADES = {
+    2: ["ALTER TABLE runs ADD COLUMN note TEXT", "ALTER TABLE runs ADD COLUMN archived INTEGER NOT NULL DEFAULT 0"],
+}
 # what each mirror has received of each run (see trackhooks.sync): JSON state, and a version for
 # compare-and-swap updates by concurrent syncers (a live process and `trackhooks sync`)
 MIRROR_CURSORS_DDL = """
@@ -184,6 +203,39 @@ def _check_db(conn: sqlite3.Connection, path: str) -> None:
         )
 
 
+def _statements() -> list[str]:
+    return [s.strip() for s in _SCHEMA.split(";") if s.strip()]
+
+
+def _stored_version(conn: sqlite3.Connection) -> int | None:
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "meta" not in tables:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    return None if row is None else int(row[0])
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring an older store up to SCHEMA_VERSION in place, in one transaction (all or nothing)."""
+    version = _stored_version(conn)
+    if version is None or version >= SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _stored_version(conn)  # another process may have upgraded it meanwhile
+        if version is not None and version < SCHEMA_VERSION:
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for stmt in _UPGRADES.get(v, []):
+                    conn.execute(stmt)
+            for stmt in _statements():  # the tables and indexes later versions added
+                conn.execute(stmt)
+            conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def init_store(path: str) -> str:
     """Create (if needed) and validate the store directory; return the database path.
 
@@ -202,7 +254,15 @@ def init_store(path: str) -> str:
         try:
             _check_db(conn, db_path)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            _upgrade(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _statements():
+                    conn.execute(stmt)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             _check_db(conn, db_path)
         finally:
@@ -215,6 +275,11 @@ def init_store(path: str) -> str:
             "check permissions and free space, or point store= elsewhere"
         ) from exc
     return db_path
+
+
+# --------------------------------------------------------------------------------------------
+# write side
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,6 +419,16 @@ class LocalStoreSink(Sink):
                 "INSERT OR REPLACE INTO datasets (run_id, name, context, digest, schema, n_rows, source, sampled, time)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
                 (d.run_id, d.name, d.context, d.digest, _dumps(d.schema), d.n_rows, d.source, int(d.sampled), d.time))
+        for m in batch.media:
+            if m.file is not None and m.sha256:
+                self._store_bytes(m.sha256, m.file)
+            conn.execute(
+                "INSERT INTO media (run_id, key, kind, step, epoch, time, data, sha256, ext, width, height) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (m.run_id, m.key, m.kind, m.step, m.epoch, m.time, _dumps(m.data), m.sha256, m.ext, m.width,
+                 m.height))
+        for run_id, note in batch.notes.items():
+            conn.execute("UPDATE runs SET note=? WHERE id=?", (note, run_id))
         for run_id, hb in batch.heartbeats.items():
             conn.execute("UPDATE runs SET heartbeat=? WHERE id=?", (hb, run_id))
         for s in batch.status:
@@ -379,13 +454,13 @@ class LocalStoreSink(Sink):
                     state = keys[(run_id, key)] = [key_id, seq, count]
                 epochs = cols.epochs
                 if epochs[0] is None and epochs.count(None) == n:
-                    epoch_blob = _NO_EPOCH_BYTES * n  # the common case: no epochs at all
+                    epoch_blob = NO_EPOCH_BYTES * n  # the common case: no epochs at all
                 else:
                     if None in epochs:
                         epochs = [NO_EPOCH if e is None else e for e in epochs]
-                    epoch_blob = _pack("q", epochs)
-                rows.append((state[0], state[1], n, _pack("q", cols.steps), epoch_blob,
-                             _pack("d", cols.values), _pack("d", cols.timestamps)))
+                    epoch_blob = pack("q", epochs)
+                rows.append((state[0], state[1], n, pack("q", cols.steps), epoch_blob,
+                             pack("d", cols.values), pack("d", cols.timestamps)))
                 state[1] += 1
                 state[2] += n
                 vals = cols.values
@@ -421,6 +496,20 @@ class LocalStoreSink(Sink):
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
+    def _store_bytes(self, sha256: str, data: bytes) -> None:
+        dest = artifact_path(self.path, sha256)
+        if os.path.exists(dest):
+            return
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        tmp = f"{dest}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
     def flush(self) -> None:
         pass  # every write() is one committed transaction
 
@@ -435,310 +524,22 @@ class LocalStoreSink(Sink):
                 setattr(self, attr, None)
 
 
-_NO_EPOCH_BYTES = NO_EPOCH.to_bytes(8, "little", signed=True)
-
-
-def _pack(code: str, values: list) -> bytes:
-    arr = array(code, values)
-    if not _LITTLE:
-        arr.byteswap()
-    return arr.tobytes()
-
-
-def _unpack(code: str, blobs: list[bytes]) -> array:
-    arr = array(code)
-    for b in blobs:
-        arr.frombytes(b)
-    if not _LITTLE:
-        arr.byteswap()
-    return arr
-
 
 def artifact_path(store_path: str, sha256: str) -> str:
     return os.path.join(store_path, "artifacts", sha256[:2], sha256)
 
 
-# --------------------------------------------------------------------------------------------
-# read side
+class SQLiteStore(Store):
+    """The read API over a local store directory (one SQLite connection per thread)."""
 
-_HOST = socket.gethostname()
+    engine = "sqlite"
+    _run_order = "start_time, rowid"
 
-
-def process_start_time(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (Linux), to tell a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    try:
-        fields = data[data.rindex(b")") + 2:].split()
-        return int(fields[19])
-    except (ValueError, IndexError):
-        return None
-
-
-def _pid_alive(pid: int, pid_start: int | None) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    except OSError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        state = data[data.rindex(b")") + 2:].split()[0]
-        if state in (b"Z", b"X"):
-            return False
-    except (OSError, ValueError, IndexError):
-        return True
-    if pid_start is not None:
-        now_start = process_start_time(pid)
-        if now_start is not None and now_start != pid_start:
-            return False
-    return True
-
-
-def effective_status(status: str, host: str | None, pid: int | None, pid_start: int | None,
-                     heartbeat: float | None) -> str:
-    """A running run whose writer is gone reads as killed (at once on this host, by heartbeat elsewhere)."""
-    if status != "running":
-        return status
-    if host == _HOST and pid is not None:
-        return "running" if _pid_alive(pid, pid_start) else "killed"
-    if heartbeat is not None and time.time() - heartbeat > HEARTBEAT_STALE_S:
-        return "killed"
-    return status
-
-
-class Series:
-    """All points of one metric of one run, in logging order.
-
-    Columns are unpacked from the stored blocks when first asked for. ``.steps``, ``.epochs``,
-    ``.values`` and ``.timestamps`` are lists; ``.arrays()`` gives the packed ``array.array`` columns
-    themselves (``numpy.frombuffer`` can wrap them without a copy; epochs use -2**63 for "none").
-    """
-
-    __slots__ = ("key", "_blocks", "_cols")
-
-    _CODES = ("q", "q", "d", "d")
-
-    def __init__(self, key: str, blocks: list[tuple[bytes, bytes, bytes, bytes]]):
-        self.key = key
-        self._blocks = blocks
-        self._cols: list[array | None] = [None, None, None, None]
-
-    def _col(self, i: int) -> array:
-        col = self._cols[i]
-        if col is None:
-            col = self._cols[i] = _unpack(self._CODES[i], [b[i] for b in self._blocks])
-        return col
-
-    def arrays(self) -> tuple[array, array, array, array]:
-        """(steps, epochs, values, timestamps) as array.array (int64, int64, float64, float64)."""
-        return self._col(0), self._col(1), self._col(2), self._col(3)
-
-    @property
-    def steps(self) -> list[int]:
-        return self._col(0).tolist()
-
-    @property
-    def epochs(self) -> list[int | None]:
-        col = self._col(1)
-        missing = col.count(NO_EPOCH)
-        if missing == 0:
-            return col.tolist()
-        if missing == len(col):
-            return [None] * missing
-        return [None if e == NO_EPOCH else e for e in col.tolist()]
-
-    @property
-    def values(self) -> list[float]:
-        return self._col(2).tolist()
-
-    @property
-    def timestamps(self) -> list[float]:
-        return self._col(3).tolist()
-
-    def __len__(self) -> int:
-        return sum(len(b[2]) for b in self._blocks) // 8
-
-    def __iter__(self) -> Iterator[tuple[int, int | None, float, float]]:
-        return iter(zip(self.steps, self.epochs, self.values, self.timestamps))
-
-    @property
-    def last(self) -> float | None:
-        values = self._col(2)
-        return values[-1] if len(values) else None
-
-    def __repr__(self) -> str:
-        return f"Series({self.key!r}, {len(self)} points)"
-
-
-class CheckpointRecord:
-    """A checkpoint file as the framework wrote it (``path`` is where it was written)."""
-
-    def __init__(self, path: str, step: int | None = None, epoch: int | None = None,
-                 metrics: dict[str, float] | None = None, best: bool = False, sha256: str | None = None,
-                 size: int | None = None, monitor: str | None = None, mode: str | None = None,
-                 deleted: bool = False, time: float | None = None):
-        self.path = path
-        self.step = step
-        self.epoch = epoch
-        self.metrics = dict(metrics or {})
-        self.best = best
-        self.sha256 = sha256
-        self.size = size
-        self.monitor = monitor
-        self.mode = mode
-        self.deleted = deleted
-        self.time = time
-
-    @property
-    def exists(self) -> bool:
-        return os.path.exists(self.path)
-
-    def __repr__(self) -> str:
-        flags = "".join([" best" if self.best else "", " deleted" if self.deleted else ""])
-        return f"CheckpointRecord({self.path!r}, step={self.step}, epoch={self.epoch}{flags})"
-
-
-class ArtifactRecord:
-    """A file copied into the store (``path`` is the stored copy)."""
-
-    def __init__(self, name: str, path: str, sha256: str, size: int, time: float):
-        self.name, self.path, self.sha256, self.size, self.time = name, path, sha256, size, time
-
-    def __repr__(self) -> str:
-        return f"ArtifactRecord({self.name!r}, {self.size} bytes)"
-
-
-class DatasetRecord:
-    def __init__(self, name: str, context: str, digest: str, schema: dict, n_rows: int | None,
-                 source: str | None, sampled: bool, time: float):
-        self.name, self.context, self.digest, self.schema = name, context, digest, schema
-        self.n_rows, self.source, self.sampled, self.time = n_rows, source, sampled, time
-
-    def __repr__(self) -> str:
-        return f"DatasetRecord({self.name!r}, context={self.context!r}, digest={(self.digest or 'pending')[:12]}...)"
-
-
-class MetricNotFoundError(TrackhooksError, KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-def _damaged_store_error(fn):
-    """Reads of a damaged database (truncated, overwritten) raise a StoreError naming the store and
-    the remedy instead of a bare ``sqlite3.DatabaseError``; busy/locked errors pass unchanged."""
-
-    @functools.wraps(fn)
-    def read(self, *args, **kwargs):
-        try:
-            return fn(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError):
-                raise
-            store = getattr(self, "_store", self)
-            raise StoreError(f"the store {store.path} is damaged ({exc}): restore {store.db_path} from a backup, "
-                             "or move it away and start a new store") from exc
-
-    return read
-
-
-class RunRecord:
-    """A run as stored. Params, tags and system info are loaded with the record; metrics,
-    checkpoints, artifacts and children are read when asked for."""
-
-    def __init__(self, store: "Store", row: tuple):
-        (self.id, self.experiment, self.name, raw_status, self.parent_id, self.start_time, self.end_time,
-         pid, host, pid_start, heartbeat, system) = row
-        self._store = store
-        self.stored_status = raw_status
-        self.status = effective_status(raw_status, host, pid, pid_start, heartbeat)
-        self.pid, self.host, self.heartbeat = pid, host, heartbeat
-        self.system = json.loads(system) if system else {}
-        conn = store._db()
-        self.params = {k: json.loads(v) for k, v in conn.execute(
-            "SELECT key, value FROM params WHERE run_id=? ORDER BY key", (self.id,))}
-        self.tags = dict(conn.execute("SELECT key, value FROM tags WHERE run_id=? ORDER BY key", (self.id,)))
-
-    @property
-    def duration(self) -> float | None:
-        end = self.end_time
-        if end is None:
-            end = self.heartbeat if self.status != "running" else time.time()
-        return None if end is None else max(0.0, end - self.start_time)
-
-    @_damaged_store_error
-    def metric_keys(self) -> list[str]:
-        return [r[0] for r in self._store._db().execute(
-            "SELECT key FROM metric_keys WHERE run_id=? AND n > 0 ORDER BY key", (self.id,))]
-
-    @_damaged_store_error
-    def metric_summaries(self) -> dict[str, dict[str, Any]]:
-        """Per key: count, last step, last/min/max value (NaN points ignored), without reading series."""
-        rows = self._store._db().execute(
-            "SELECT key, n, last_step, last_value, min_value, max_value FROM metric_keys WHERE run_id=? AND n > 0 "
-            "ORDER BY key", (self.id,)).fetchall()
-        return {k: {"count": n, "last_step": ls, "last": lv, "min": lo, "max": hi} for k, n, ls, lv, lo, hi in rows}
-
-    @_damaged_store_error
-    def metric(self, key: str) -> Series:
-        conn = self._store._db()
-        row = conn.execute("SELECT id FROM metric_keys WHERE run_id=? AND key=?", (self.id, key)).fetchone()
-        if row is None:
-            raise MetricNotFoundError(f"run {self.id} has no metric {key!r} (it has: {', '.join(self.metric_keys())})")
-        blocks = conn.execute("SELECT steps, epochs, vals, times FROM metric_blocks WHERE key_id=? ORDER BY seq",
-                              (row[0],)).fetchall()
-        return Series(key, blocks)
-
-    @_damaged_store_error
-    def checkpoints(self) -> list[CheckpointRecord]:
-        rows = self._store._db().execute(
-            "SELECT path, step, epoch, metrics, best, sha256, size, monitor, mode, deleted, time FROM checkpoints "
-            "WHERE run_id=? ORDER BY id", (self.id,)).fetchall()
-        return [CheckpointRecord(p, s, e, json.loads(m), bool(b), sha, size, mon, mode, bool(d), t)
-                for p, s, e, m, b, sha, size, mon, mode, d, t in rows]
-
-    @_damaged_store_error
-    def artifacts(self) -> list[ArtifactRecord]:
-        rows = self._store._db().execute(
-            "SELECT name, sha256, size, time FROM artifacts WHERE run_id=? ORDER BY time, name", (self.id,)).fetchall()
-        return [ArtifactRecord(n, artifact_path(self._store.path, sha), sha, size, t) for n, sha, size, t in rows]
-
-    @_damaged_store_error
-    def datasets(self) -> list[DatasetRecord]:
-        rows = self._store._db().execute(
-            "SELECT name, context, digest, schema, n_rows, source, sampled, time FROM datasets WHERE run_id=? "
-            "ORDER BY time, name", (self.id,)).fetchall()
-        return [DatasetRecord(n, c, d, json.loads(s), r, src, bool(sm), t) for n, c, d, s, r, src, sm, t in rows]
-
-    def children(self) -> list["RunRecord"]:
-        return self._store._select("WHERE parent_id=?", (self.id,))
-
-    def __repr__(self) -> str:
-        return f"RunRecord({self.id[:8]}, experiment={self.experiment!r}, name={self.name!r}, status={self.status!r})"
-
-
-_RUN_COLUMNS = "id, experiment, name, status, parent_id, start_time, end_time, pid, host, pid_start, heartbeat, system"
-
-
-class Store:
-    """Read access to a local store. Safe to use while other processes write to it."""
-
-    def __init__(self, path: str):
-        self.path = os.path.abspath(path)
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.path.abspath(os.fspath(path))
+        self.uri = self.path
         self.db_path = os.path.join(self.path, DB_NAME)
         self._local = threading.local()
-
-    def __repr__(self) -> str:
-        return f"Store({self.path!r})"
 
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -750,99 +551,61 @@ class Store:
             try:
                 conn = _connect(self.db_path)
                 _check_db(conn, self.db_path)
+                version = _stored_version(conn)
+                if version is not None and version < SCHEMA_VERSION:
+                    _upgrade(conn)
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.db_path} is not a valid trackhooks store ({exc})") from exc
             self._local.conn = conn
         return conn
 
-    @_damaged_store_error
-    def _select(self, where: str = "", args: tuple = ()) -> list[RunRecord]:
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         try:
-            rows = self._db().execute(f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY start_time, rowid",
-                                      args).fetchall()
+            return self._db().execute(sql, args).fetchall()
         except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            # a damaged database (truncated, overwritten): name the store and the remedy
+            raise StoreError(f"the store {self.path} is damaged ({exc}): restore {self.db_path} from a backup, "
+                             "or move it away and start a new store") from exc
+
+    def _select(self, where: str = "", args: Sequence[Any] = (), *, limit: int | None = None):
+        try:
+            return super()._select(where, args, limit=limit)
+        except sqlite3.OperationalError as exc:
             raise StoreError(f"cannot read store {self.path}: {exc}") from exc
-        return [RunRecord(self, r) for r in rows]
 
-    def runs(self, experiment: str | None = None, status: str | None = None) -> list[RunRecord]:
-        """Runs, oldest first, optionally of one experiment and/or one (effective) status."""
-        if experiment is not None:
-            recs = self._select("WHERE experiment=?", (experiment,))
+    def _known_file(self, sha256: str) -> str | None:
+        return artifact_path(self.path, sha256)
+
+    def _artifact_file(self, sha256: str) -> str:
+        return artifact_path(self.path, sha256)
+
+    def _cursor_load(self, mirror: str, run_id: str) -> tuple[str, int] | None:
+        conn = self._db()
+        conn.execute(MIRROR_CURSORS_DDL)
+        row = conn.execute("SELECT state, version FROM mirror_cursors WHERE mirror=? AND run_id=?",
+                           (mirror, run_id)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def _cursor_commit(self, mirror: str, run_id: str, state: str, version: int, now: float) -> bool:
+        conn = self._db()
+        if version < 0:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO mirror_cursors (mirror, run_id, state, version, updated) VALUES (?,?,?,0,?)",
+                (mirror, run_id, state, now))
         else:
-            recs = self._select()
-        if status is not None:
-            recs = [r for r in recs if r.status == status]
-        return recs
+            cur = conn.execute(
+                "UPDATE mirror_cursors SET state=?, version=version+1, updated=? "
+                "WHERE mirror=? AND run_id=? AND version=?", (state, now, mirror, run_id, version))
+        return cur.rowcount == 1
 
-    def run(self, run_id: str) -> RunRecord:
-        """The run with this id, or the only run whose id starts with this prefix."""
-        if not isinstance(run_id, str) or not run_id:
-            raise RunNotFoundError(f"no run {run_id!r} in {self.path}")
-        recs = self._select("WHERE id=?", (run_id,))
-        if recs:
-            return recs[0]
-        escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        recs = self._select("WHERE id LIKE ? ESCAPE '\\'", (escaped + "%",))
-        if not recs:
-            raise RunNotFoundError(f"no run {run_id!r} in {self.path}")
-        if len(recs) > 1:
-            raise AmbiguousRunError(
-                f"run id prefix {run_id!r} matches {len(recs)} runs in {self.path}: "
-                + ", ".join(r.id[:12] for r in recs[:5]))
-        return recs[0]
-
-    def runs_using(self, digest: str) -> list[RunRecord]:
-        """Runs that logged a dataset with this digest (or digest prefix), oldest first."""
-        escaped = digest.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return self._select("WHERE id IN (SELECT run_id FROM datasets WHERE digest LIKE ? ESCAPE '\\')",
-                            (escaped + "%",))
-
-    @_damaged_store_error
-    def experiments(self) -> list[str]:
-        return [r[0] for r in self._db().execute("SELECT DISTINCT experiment FROM runs ORDER BY experiment")]
+    def change_token(self) -> Hashable:
+        db = self._db()
+        return (db.execute("PRAGMA data_version").fetchone()[0], db.total_changes)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
-
-
-def resolve_uri(uri: str | os.PathLike | None) -> str:
-    """store= / $TRACKHOOKS_URI / ./.trackhooks, as an absolute directory path."""
-    if uri is None:
-        uri = os.environ.get("TRACKHOOKS_URI") or ".trackhooks"
-    uri = os.fspath(uri)
-    if uri.startswith("file://"):
-        uri = uri[len("file://"):]
-    return os.path.abspath(os.path.expanduser(uri))
-
-
-def open_store(uri: str | os.PathLike | None = None) -> Store:
-    """Open a local store for reading. ``None`` -> ``$TRACKHOOKS_URI`` -> ``./.trackhooks``."""
-    path = resolve_uri(uri)
-    if not os.path.exists(path):
-        raise StoreNotFoundError(f"no trackhooks store at {path} (nothing has been logged there yet)")
-    if not os.path.isdir(path):
-        raise StoreError(f"store path {path} is not a directory")
-    store = Store(path)
-    if os.path.exists(store.db_path):
-        store._db()  # fail now, naming the path, if the database is corrupt or from a newer version
-    return store
-
-
-def is_local_uri(uri: str) -> bool:
-    if uri.startswith("file://"):
-        return True
-    head, sep, _ = uri.partition(":")
-    if not sep:
-        return True
-    # "C:\..." style drive letters and relative paths with a colon later on are paths, schemes are not
-    return len(head) == 1 or not head.replace("+", "").replace("-", "").replace(".", "").isalnum() or "/" in head
-
-
-def nan_safe(value: float) -> float | str:
-    """JSON-friendly number for CLI/report output (NaN and inf as strings)."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")

@@ -13,6 +13,7 @@ import json
 from typing import Any, Hashable, Iterable, Sequence
 
 from ..errors import AmbiguousRunError, RunNotFoundError
+from .querying import QueryMethods
 from .records import ArtifactRecord, CheckpointRecord, DatasetRecord, MediaRecord, RunRecord
 from .status import effective_status
 
@@ -31,7 +32,7 @@ def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
         yield ids[i:i + CHUNK]
 
 
-class Store:
+class Store(QueryMethods):
     """Read access to a store. Safe to use while other processes write to it.
 
     ``Store(uri)`` opens the engine for ``uri`` like :func:`trackhooks.open_store` (without its
@@ -113,16 +114,6 @@ class Store:
             r[11] = json.loads(r[11]) if r[11] else {}
             out.append(RunRecord(self, tuple(r), params.get(r[0], {}), tags.get(r[0], {})))
         return out
-
-    def runs(self, experiment: str | None = None, status: str | None = None) -> list[RunRecord]:
-        """Runs, oldest first, optionally of one experiment and/or one (effective) status."""
-        if experiment is not None:
-            recs = self._select("WHERE experiment=?", (experiment,))
-        else:
-            recs = self._select()
-        if status is not None:
-            recs = [r for r in recs if r.status == status]
-        return recs
 
     def run(self, run_id: str) -> RunRecord:
         """The run with this id, or the only run whose id starts with this prefix."""

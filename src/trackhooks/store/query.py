@@ -67,7 +67,8 @@ DIALECTS: dict[str, dict[str, str]] = {
         "tiebreak": "r.rowid",
     },
     "postgres": {
-        "is_number": "({x} ~ '^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$')",
+        # no "?" in the pattern: an engine turns every ? of the SQL text into a placeholder
+        "is_number": "({x} ~ '^[-+]{{0,1}}([0-9]+[.]{{0,1}}[0-9]*|[.][0-9]+)([eE][-+]{{0,1}}[0-9]+){{0,1}}$')",
         "to_number": "CAST({x} AS DOUBLE PRECISION)",
         "json_string": "(CAST({x} AS json) #>> '{{}}')",
         "json_get": "COALESCE(CAST(CAST({doc} AS jsonb) #> CAST({path} AS text[]) AS text), "
@@ -184,7 +185,7 @@ def _tokenize(text: str) -> list[_Tok]:
         m = _NUMBER.match(text, i)
         if m and (c.isdigit() or c == "." or (c in "-+" and (not toks or toks[-1].kind in ("op", "(", ",")))):
             end = m.end()
-            if end < n and (text[end].isalpha() or text[end] == "_"):
+            if end < n and (text[end].isalpha() or text[end] in "_."):
                 raise QueryError("malformed number", text, i, "a number such as 3, -0.5 or 1e-3")
             num = m.group(0)
             value: Any = float(num) if any(ch in num for ch in ".eE") else int(num)
@@ -400,7 +401,8 @@ class _Parser:
             self.next()
             return tok.value == "true"
         if tok.kind == "kw" and tok.value == "null":
-            raise self.error("null is tested with 'is null' / 'is not null'", "a string, a number, true or false")
+            raise self.error("null is tested with 'is null' / 'is not null'",
+                             "'is null' or 'is not null' instead of a comparison with null")
         raise self.error("missing a value", "a string in single quotes, a number, true or false")
 
     def condition(self) -> _Cmp:

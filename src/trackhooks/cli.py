@@ -105,11 +105,15 @@ def _open(args: argparse.Namespace) -> "Store":
     return open_store(args.store)
 
 
-def _all_runs(store: "Store") -> list["RunRecord"]:
-    recs = store.runs()
-    if not recs:
+def _no_runs_yet(store: "Store") -> None:
+    if not store.listing():
         raise CliError(f"the store {store.uri} has no runs yet (log one with trackhooks.start_run)")
-    return recs
+
+
+def _all_runs(store: "Store", archived: bool = False) -> list["RunRecord"]:
+    """Every run (archived ones only when asked for); an empty store is an error."""
+    _no_runs_yet(store)
+    return store.runs(archived=archived)
 
 
 def _resolve(store: "Store", ref: str) -> "RunRecord":
@@ -118,7 +122,7 @@ def _resolve(store: "Store", ref: str) -> "RunRecord":
     try:
         return store.run(ref)
     except RunNotFoundError:
-        _all_runs(store)  # an empty store says so instead of "no run X"
+        _no_runs_yet(store)  # an empty store says so instead of "no run X"
         raise
 
 
@@ -475,7 +479,7 @@ def _show(con: _Out, store: "Store", rec: "RunRecord") -> None:
 
     kids = rec.children()
     if kids:
-        short = sm.short_ids(r.id for r in store.runs())
+        short = sm.short_ids(r["id"] for r in store.listing())
         t = _table("children", "id", "name", "status", "duration", "metrics")
         for c in kids:
             t.add_row(_text(short.get(c.id, c.id[:8])), _text(c.name), _status(c.status),
@@ -551,7 +555,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _compare(con: _Out, store: "Store", recs: list["RunRecord"], data: dict[str, Any]) -> None:
     from rich.text import Text
 
-    short = sm.short_ids(r.id for r in store.runs())
+    short = sm.short_ids(r["id"] for r in store.listing())
     cols = [f"{short.get(r.id, r.id[:8])}" for r in recs]
 
     def header_table(title: str, first: str):
@@ -684,7 +688,7 @@ def _write_file(path: str, text: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     store = _open(args)
-    every = _all_runs(store)
+    every = _all_runs(store, archived=args.archived)
     if args.runs:
         recs = [_resolve(store, ref) for ref in args.runs]
         if args.experiment is not None:
@@ -758,7 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dataset", "-d", metavar="DIGEST", help="only runs that logged a dataset with this digest (prefix)")
     sp.add_argument("--where", "-w", metavar="EXPR", help="only runs matching EXPR, e.g. \"params.lr < 1e-3 and "
                     "min(metrics.val_loss) < 0.3\" (docs/api.md: the where language)")
-    sp.add_argument("--sort", metavar="FIELD", help="sort by FIELD (-FIELD: descending; several: comma-separated)")
+    sp.add_argument("--sort", metavar="FIELD", help="sort by FIELD (--sort=-FIELD: descending; several: comma-separated)")
     sp.add_argument("--limit", "-n", type=int, metavar="N", help="at most N runs")
     sp.add_argument("--archived", action="store_true", help="include archived runs")
 
@@ -778,6 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--experiment", "-e", metavar="E", help="include the runs of this experiment")
     sp.add_argument("--output", "-o", metavar="PATH", default="report.html", help="default report.html")
     sp.add_argument("--title", default=None, help="page title")
+    sp.add_argument("--archived", action="store_true", help="include archived runs (named RUNs always are)")
 
     sp = add("sync", cmd_sync, "replay stored runs into a mirror (mlflow+URI, tensorboard:DIR)")
     sp.add_argument("--to", required=True, metavar="URI", help="mirror URI")

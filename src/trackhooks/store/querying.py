@@ -97,6 +97,13 @@ class QueryMethods:
         sql, args = self._run_select(columns, experiment, status, where, order_by, limit, archived)
         return RunList(self._records(self._rows(sql, args)))
 
+    def run_ids(self, experiment: str | None = None, status: str | None = None, *, where: str | None = None,
+                order_by: str | Sequence[str] | None = None, limit: int | None = None,
+                archived: bool | str = False) -> list[str]:
+        """The ids ``runs(...)`` would return, without loading the records (one query)."""
+        sql, args = self._run_select("r.id", experiment, status, where, order_by, limit, archived)
+        return [r[0] for r in self._rows(sql, args)]
+
     def runs_frame(self, experiment: str | None = None, status: str | None = None, *, where: str | None = None,
                    order_by: str | Sequence[str] | None = None, limit: int | None = None,
                    archived: bool | str = False) -> Any:

@@ -12,6 +12,7 @@ import time
 from typing import Any, Sequence
 
 from ..errors import InvalidValueError, RunNotFoundError, short_repr
+from .frames import decode_params
 from .notebook import RunList, store_html
 from .query import DIALECTS, runs_select
 from .readonly import DEFAULT_ROW_LIMIT, DEFAULT_TIMEOUT_S, QueryResult
@@ -63,13 +64,9 @@ class QueryMethods:
         ids = json.dumps([r[0] for r in rows])
         params: dict[str, dict[str, Any]] = {}
         tags: dict[str, dict[str, str]] = {}
-        cache: dict[str, Any] = {}
-        for rid, k, v in self._rows_in("SELECT run_id, key, value FROM params WHERE run_id IN {ids} "
-                                       "ORDER BY run_id, key", ids):
-            value = cache.get(v, cache)
-            if value is cache:
-                value = cache[v] = json.loads(v)
-            params.setdefault(rid, {})[k] = value if not isinstance(value, (list, dict)) else json.loads(v)
+        prows = self._rows_in("SELECT run_id, key, value FROM params WHERE run_id IN {ids} ORDER BY run_id, key", ids)
+        for (rid, k, _), value in zip(prows, decode_params([r[2] for r in prows])):
+            params.setdefault(rid, {})[k] = value
         for rid, k, v in self._rows_in("SELECT run_id, key, value FROM tags WHERE run_id IN {ids} "
                                        "ORDER BY run_id, key", ids):
             tags.setdefault(rid, {})[k] = v

@@ -121,7 +121,10 @@ def measure(name: str, store_path: str) -> dict:
             df = store.runs_frame()
             n = df.shape[0] * 1000 + df.shape[1]
         else:
+            statements = []
+            store._db().set_trace_callback(statements.append)  # to show: no query per file
             n = store.gc().count
+            return {"seconds": time.perf_counter() - t0, "n": n, "queries": len(statements)}
         return {"seconds": time.perf_counter() - t0, "n": n}
     import sqlite3
 
@@ -189,6 +192,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--gc-files", type=int, default=100_000)
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-query.md"))
+    ap.add_argument("--only", default="where,frame,gc", help="comma-separated: where, frame, gc")
     ap.add_argument("--measure", nargs=2, metavar=("NAME", "STORE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
@@ -196,50 +200,61 @@ def main() -> int:
         return 0
     sys.path.insert(0, os.path.join(ROOT, "src"))
     tmp = tempfile.mkdtemp(prefix="th-query-bench-")
-    lines = []
+    lines = [f"# Query benchmarks (issue 18)", "",
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
+             f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores; every measurement in a "
+             "fresh process, imports excluded, opening the store and its connection included.", ""]
+    only = set(args.only.split(","))
     try:
-        store = os.path.join(tmp, "store")
-        t = time.perf_counter()
-        build_store(store, args.runs)
-        print(f"built {args.runs} runs x {N_PARAMS} params x {N_METRICS} metrics in {time.perf_counter() - t:.1f} s",
-              file=sys.stderr)
-        pairs = [("where", "hand_where"), ("where_ids", "hand_where_ids"), ("frame", "hand_frame")]
-        results: dict[str, list[float]] = {n: [] for p in pairs for n in p}
-        counts: dict[str, int] = {}
-        for _ in range(args.repeats):
+        if only & {"where", "frame"}:
+            store = os.path.join(tmp, "store")
+            t = time.perf_counter()
+            build_store(store, args.runs)
+            print(f"built {args.runs} runs x {N_PARAMS} params x {N_METRICS} metrics in {time.perf_counter() - t:.1f} s",
+                  file=sys.stderr)
+            pairs = [p for p in [("where", "hand_where"), ("where_ids", "hand_where_ids"), ("frame", "hand_frame")]
+                     if p[0].split("_")[0] in only]
+            results: dict[str, list[float]] = {n: [] for p in pairs for n in p}
+            counts: dict[str, int] = {}
+            for _ in range(args.repeats):
+                for a, b in pairs:
+                    for name in (a, b):
+                        r = run_fresh(name, store)
+                        results[name].append(r["seconds"])
+                        counts[name] = r["n"]
             for a, b in pairs:
-                for name in (a, b):
-                    r = run_fresh(name, store)
-                    results[name].append(r["seconds"])
-                    counts[name] = r["n"]
-        for a, b in pairs:
-            if counts[a] != counts[b]:
-                raise SystemExit(f"{a} and {b} disagree: {counts[a]} vs {counts[b]}")
-        med = {k: statistics.median(v) for k, v in results.items()}
-        lines += [f"# Query benchmarks (issue 18)", "",
-                  f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.runs} runs x {N_PARAMS} params x "
-                  f"{N_METRICS} metrics ({N_POINTS} points each), {args.repeats} repeats, fresh process each, "
-                  "medians (seconds, including open_store and the SQLite connection).", "",
-                  "| measurement | trackhooks | by hand | ratio | target |", "|---|---|---|---|---|"]
-        targets = {"where": "<= 2x", "where_ids": "(info)", "frame": "< 1 s, <= 3x"}
-        for a, b in pairs:
-            ratio = med[a] / med[b]
-            lines.append(f"| {a} (`{WHERE}`, {counts[a] if a != 'frame' else str(counts[a] // 1000) + ' rows'}) "
-                         f"| {med[a]:.3f} | {med[b]:.3f} | {ratio:.2f}x | {targets[a]} |")
-        # gc: linear in the number of files
-        lines += ["", "| gc: files in artifacts/ | seconds | microseconds per file |", "|---|---|---|"]
-        for n in sorted({max(1, args.gc_files // 10), max(1, args.gc_files // 3), args.gc_files}):
-            gstore = os.path.join(tmp, f"gc{n}")
-            build_gc_store(gstore, n)
-            r = run_fresh("gc", gstore)
-            assert r["n"] == n // 2, r
-            lines.append(f"| {n} (half unreferenced) | {r['seconds']:.2f} | {r['seconds'] / n * 1e6:.1f} |")
-            shutil.rmtree(gstore)
+                if counts[a] != counts[b]:
+                    raise SystemExit(f"{a} and {b} disagree: {counts[a]} vs {counts[b]}")
+            med = {k: statistics.median(v) for k, v in results.items() if v}
+            lines += [f"{args.runs} runs x {N_PARAMS} params x {N_METRICS} metrics ({N_POINTS} points each), "
+                      f"{args.repeats} repeats interleaved, medians in seconds (min-max in brackets).", "",
+                      "| measurement | trackhooks | by hand | ratio | target |", "|---|---|---|---|---|"]
+            targets = {"where": "<= 2x", "where_ids": "(info)", "frame": "< 1 s, <= 3x"}
+            def cell(k: str) -> str:
+                return f"{med[k]:.3f} ({min(results[k]):.3f}-{max(results[k]):.3f})"
+
+            for a, b in pairs:
+                what = (f"`runs(where=\"{WHERE}\")` -> {counts[a]} runs" if a == "where" else
+                        f"`run_ids(where=...)` -> {counts[a]} ids" if a == "where_ids" else
+                        f"`runs_frame()` -> {counts[a] // 1000} rows x {counts[a] % 1000} columns")
+                lines.append(f"| {what} | {cell(a)} | {cell(b)} | {med[a] / med[b]:.2f}x | {targets[a]} |")
+        if "gc" in only:
+            # gc: linear in the number of files, a fixed number of queries per 500 candidates
+            lines += ["", "| gc: files in artifacts/ (half unreferenced) | seconds | microseconds per file | SQL statements |",
+                      "|---|---|---|---|"]
+            for n in sorted({max(1, args.gc_files // 10), max(1, args.gc_files // 3), args.gc_files}):
+                gstore = os.path.join(tmp, f"gc{n}")
+                build_gc_store(gstore, n)
+                os.sync()  # the files just written are not the measurement's to flush
+                r = run_fresh("gc", gstore)
+                assert r["n"] == n // 2, r
+                lines.append(f"| {n} | {r['seconds']:.2f} | {r['seconds'] / n * 1e6:.1f} | {r['queries']} |")
+                shutil.rmtree(gstore)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = "\n".join(lines) + "\n"
     print(text)
-    with open(args.out, "w") as f:
+    with open(args.out, "a" if os.path.exists(args.out) and args.only != "where,frame,gc" else "w") as f:
         f.write(text)
     return 0
 

@@ -391,3 +391,29 @@ def test_plot(store):
         rec.plot("nope")
     with pytest.raises(TypeError):
         rec.plot("loss", x="wall")
+
+
+# ---- fuzzing: any text is either a valid expression or a QueryError, never another exception ------
+
+def test_any_text_compiles_or_raises_query_error():
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    pieces = st.sampled_from(["params.lr", "metrics.loss", "min(", "count(metrics.x)", "tags.`a b`", "name", "status",
+                              "start_time", "system.python", "(", ")", "and", "or", "not", "in", "like", "is", "null",
+                              "=", "!=", "<", ">=", "'x'", "'it''s'", "3", "-1e-3", ".5", "true", ",", "`", "'", "%",
+                              "drop table runs", ";", "--", "\\"])
+    exprs = st.one_of(st.text(max_size=40), st.lists(pieces, max_size=12).map(" ".join))
+
+    @hypothesis.settings(max_examples=300, deadline=None, database=None)
+    @hypothesis.given(exprs, st.sampled_from(["sqlite", "postgres"]))
+    def check(expr, dialect):
+        try:
+            sql, args = compile_where(expr, dialect=dialect)
+        except QueryError as exc:
+            assert exc.expression == expr and str(exc)
+            return
+        assert expr.strip() == "" or sql.startswith("(")
+        assert sql.count("?") == len(args)
+
+    check()

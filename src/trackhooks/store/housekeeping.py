@@ -66,12 +66,22 @@ class SQLiteHousekeeping:
 
     # -- helpers
     def _resolve_ids(self, run_ids: Any, missing_ok: bool = False) -> list[str]:
-        out: list[str] = []
+        refs = []
         for ref in _ids_arg(run_ids):
             if hasattr(ref, "id") and not isinstance(ref, str):
                 ref = ref.id
             if not isinstance(ref, str):
                 raise InvalidValueError(f"a run id is a str, got {type(ref).__name__}: {short_repr(ref)}")
+            refs.append(ref)
+        # whole ids in one query (rm --where of a thousand runs); prefixes one by one
+        exact = {r[0] for r in self._db().execute(
+            "SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(refs),))}
+        out: list[str] = []
+        for ref in refs:
+            if ref in exact:
+                if ref not in out:
+                    out.append(ref)
+                continue
             try:
                 rid = self.run(ref).id
             except RunNotFoundError:

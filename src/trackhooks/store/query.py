@@ -139,8 +139,8 @@ class _Tok:
 
 _KEYWORDS = {"and", "or", "not", "in", "like", "ilike", "is", "null", "true", "false"}
 _OPS = ("<=", ">=", "!=", "<>", "==", "=", "<", ">")
-_IDENT_CHARS = re.compile(r"[A-Za-z0-9_./\-]")
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_DIGITS = "0123456789"
 
 
 def _tokenize(text: str) -> list[_Tok]:
@@ -171,7 +171,7 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok("string", "".join(buf), i, text[i:j + 1]))
             i = j + 1
             continue
-        if c == "-" and not (i + 1 < n and (text[i + 1].isdigit() or text[i + 1] == ".")):
+        if c == "-" and not (i + 1 < n and (text[i + 1] in _DIGITS or text[i + 1] == ".")):
             toks.append(_Tok("minus", "-", i, "-"))  # only order_by uses it ("-field": descending)
             i += 1
             continue
@@ -183,7 +183,7 @@ def _tokenize(text: str) -> list[_Tok]:
             i += len(op)
             continue
         m = _NUMBER.match(text, i)
-        if m and (c.isdigit() or c == "." or (c in "-+" and (not toks or toks[-1].kind in ("op", "(", ",")))):
+        if m and (c in _DIGITS or c == "." or (c in "-+" and (not toks or toks[-1].kind in ("op", "(", ",")))):
             end = m.end()
             if end < n and (text[end].isalpha() or text[end] in "_."):
                 raise QueryError("malformed number", text, i, "a number such as 3, -0.5 or 1e-3")
@@ -192,7 +192,7 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok("number", value, i, num))
             i = end
             continue
-        if c.isalpha() or c == "_" or c == "`":
+        if c.isalpha() or c in "_`":
             start, key_parts, j = i, [], i
             seg: list[str] = []
             while j < n:
@@ -212,7 +212,7 @@ def _tokenize(text: str) -> list[_Tok]:
                         k += 1
                     seg.append("".join(quoted))
                     j = k + 1
-                elif _IDENT_CHARS.match(ch):
+                elif ch.isalnum() or ch in "_./-":  # letters and digits of any script
                     seg.append(ch)
                     j += 1
                 else:
@@ -274,7 +274,7 @@ class Field:
 
 
 def _quote_key(key: str) -> str:
-    if re.fullmatch(r"[A-Za-z0-9_./\-]+", key):
+    if key and all(ch.isalnum() or ch in "_./-" for ch in key):
         return key
     return "`" + key.replace("`", "``") + "`"
 

@@ -102,6 +102,7 @@ def test_hook_collect_system_info(store_path):
     try:
         with pytest.warns(RuntimeWarning, match="plugin bug"):
             run = trackhooks.start_run()
+            run.flush()  # system info is collected on the writer thread
         run.finish()
     finally:
         pm.unregister(good)

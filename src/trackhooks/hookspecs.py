@@ -24,9 +24,11 @@ hookimpl = pluggy.HookimplMarker("trackhooks")
 def trackhooks_collect_system_info(run: "Run") -> dict[str, Any] | None:
     """Describe the environment of a run that is starting.
 
-    Called on the thread that calls ``start_run`` (usually the training thread), once per run, before
-    the run is returned; keep it fast (no network, no subprocess that can hang). Every implementation
-    is called even if another one raises (a failure is reported as one warning).
+    Called on the writer thread, once per run, right after the run is recorded and before any record
+    logged after ``start_run`` returned (so ``flush()``/``finish()`` see its result); ``start_run``
+    itself never waits for it. Keep it fast (no network, no subprocess that can hang): the writer
+    delivers nothing else meanwhile. Every implementation is called even if another one raises (a
+    failure is reported as one warning).
 
     :return: a flat dict merged into the run's ``system`` record, or None to add nothing.
     """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from .errors import (
     UnsafePathError,
     short_repr,
 )
+from .store.status import HOST
 from .store import is_local_uri, process_start_time, redact_uri, resolve_uri, spool_path, uri_text
 from .store.records import CheckpointRecord
 from .store.sqlite import LocalStoreSink, SQLiteStore
@@ -414,30 +414,51 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     w = run._writer
     w.register(run._state)
     pid = os.getpid()
-    start = RunStart(run_id, experiment, name, parent_id, time.time(), pid, socket.gethostname(),
+    start = RunStart(run_id, experiment, name, parent_id, time.time(), pid, HOST,
                      process_start_time(pid), resumed)
-    # the run row is durable before training starts: a process killed in its first second still
-    # leaves a run that reads as killed, not nothing
-    durable = channel.sinks[0].write_run_start_now(start)
+    # bad params or tags raise here, before anything is recorded
+    first = _first_records(run, params, tags)
+    # the run row, with the params and tags given here, is durable before training starts: a
+    # process killed in its first second still leaves a run that reads as killed, not nothing
+    durable = channel.sinks[0].write_run_start_now(start, *first)
     run._buffer.append((_w.OP_START, run._state, start))
     w.ensure_started()
     with _active_lock:
         _active.append(run)
-    try:
-        _collect_system_info(run)
-        if params:
-            run.log_params(params)
-        if tags:
-            run.set_tags(tags)
-    except TrackhooksError:
-        run.finish("failed")
-        raise
+    # the environment is described on the writer thread: building the plugin manager (entry-point
+    # scan, importlib.metadata) and asking every plugin took ~60 ms of the first start_run
+    run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _collect_system_info(run)))
+    if params:
+        run.log_params(params)
+    if tags:
+        run.set_tags(tags)
     if not durable:  # the store was busy: wait (bounded) for the writer to record the run instead
         w.flush(timeout=5.0)
     return run
 
 
-def _collect_system_info(run: Run) -> None:
+def _first_records(run: Run, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None
+                   ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The params and tags given to start_run, validated (raising before anything is recorded)."""
+    new_params: dict[str, Any] = {}
+    if params:
+        flat = flatten_params(params)
+        for k, v in flat.items():
+            if k in run._params and not same_param(run._params[k], v):
+                raise ParamConflictError(
+                    f"param {k!r} is already {short_repr(run._params[k])} in run {run.id[:8]}; "
+                    f"cannot change it to {short_repr(v)} (log it as a metric or tag if it changes)")
+        new_params = {k: v for k, v in flat.items() if k not in run._params}
+    new_tags: dict[str, str] = {}
+    if tags:
+        if not isinstance(tags, Mapping):
+            raise InvalidValueError(f"tags must be a mapping, got {short_repr(tags)}")
+        new_tags = {check_key(k, "tag key"): tag_value(k, v) for k, v in tags.items()}
+    return new_params, new_tags
+
+
+def _collect_system_info(run: Run) -> dict[str, Any]:
+    """What every ``trackhooks_collect_system_info`` implementation says (writer thread)."""
     from .plugins import plugin_manager
 
     info: dict[str, Any] = {}
@@ -450,8 +471,7 @@ def _collect_system_info(run: Run) -> None:
             continue
         if isinstance(result, Mapping):
             info.update(result)
-    if info:
-        run._update_system(info)
+    return info
 
 
 def active_run() -> Run | None:

@@ -51,6 +51,7 @@ OP_DATASET = 9  # (op, state, callable -> DatasetEvent)
 OP_STATUS = 10  # (op, state, status, end_time)
 OP_FLUSH = 11  # (op, None, threading.Event)
 OP_NOTE = 12  # (op, state, markdown)
+OP_SYSINFO = 13  # (op, state, callable -> dict merged into the run's system record)
 
 DEFAULT_INTERVAL = float(os.environ.get("TRACKHOOKS_FLUSH_INTERVAL", "1.0"))
 MAX_BUFFERED = 200_000  # entries; beyond this the caller waits for the writer (never dropped)
@@ -304,6 +305,10 @@ class Writer:
                     ev = entry[2]()
                     if ev is not None:
                         batch.datasets.append(ev)
+                elif op == OP_SYSINFO:
+                    info = entry[2]()
+                    if info:
+                        batch.system.setdefault(st.run_id, {}).update(info)
                 elif op == OP_NOTE:
                     batch.notes[st.run_id] = entry[2]
                 elif op == OP_STATUS:

@@ -23,6 +23,8 @@ seed = int(sys.argv[1])
 rnd = random.Random(seed)
 run = trackhooks.start_run(experiment="crash", name=f"trial-{seed}", params={"seed": seed})
 print("id", run.id, flush=True)
+run.flush()  # the first flush waits for the writer's description of the environment (plugins)
+print("warm", flush=True)
 i = 0
 while True:
     run.log_metrics({"m": float(i), "n": -float(i)}, step=i)
@@ -48,11 +50,15 @@ def test_sigkill_at_random_moments(store_path):
         proc = spawn(LOGGER, store_path, str(trial), env=env)
         kind, run_id = proc.stdout.readline().split()
         assert kind == "id"
-        time.sleep(rnd.uniform(0.0, 0.4))  # 0: killed right after start_run
+        if trial % 4 == 0:
+            time.sleep(rnd.uniform(0.0, 0.05))  # killed right after start_run, before any flush
+        else:
+            assert proc.stdout.readline().strip() == "warm"
+            time.sleep(rnd.uniform(0.0, 0.4))
         proc.kill()
         proc.wait(30)
         rest = proc.stdout.read().split("\n")
-        flushed = max([int(line.split()[1]) for line in rest if line.startswith("flushed")], default=0)
+        flushed = max([int(line.split()[1]) for line in rest if line.startswith("flushed ")], default=0)
         assert integrity(store_path) == "ok", f"trial {trial}"
         store = store or trackhooks.open_store(store_path)
         rec = store.run(run_id)

@@ -310,7 +310,8 @@ class LocalStoreSink(Sink):
             self._conn = conn
         return self._conn
 
-    def write_run_start_now(self, r: Any) -> bool:
+    def write_run_start_now(self, r: Any, params: dict[str, Any] | None = None,
+                            tags: dict[str, str] | None = None) -> bool:
         """Make a run's row durable from the caller's thread (start_run), in one short transaction.
 
         A round trip through the writer thread costs a GIL hand-over or two (5 ms each on a busy
@@ -327,7 +328,8 @@ class LocalStoreSink(Sink):
                 conn = self._caller_conn
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    self._apply(conn, Batch(runs=[r]))
+                    self._apply(conn, Batch(runs=[r], params={r.run_id: params} if params else {},
+                                            tags={r.run_id: tags} if tags else {}))
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")

@@ -8,11 +8,22 @@ every store engine stores ``pid``, ``host``, ``pid_start`` and ``heartbeat`` wit
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 HEARTBEAT_STALE_S = 120.0  # a run on another host with no heartbeat for this long reads as killed
-HOST = socket.gethostname()
+
+
+def _hostname() -> str:
+    # os.uname() gives what socket.gethostname() does without importing socket (a few ms of the
+    # first start_run of a process)
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
+
+
+HOST = _hostname()
 
 
 def process_start_time(pid: int) -> int | None:

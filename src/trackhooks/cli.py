@@ -1,4 +1,5 @@
-"""The ``trackhooks`` command line: runs, show, compare, export, report, sync.
+"""The ``trackhooks`` command line: runs, show, compare, export, report, sync, and housekeeping
+(rm, archive, unarchive, gc, tag, rename, note) and read-only ``query``.
 
 Tables and colours come from ``rich``, imported only here (``import trackhooks`` never loads it).
 Every user string shown in a terminal goes through ``summaries.clean`` (no escape-sequence
@@ -162,11 +163,15 @@ def _open(args: argparse.Namespace) -> "Store":
     return open_store(args.store)
 
 
-def _all_runs(store: "Store") -> list["RunRecord"]:
-    recs = store.runs()
-    if not recs:
+def _no_runs_yet(store: "Store") -> None:
+    if not store.listing():
         raise CliError(f"the store {store.uri} has no runs yet (log one with trackhooks.start_run)")
-    return recs
+
+
+def _all_runs(store: "Store", archived: bool = False) -> list["RunRecord"]:
+    """Every run (archived ones only when asked for); an empty store is an error."""
+    _no_runs_yet(store)
+    return store.runs(archived=archived)
 
 
 def _resolve(store: "Store", ref: str) -> "RunRecord":
@@ -175,7 +180,7 @@ def _resolve(store: "Store", ref: str) -> "RunRecord":
     try:
         return store.run(ref)
     except RunNotFoundError:
-        _all_runs(store)  # an empty store says so instead of "no run X"
+        _no_runs_yet(store)  # an empty store says so instead of "no run X"
         raise
 
 
@@ -220,12 +225,8 @@ def _nested(recs: list["RunRecord"]) -> list[tuple["RunRecord", int]]:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _open(args)
-    every = _all_runs(store)
-    recs = every
-    if args.experiment is not None:
-        recs = [r for r in recs if r.experiment == args.experiment]
-    if args.status is not None:
-        recs = [r for r in recs if r.status == args.status]
+    recs = store.runs(args.experiment, args.status, where=args.where, order_by=args.sort, limit=args.limit,
+                      archived=True if args.archived else False)
     if args.dataset is not None:
         using = {r.id for r in store.runs_using(args.dataset)}
         recs = [r for r in recs if r.id in using]
@@ -233,21 +234,178 @@ def cmd_runs(args: argparse.Namespace) -> int:
         _print_json([sm.run_brief(r) for r in recs])
         return 0
     if not recs:
-        filters = ", ".join(f"{n}={getattr(args, n)!r}" for n in ("experiment", "status", "dataset")
+        total = len(store.listing())
+        if not total:
+            raise CliError(f"the store {store.uri} has no runs yet (log one with trackhooks.start_run)")
+        filters = ", ".join(f"{n}={getattr(args, n)!r}" for n in ("experiment", "status", "dataset", "where")
                             if getattr(args, n) is not None)
-        sys.stderr.write(f"{PROG}: no runs match {filters} ({len(every)} runs in {store.uri})\n")
+        hidden = "" if args.archived else ", archived runs hidden (--archived shows them)"
+        sys.stderr.write(f"{PROG}: no runs match {filters or 'the filters'} ({total} runs in {store.uri}{hidden})\n")
         return 0
-    short = sm.short_ids(r.id for r in every)
+    short = sm.short_ids(r["id"] for r in store.listing())
     t = _table(None, "id", "experiment", "name", "status", "start", "duration", "framework", "metrics",
                keep=("id", "name", "status"))
-    for r, depth in _nested(recs):
+    # a sorted listing keeps its order; otherwise children sit under their parent
+    rows = [(r, 0) for r in recs] if args.sort else _nested(recs)
+    for r, depth in rows:
         name = ("  " * (depth - 1) + "└ " if depth else "") + sm.clean(r.name)
+        if getattr(r, "archived", False):
+            name += " (archived)"
         t.add_row(_text(short[r.id], "dim" if depth else "bold"), _text(r.experiment), _text(name),
                   _status(r.status), sm.fmt_time(r.start_time), sm.fmt_duration(r.duration),
                   _text(r.tags.get("framework", "")), _text(_headline_text(r)))
     with _console() as con:
         con.print(t)
         con.print(f"{len(recs)} run{'s' if len(recs) != 1 else ''} in {sm.clean(store.uri)}", style="dim")
+    return 0
+
+
+# ---- housekeeping ----------------------------------------------------------------------------
+
+
+def _targets(store: "Store", args: argparse.Namespace) -> list["RunRecord"]:
+    """The runs named on the command line plus those ``--where`` selects (archived included)."""
+    out: dict[str, "RunRecord"] = {}
+    for ref in args.runs:
+        rec = _resolve(store, ref)
+        out.setdefault(rec.id, rec)
+    if args.where is not None:
+        for rec in store.runs(where=args.where, archived=True):
+            out.setdefault(rec.id, rec)
+    if not args.runs and args.where is None:
+        raise CliError(f"name the runs (RUN... or --where EXPR) for {args.command}")
+    if not out:
+        raise CliError(f"no run matches --where {args.where!r}")
+    return list(out.values())
+
+
+def _with_children(recs: list["RunRecord"]) -> list["RunRecord"]:
+    out: dict[str, "RunRecord"] = {}
+    todo = list(recs)
+    while todo:
+        r = todo.pop(0)
+        if r.id in out:
+            continue
+        out[r.id] = r
+        todo.extend(r.children())
+    return list(out.values())
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    store = _open(args)
+    recs = _with_children(_targets(store, args))
+    if not args.yes:
+        if args.json:
+            _print_json({"would_delete": [sm.run_brief(r, with_metrics=False) for r in recs], "deleted": []})
+        else:
+            t = _table(None, "id", "experiment", "name", "status", "start")
+            for r in recs:
+                t.add_row(_text(r.id[:12], "bold"), _text(r.experiment), _text(sm.clean(r.name)), _status(r.status),
+                          sm.fmt_time(r.start_time))
+            with _console() as con:
+                con.print(t)
+            sys.stderr.write(f"{PROG}: would delete {_plural(len(recs), 'run')} (children included); "
+                             "run again with --yes to delete them\n")
+        return 1
+    deleted = store.delete_runs([r.id for r in recs])
+    if args.json:
+        _print_json({"would_delete": [], "deleted": deleted})
+    else:
+        print(f"deleted {_plural(len(deleted), 'run')}; `{PROG} gc` frees their stored files")
+    return 0
+
+
+def _archive(args: argparse.Namespace, flag: bool) -> int:
+    store = _open(args)
+    recs = _targets(store, args)
+    ids = store.archive_runs([r.id for r in recs]) if flag else store.unarchive_runs([r.id for r in recs])
+    if args.json:
+        _print_json({"archived" if flag else "unarchived": ids})
+    else:
+        print(f"{'archived' if flag else 'unarchived'} {_plural(len(ids), 'run')} (children included)")
+    return 0
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    return _archive(args, True)
+
+
+def cmd_unarchive(args: argparse.Namespace) -> int:
+    return _archive(args, False)
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    store = _open(args)
+    result = store.gc(dry_run=args.dry_run)
+    if args.json:
+        _print_json({"dry_run": args.dry_run, "files": result.count, "bytes": int(result)})
+    else:
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{verb} {_plural(result.count, 'unreferenced file')} ({sm.fmt_size(int(result))})")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    store = _open(args)
+    rec = _resolve(store, args.run)
+    tags: dict[str, str] = {}
+    for item in args.tags:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"tags are written KEY=VALUE, got {item!r}")
+        tags[key] = value
+    store.set_tags(rec.id, tags)
+    if args.delete:
+        store.delete_tags(rec.id, args.delete)
+    if args.json:
+        _print_json({"id": rec.id, "tags": store.run(rec.id).tags})
+    else:
+        print(f"tagged {rec.id[:12]}: " + ", ".join(f"{k}={v}" for k, v in tags.items())
+              + (f"; removed {', '.join(args.delete)}" if args.delete else ""))
+    return 0
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    store = _open(args)
+    rec = _resolve(store, args.run)
+    store.rename(rec.id, args.name)
+    if args.json:
+        _print_json({"id": rec.id, "name": args.name, "old_name": rec.name})
+    else:
+        print(f"renamed {rec.id[:12]}: {sm.clean(rec.name)} -> {sm.clean(args.name)}")
+    return 0
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    store = _open(args)
+    rec = _resolve(store, args.run)
+    text = sys.stdin.read() if args.text == "-" else args.text
+    store.set_note(rec.id, text)
+    if args.json:
+        _print_json({"id": rec.id, "note": text or None})
+    else:
+        print(f"{'noted' if text else 'removed the note of'} {rec.id[:12]}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    store = _open(args)
+    result = store.query(args.sql, limit=args.limit, timeout_s=args.timeout)
+    if args.json:
+        _print_json(result.to_json())
+        return 0
+    t = _table(None, *result.columns)
+    for row in result:
+        t.add_row(*[_text(sm.clean("" if v is None else (sm.fmt_num(v) if isinstance(v, float) else str(v))))
+                    for v in row])
+    with _console() as con:
+        con.print(t)
+        more = f" (row limit {args.limit}: more rows exist)" if result.truncated else ""
+        con.print(f"{_plural(len(result), 'row')}{more}", style="dim")
     return 0
 
 
@@ -464,9 +622,9 @@ def _show(con: _Out, store: "Store", rec: "RunRecord") -> None:
 
     kids = rec.children()
     if kids and sm.is_study(rec):
-        section("trials", "", _trials_table(rec, sm.short_ids(r.id for r in store.runs())))
+        section("trials", "", _trials_table(rec, sm.short_ids(r["id"] for r in store.listing())))
     elif kids:
-        short = sm.short_ids(r.id for r in store.runs())
+        short = sm.short_ids(r["id"] for r in store.listing())
         t = _table("children", "id", "name", "status", "duration", "metrics",
                    keep=("id", "name", "status", "duration"))
         for c in kids:
@@ -544,7 +702,7 @@ def _compare(con: _Out, store: "Store", recs: list["RunRecord"], data: dict[str,
     from rich.cells import cell_len
     from rich.text import Text
 
-    short = sm.short_ids(r.id for r in store.runs())
+    short = sm.short_ids(r["id"] for r in store.listing())
     cols = [f"{short.get(r.id, r.id[:8])}" for r in recs]
 
     def header_table(title: str, first: str):
@@ -701,7 +859,7 @@ def _non_negative_float(text: str) -> float:
 
 def cmd_report(args: argparse.Namespace) -> int:
     store = _open(args)
-    every = _all_runs(store)
+    every = _all_runs(store, archived=args.archived)
     if args.runs:
         recs = [_resolve(store, ref) for ref in args.runs]
         if args.experiment is not None:
@@ -786,6 +944,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--experiment", "-e", metavar="E", help="only runs of this experiment")
     sp.add_argument("--status", "-s", choices=STATUSES, help="only runs with this status")
     sp.add_argument("--dataset", "-d", metavar="DIGEST", help="only runs that logged a dataset with this digest (prefix)")
+    sp.add_argument("--where", "-w", metavar="EXPR", help="only runs matching EXPR, e.g. \"params.lr < 1e-3 and "
+                    "min(metrics.val_loss) < 0.3\" (docs/api.md: the where language)")
+    sp.add_argument("--sort", metavar="FIELD", help="sort by FIELD (--sort=-FIELD: descending; several: comma-separated)")
+    sp.add_argument("--limit", "-n", type=int, metavar="N", help="at most N runs")
+    sp.add_argument("--archived", action="store_true", help="include archived runs")
 
     sp = add("show", cmd_show, "everything recorded about one run")
     sp.add_argument("run", metavar="RUN", help="run id or unique id prefix")
@@ -810,10 +973,46 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default 50)")
     sp.add_argument("--max-image-mb", type=_non_negative_float, default=32.0, metavar="MB",
                     help="image bytes the report embeds at most (default 32; base64 adds a third)")
+    sp.add_argument("--archived", action="store_true", help="include archived runs (named RUNs always are)")
 
     sp = add("sync", cmd_sync, "replay stored runs into a mirror (mlflow+URI, tensorboard:DIR)")
     sp.add_argument("--to", required=True, metavar="URI", help="mirror URI")
     sp.add_argument("runs", metavar="RUN", nargs="*", help="runs to replay (default: all)")
+
+    def targets(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("runs", metavar="RUN", nargs="*", help="run ids or unique id prefixes")
+        sp.add_argument("--where", "-w", metavar="EXPR", help="also the runs matching EXPR (archived ones included)")
+
+    sp = add("rm", cmd_rm, "delete runs and their children (lists them and exits 1 without --yes)")
+    targets(sp)
+    sp.add_argument("--yes", "-y", action="store_true", help="really delete")
+
+    sp = add("archive", cmd_archive, "hide runs (and their children) from runs, report and UI")
+    targets(sp)
+    sp = add("unarchive", cmd_unarchive, "show archived runs again")
+    targets(sp)
+
+    sp = add("gc", cmd_gc, "remove stored files that no run references any more")
+    sp.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+
+    sp = add("tag", cmd_tag, "set tags of a stored run (finished or not)")
+    sp.add_argument("run", metavar="RUN", help="run id or unique id prefix")
+    sp.add_argument("tags", metavar="KEY=VALUE", nargs="*", help="tags to set")
+    sp.add_argument("--delete", metavar="KEY", action="append", help="remove this tag (repeatable)")
+
+    sp = add("rename", cmd_rename, "give a stored run a new name")
+    sp.add_argument("run", metavar="RUN", help="run id or unique id prefix")
+    sp.add_argument("name", metavar="NAME", help="the new name")
+
+    sp = add("note", cmd_note, "replace a run's note (markdown; '-' reads it from stdin, '' removes it)")
+    sp.add_argument("run", metavar="RUN", help="run id or unique id prefix")
+    sp.add_argument("text", metavar="TEXT", help="the note")
+
+    sp = add("query", cmd_query, "read-only SQL over the views runs, params, tags, metrics, checkpoints, "
+             "artifacts, datasets")
+    sp.add_argument("sql", metavar="SQL", help='one SELECT, e.g. "SELECT key, AVG(last) FROM metrics GROUP BY key"')
+    sp.add_argument("--limit", "-n", type=int, default=10_000, metavar="N", help="at most N rows (default 10000)")
+    sp.add_argument("--timeout", type=float, default=10.0, metavar="S", help="time limit in seconds (default 10)")
 
     sp = add("ui", cmd_ui, "browse, compare and watch runs in a local web app (read-only)")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -851,6 +1050,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, TrackhooksError, OSError) as exc:
         if isinstance(exc, BrokenPipeError):
             return _broken_pipe()
+        from .errors import QueryError
+
+        if isinstance(exc, QueryError):  # keep the caret under the position: several lines
+            sys.stderr.write(f"{PROG}: error: " + "\n".join(sm.clean(line) for line in str(exc).splitlines()) + "\n")
+            return 1
         sys.stderr.write(f"{PROG}: error: {sm.clean(_one_line(exc))}\n")
         return 1
     except KeyboardInterrupt:

@@ -76,6 +76,50 @@ class InvalidOptionError(TrackhooksError, ValueError):
     or NaN interval, an unknown mode. A value of the wrong type is an InvalidValueError."""
 
 
+class QueryError(TrackhooksError, ValueError):
+    """A where expression, order_by or read-only SQL query that cannot be run.
+
+    ``expression`` is the text, ``position`` the offset of the problem in it (or None), ``expected``
+    what would have been valid there; str() shows the expression with a caret under the position.
+    """
+
+    def __init__(self, message: str, expression: str | None = None, position: int | None = None,
+                 expected: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.expression = expression
+        self.position = position
+        self.expected = expected
+
+    def __str__(self) -> str:
+        lines = [self.message if self.position is None else f"{self.message} at position {self.position}"]
+        if self.expression is not None:
+            text, col = self.expression, self.position
+            if col is not None:
+                # show only the line of a multi-line expression that holds the position
+                start = text.rfind("\n", 0, col) + 1
+                end = text.find("\n", col)
+                text, col = text[start:end if end >= 0 else len(text)], col - start
+            elif "\n" in text:
+                text = text.split("\n", 1)[0] + " ..."
+            if len(text) > 200:  # keep the caret on screen: a window around the position
+                lo = max(0, (col or 0) - 100)
+                text, col = ("..." if lo else "") + text[lo:lo + 200], None if col is None else col - lo + (3 if lo else 0)
+            lines.append("  " + text)
+            if col is not None:
+                lines.append("  " + " " * col + "^")
+        if self.expected:
+            lines.append(f"expected {self.expected}")
+        return "\n".join(lines)
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.expression, self.position, self.expected))
+
+
+class RunActiveError(TrackhooksError, RuntimeError):
+    """Deleting a run whose process is still alive (finish or stop it first)."""
+
+
 def short_repr(value: object, limit: int = 80) -> str:
     """repr() that never raises and never floods a message."""
     try:

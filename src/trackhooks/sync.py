@@ -420,7 +420,7 @@ def sync(store: Store, uri: str, runs: Iterable[str] | None = None) -> list[dict
     ``checkpoints``, ``status``) or ``error``.
     """
     target = make_target(uri)
-    ids = [store.run(r).id for r in runs] if runs else [r.id for r in store.runs()]
+    ids = [store.run(r).id for r in runs] if runs else [r.id for r in store.runs(archived=True)]
     reports: list[dict[str, Any]] = []
     try:
         for run_id in ids:

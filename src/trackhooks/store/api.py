@@ -13,6 +13,7 @@ import json
 from typing import Any, Hashable, Iterable, Sequence
 
 from ..errors import AmbiguousRunError, RunNotFoundError
+from .querying import QueryMethods
 from .records import ArtifactRecord, CheckpointRecord, DatasetRecord, MediaRecord, RunRecord
 from .status import effective_status
 
@@ -52,7 +53,7 @@ def _param_decoder():
     return decode
 
 
-class Store:
+class Store(QueryMethods):
     """Read access to a store. Safe to use while other processes write to it.
 
     ``Store(uri)`` opens the engine for ``uri`` like :func:`trackhooks.open_store` (without its
@@ -131,16 +132,6 @@ class Store:
             tags.setdefault(rid, {})[k] = v
         # system info stays JSON text until a record's .system is read
         return [RunRecord(self, r, params.get(r[0], {}), tags.get(r[0], {})) for r in rows]
-
-    def runs(self, experiment: str | None = None, status: str | None = None) -> list[RunRecord]:
-        """Runs, oldest first, optionally of one experiment and/or one (effective) status."""
-        if experiment is not None:
-            recs = self._select("WHERE experiment=?", (experiment,))
-        else:
-            recs = self._select()
-        if status is not None:
-            recs = [r for r in recs if r.status == status]
-        return recs
 
     def run(self, run_id: str) -> RunRecord:
         """The run with this id, or the only run whose id starts with this prefix."""

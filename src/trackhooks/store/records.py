@@ -275,5 +275,21 @@ class RunRecord:
     def children(self) -> list["RunRecord"]:
         return self._store._select("WHERE parent_id=?", (self.id,))
 
+    def metrics_frame(self, keys: "str | list[str] | None" = None) -> Any:
+        """Every point of this run's metrics (or of ``keys``) as a pandas DataFrame: one row per
+        point, logging order per key; columns key, step, epoch, value, timestamp."""
+        return self._store._metrics_frame([self.id], keys, with_run_id=False)
+
+    def plot(self, keys: "str | list[str] | None" = None, *, x: str = "step", ax: Any = None) -> Any:
+        """Draw metrics (default: all but system/*) against step, epoch or time with matplotlib."""
+        from .notebook import plot
+
+        return plot(self, keys, x=x, ax=ax)
+
+    def _repr_html_(self) -> str:
+        from .notebook import run_html
+
+        return run_html(self)
+
     def __repr__(self) -> str:
         return f"RunRecord({self.id[:8]}, experiment={self.experiment!r}, name={self.name!r}, status={self.status!r})"

@@ -26,6 +26,7 @@ from typing import Any, Hashable, Sequence
 
 from ..errors import StoreError
 from ..sink import Batch, Sink
+from .housekeeping import SQLiteHousekeeping
 from .api import Store
 from .records import NO_EPOCH, NO_EPOCH_BYTES, pack
 
@@ -550,7 +551,7 @@ def artifact_path(store_path: str, sha256: str) -> str:
     return os.path.join(store_path, "artifacts", sha256[:2], sha256)
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteHousekeeping, Store):
     """The read API over a local store directory (one SQLite connection per thread)."""
 
     engine = "sqlite"
@@ -595,6 +596,13 @@ class SQLiteStore(Store):
             return super()._select(where, args, limit=limit)
         except sqlite3.OperationalError as exc:
             raise StoreError(f"cannot read store {self.path}: {exc}") from exc
+
+    def _readonly_query(self, sql: str, limit: int, timeout_s: float):
+        from .readonly import sqlite_query
+
+        if not os.path.exists(self.db_path):
+            init_store(self.path)
+        return sqlite_query(self.db_path, sql, killed_ids=self._killed_ids(), limit=limit, timeout_s=timeout_s)
 
     def _known_file(self, sha256: str) -> str | None:
         return artifact_path(self.path, sha256)

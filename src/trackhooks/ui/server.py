@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import summaries as sm
 from ..report import downsample_indices
-from ..errors import AmbiguousRunError, RunNotFoundError
+from ..errors import AmbiguousRunError, QueryError, RunNotFoundError
 from ..store import RunRecord, Store, open_store
 from .media import media_routes
 
@@ -79,10 +79,21 @@ class UIStore:
 
     def list_runs(self, *, experiment: str | None, status: str | None, q: str | None, sort: str, order: str,
                   offset: int, limit: int, top_level: bool, metrics: list[str] | None,
-                  params: list[str] | None) -> dict[str, Any]:
+                  params: list[str] | None, where: str | None = None, archived: bool = False) -> dict[str, Any]:
         t0 = time.perf_counter()
         rows = self.rows()
         experiments = sorted({r["experiment"] for r in rows})
+        n_archived = sum(1 for r in rows if r["archived"])
+        if not archived:
+            rows = [r for r in rows if not r["archived"]]
+        if where:
+            # the where language is compiled to SQL by the store (a QueryError becomes a 400 with
+            # the caret message); the listing keeps its own sorting and paging
+            try:
+                matching = set(self.store.run_ids(where=where, archived=True))
+            except QueryError as exc:
+                raise HTTPException(400, str(exc)) from None
+            rows = [r for r in rows if r["id"] in matching]
         if top_level:
             rows = [r for r in rows if r["parent_id"] is None]
         if experiment:
@@ -142,6 +153,7 @@ class UIStore:
                 r["metrics"] = {k: _num(metric_vals.get((r["id"], k))) for k in metrics}
                 r["params"] = {k: sm.jsonable(param_vals.get(r["id"], {}).get(k)) for k in params}
         return {"total": total, "offset": offset, "limit": limit, "runs": page, "experiments": experiments,
+                "archived_hidden": 0 if archived else n_archived,
                 "metric_columns": metrics, "param_columns": params or [], "query_ms": (time.perf_counter() - t0) * 1000,
                 "n_all": len(ids)}
 
@@ -271,7 +283,8 @@ def create_app(store: "str | os.PathLike | Store | None" = None, token: str | No
             experiment=qp.get("experiment") or None, status=qp.get("status") or None, q=qp.get("q") or None,
             sort=qp.get("sort") or "start_time", order="asc" if qp.get("order") == "asc" else "desc",
             offset=_int(request, "offset", 0), limit=_int(request, "limit", PAGE_SIZE, 1, 1000),
-            top_level=qp.get("all") != "1", metrics=_list(request, "metrics"), params=_list(request, "params")))
+            top_level=qp.get("all") != "1", metrics=_list(request, "metrics"), params=_list(request, "params"),
+            where=qp.get("where") or None, archived=qp.get("archived") == "1"))
 
     async def api_run(request: Request) -> Response:
         return _json(ui.run_detail(request.path_params["run_id"]))

@@ -5,7 +5,7 @@
   var app = document.getElementById("app");
   var PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#dc2626", "#7c3aed", "#0891b2", "#ca8a04", "#db2777",
                  "#4b5563", "#65a30d"];
-  var state = { sort: "start_time", order: "desc", offset: 0, q: "", experiment: "", status: "",
+  var state = { sort: "start_time", order: "desc", offset: 0, q: "", where: "", archived: false, experiment: "", status: "",
                 selected: {}, x: "step", log: false, smooth: 0, sysx: "wall" };
   // system/* metrics (CPU, memory, GPU samples) have their own section and x axis (wall time by default)
   function isSystem(k) { return k.slice(0, 7) === "system/"; }
@@ -71,17 +71,36 @@
       return el("option", { value: s, text: s || "any status" });
     }));
     st.value = state.status;
+    // the where language of the API and CLI (docs/api.md), applied on Enter; errors show the caret
+    var wh = el("input", { type: "search", id: "where", size: 48, spellcheck: "false",
+      placeholder: "where: params.lr < 1e-3 and min(metrics.val_loss) < 0.3" });
+    wh.value = state.where;
+    var arch = el("input", { type: "checkbox", id: "archived" });
+    arch.checked = state.archived;
+    var archLabel = el("label", { class: "muted", text: " archived" });
+    archLabel.insertBefore(arch, archLabel.firstChild);
     var cmp = el("button", { class: "primary", id: "compare", text: "Compare selected" });
-    tb.appendChild(q); tb.appendChild(exp); tb.appendChild(st); tb.appendChild(cmp);
+    tb.appendChild(q); tb.appendChild(wh); tb.appendChild(exp); tb.appendChild(st); tb.appendChild(archLabel);
+    tb.appendChild(cmp);
     var info = el("span", { class: "muted", id: "runs-info" });
     tb.appendChild(info);
     app.appendChild(tb);
+    var whereError = el("pre", { class: "error", id: "where-error" });
+    whereError.hidden = true;
+    app.appendChild(whereError);
     var table = el("table", { id: "runs" });
     app.appendChild(table);
     var pager = el("div", { class: "pager" });
     app.appendChild(pager);
     var typing;
     q.addEventListener("input", function () { clearTimeout(typing); typing = setTimeout(function () { state.q = q.value; state.offset = 0; load(); }, 200); });
+    wh.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter") { state.where = wh.value.trim(); state.offset = 0; load(); }
+    });
+    wh.addEventListener("search", function () {  // the clear button of a search field
+      if (!wh.value && state.where) { state.where = ""; state.offset = 0; load(); }
+    });
+    arch.addEventListener("change", function () { state.archived = arch.checked; state.offset = 0; load(); });
     exp.addEventListener("change", function () { state.experiment = exp.value; state.offset = 0; load(); });
     st.addEventListener("change", function () { state.status = st.value; state.offset = 0; load(); });
     cmp.addEventListener("click", function () {
@@ -98,7 +117,16 @@
       if (state.q) p.set("q", state.q);
       if (state.experiment) p.set("experiment", state.experiment);
       if (state.status) p.set("status", state.status);
-      return api("/api/runs?" + p).then(function (data) { render(data); }).catch(showError);
+      if (state.where) p.set("where", state.where);
+      if (state.archived) p.set("archived", "1");
+      return api("/api/runs?" + p).then(function (data) {
+        whereError.hidden = true;
+        render(data);
+      }).catch(function (err) {
+        if (!state.where) return showError(err);
+        whereError.textContent = String(err.message || err);  // the expression with a caret
+        whereError.hidden = false;
+      });
     }
     function header(label, key) {
       var th = el("th", { text: label, "data-sort": key });
@@ -117,7 +145,8 @@
         data.experiments.forEach(function (e) { exp.appendChild(el("option", { value: e, text: e })); });
       }
       exp.value = state.experiment;
-      info.textContent = data.total + " run" + (data.total === 1 ? "" : "s") + " (" + data.query_ms.toFixed(0) + " ms)";
+      info.textContent = data.total + " run" + (data.total === 1 ? "" : "s") + " (" + data.query_ms.toFixed(0) + " ms)" +
+        (data.archived_hidden ? ", " + data.archived_hidden + " archived hidden" : "");
       table.textContent = "";
       var head = el("tr", null, [el("th", { text: "" }), header("id", "id"), header("name", "name"),
         header("experiment", "experiment"), header("status", "status"), header("start", "start_time"),

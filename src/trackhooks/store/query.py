@@ -77,7 +77,7 @@ DIALECTS: dict[str, dict[str, str]] = {
         "like": "{x} LIKE {pattern} ESCAPE '\\'",
         "ilike": "{x} ILIKE {pattern} ESCAPE '\\'",
         "json_list": "(SELECT json_array_elements_text(CAST({list} AS json)))",
-        "false": "FALSE",
+        "false": "0",  # archived is an integer column on every engine
         "tiebreak": "r.id",
     },
 }

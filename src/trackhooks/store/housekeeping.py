@@ -213,17 +213,26 @@ class SQLiteHousekeeping:
         except FileNotFoundError:
             subdirs = []
         for sub in subdirs:
-            for e in os.scandir(sub.path):
-                if not e.is_file(follow_symlinks=False):
-                    continue
+            try:
+                entries = list(os.scandir(sub.path))
+            except FileNotFoundError:
+                continue
+            for e in entries:
                 name = e.name
-                if name.endswith(".tmp"):
+                tmp = name.endswith(".tmp")
+                if not tmp and name in refs:
+                    continue
+                try:
+                    if not e.is_file(follow_symlinks=False):
+                        continue
                     st = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # a writer's temporary copy renamed into place meanwhile
+                if tmp:
                     if now - st.st_mtime > TMP_GRACE_S:
                         candidates.append((e.path, "", st.st_size))
-                    continue
-                if name not in refs:
-                    candidates.append((e.path, name, e.stat(follow_symlinks=False).st_size))
+                else:
+                    candidates.append((e.path, name, st.st_size))
         if dry_run:
             return GcResult(sum(c[2] for c in candidates), [c[0] for c in candidates], True)
         freed, removed = 0, []

@@ -113,6 +113,13 @@ def test_core_micro_tiny():
     assert _ok(rows, "dataset hash: log_dataset + flush")["records"] == 1
 
 
+def test_autolog_workload_tiny():
+    configs = ["autolog(): import + autolog() vs import", "autolog(): sklearn fit script vs untracked"]
+    rows = _run_workload("autolog_bench.py", configs)
+    for r in rows:
+        assert r["status"] == "ok" and r["unit"] == "×" and r["baseline_ms"] > 0 and r["tracked_ms"] > 0, r
+
+
 def test_harness_end_to_end_writes_report(tmp_path):
     out = tmp_path / "RESULTS.md"
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"), "--only", "datasets", "--size", "tiny",
@@ -185,7 +192,7 @@ def test_report_micro_ratio_targets():
 
 
 @pytest.mark.parametrize("script", ["core_micro.py", "lightning_bench.py", "keras_bench.py", "xgboost_bench.py",
-                                    "sklearn_bench.py", "media_bench.py", "team_store.py"])
+                                    "sklearn_bench.py", "media_bench.py", "team_store.py", "autolog_bench.py"])
 def test_workload_lists_the_configs_the_harness_uses(script):
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "workloads", script), "--list"], capture_output=True,
                           text=True, timeout=60, env=_env())

@@ -160,6 +160,7 @@ class Writer:
         self._last_heartbeat = time.time()
         self.pid = os.getpid()
         self.sampler = None  # sysmetrics.SystemSampler, made when a run asks for system metrics
+        self._samples: list = []  # samples taken this cycle, recorded by the next _process
         self._consoles: dict[str, Any] = {}  # run_id -> console.ConsoleLog of the capturing runs
         self.media_bytes = 0  # approximate bytes of media copies in the buffer (bounded memory)
         self._media_lock = threading.Lock()  # callers on several threads add, the writer subtracts
@@ -277,7 +278,7 @@ class Writer:
         buf = self.buffer
         while True:
             n = len(buf)
-            if n == 0 and not self._retry_due():
+            if n == 0 and not self._samples and not self._retry_due():
                 break
             entries = [buf.popleft() for _ in range(n)]
             flushes = self._process(entries)
@@ -305,9 +306,11 @@ class Writer:
             self._heartbeat(now)
 
     def _sample(self, sampler) -> None:
+        # kept apart and recorded first by the next _process: appended to the buffer they would
+        # land after a finish already waiting there, behind the finish's own last sample
         for st, values, step, ts in sampler.due(time.time()):
             if values and not st.finished:
-                self.buffer.append((OP_METRICS, st, values, step, None, ts))
+                self._samples.append((st, values, step, ts))
 
     @staticmethod
     def _add_sample(batch: Batch, st: RunState, values: dict, step: int, ts: float) -> None:
@@ -385,6 +388,13 @@ class Writer:
         # entries (200 000 prints are 200 000 entries): before a run starts or stops capturing, and
         # at the end
         printed: list = []
+        if self._samples:
+            samples, self._samples = self._samples, []
+            for st, values, step, ts in samples:
+                batch = batches.get(st.channel)
+                if batch is None:
+                    batch = batches[st.channel] = Batch(store=getattr(st.channel.sinks[0], "path", None))
+                self._add_sample(batch, st, values, step, ts)
         for entry in entries:
             op = entry[0]
             if op == OP_CONSOLE:

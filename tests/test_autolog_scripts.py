@@ -113,7 +113,6 @@ def test_xgboost_call_forms(tmp_path):
                     ("xgboost", "XGBClassifier", "sklearn", None, "finished")], runs
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 4 (nested searches across integrations) is built separately")
 def test_search_over_an_xgboost_estimator(tmp_path):
     pytest.importorskip("xgboost")
     runs = _compare(SEARCH_OVER_XGBOOST, tmp_path)

@@ -263,7 +263,7 @@ def pg(store):
     conn.execute(f"SET search_path TO {schema}")
     conn.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, experiment TEXT, name TEXT, status TEXT, parent_id TEXT, "
                  "start_time DOUBLE PRECISION, end_time DOUBLE PRECISION, pid INTEGER, host TEXT, pid_start BIGINT, "
-                 "heartbeat DOUBLE PRECISION, system TEXT, note TEXT, archived BOOLEAN NOT NULL DEFAULT FALSE)")
+                 "heartbeat DOUBLE PRECISION, system TEXT, note TEXT, archived INTEGER NOT NULL DEFAULT 0)")
     conn.execute("CREATE TABLE params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key))")
     conn.execute("CREATE TABLE tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key))")
     conn.execute("CREATE TABLE metric_keys (id SERIAL PRIMARY KEY, run_id TEXT, key TEXT, n INTEGER, last_step BIGINT, "
@@ -272,7 +272,7 @@ def pg(store):
     with conn.cursor() as cur:
         for r in src.execute("SELECT id, experiment, name, status, parent_id, start_time, end_time, pid, host, "
                              "pid_start, heartbeat, system, note, archived FROM runs"):
-            cur.execute("INSERT INTO runs VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", r[:-1] + (bool(r[-1]),))
+            cur.execute("INSERT INTO runs VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", tuple(r))
         for table in ("params", "tags"):
             cur.executemany(f"INSERT INTO {table} VALUES (%s,%s,%s)",
                             src.execute(f"SELECT run_id, key, value FROM {table}").fetchall())

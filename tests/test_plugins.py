@@ -328,9 +328,10 @@ def test_lazy_autolog_failure_warns_and_the_import_succeeds(tmp_path, monkeypatc
     pm.register(BrokenLazyIntegration(), name="fake-broken")
     try:
         trackhooks.autolog("fake-broken")
-        with pytest.warns(RuntimeWarning, match="fake-broken.*thfake_fw_bad.*cannot patch"):
+        with pytest.warns(RuntimeWarning, match="fake-broken.*thfake_fw_bad.*cannot patch") as caught:
             import thfake_fw_bad
         assert thfake_fw_bad.VALUE == 2
+        assert caught[0].filename == __file__  # at the import statement
     finally:
         pm.unregister(name="fake-broken")
         sys.modules.pop("thfake_fw_bad", None)

@@ -40,9 +40,12 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'trackhooks' has no attribute {name!r}")
-    import importlib
+    import sys
 
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    # __import__, not importlib.import_module: the importlib package (and warnings with it) is not
+    # loaded at interpreter start, and ``trackhooks.autolog`` must cost next to nothing
+    __import__(f"{__name__}.{module}")
+    value = getattr(sys.modules[f"{__name__}.{module}"], name)
     globals()[name] = value
     return value
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import _thread
 import os
 import sys
-import warnings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -115,8 +114,7 @@ def _discover() -> dict[str, _Plugin]:
         try:
             obj = _load(value)
         except Exception as exc:  # a broken third-party plugin must not break tracking
-            warnings.warn(f"trackhooks: plugin {name!r} ({value}) failed to load: {exc}", RuntimeWarning,
-                          stacklevel=3)
+            _warn(f"trackhooks: plugin {name!r} ({value}) failed to load: {exc}", 4)
             continue
         fn = _impl(obj, "trackhooks_autolog")
         if fn is not None:
@@ -141,16 +139,21 @@ def _modules_of(name: str, fn: "Callable[..., Any] | None") -> "tuple[str, ...] 
             raise ValueError(f"not top-level module names: {modules!r}")
         return modules
     except Exception as exc:
-        warnings.warn(f"trackhooks: plugin {name!r}: trackhooks_autolog_modules failed ({exc}); it is enabled "
-                      f"at once", RuntimeWarning, stacklevel=4)
+        _warn(f"trackhooks: plugin {name!r}: trackhooks_autolog_modules failed ({exc}); it is enabled at once", 5)
         return None
 
 
-def _load(value: str) -> object:
-    import importlib
+def _warn(message: str, stacklevel: int) -> None:
+    import warnings  # not imported at interpreter start: only on this rare path
 
+    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+
+
+def _load(value: str) -> object:
     module, _, attr = value.partition(":")
-    obj: object = importlib.import_module(module.strip())
+    module = module.strip()
+    __import__(module)  # not importlib.import_module: the importlib package is not loaded at start
+    obj: object = sys.modules[module]
     for part in filter(None, attr.strip().split(".")):
         obj = getattr(obj, part)
     return obj
@@ -286,5 +289,5 @@ def _imported(module: str) -> None:
         try:
             fn(options=dict(options))
         except Exception as exc:
-            warnings.warn(f"trackhooks: autolog({name!r}) failed when {module!r} was imported, {name} runs are "
-                          f"not recorded: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+            _warn(f"trackhooks: autolog({name!r}) failed when {module!r} was imported, {name} runs are "
+                  f"not recorded: {type(exc).__name__}: {exc}", 4)  # the importing line

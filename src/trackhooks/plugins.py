@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import _thread
-import importlib
 import os
-import warnings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,6 +28,9 @@ def disabled_plugins() -> set[str]:
 def make_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:
     # imported here: pluggy (with importlib.metadata) costs more than the interpreter start, and
     # trackhooks.autolog() reads this module without ever building a manager
+    import importlib
+    import warnings
+
     import pluggy
 
     from . import hookspecs

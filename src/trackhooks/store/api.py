@@ -9,12 +9,21 @@ the UI and ``sync`` use the public methods below and never see SQL.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Hashable, Iterable, Sequence
+TYPE_CHECKING = False  # typing (and the re it loads) is not imported at run time: see benchmarks/README.md
+if TYPE_CHECKING:
+    from typing import Any, Hashable, Iterable, Sequence
 
 from ..errors import AmbiguousRunError, RunNotFoundError
 from .records import ArtifactRecord, CheckpointRecord, DatasetRecord, MediaRecord, RunRecord
 from .status import effective_status
+
+
+def _loads(text: str) -> Any:
+    # json (and the re it imports) is loaded by the first read, not with the write path
+    global _loads
+    from json import loads as _loads
+
+    return _loads(text)
 
 RUN_COLUMNS = ("id, experiment, name, status, parent_id, start_time, end_time, pid, host, pid_start, heartbeat, "
                "system, note, archived")
@@ -104,13 +113,13 @@ class Store:
                               args)
             trow = self._rows(f"SELECT run_id, key, value FROM tags WHERE run_id IN ({sub}) ORDER BY run_id, key", args)
         for rid, k, v in prow:
-            params.setdefault(rid, {})[k] = json.loads(v)
+            params.setdefault(rid, {})[k] = _loads(v)
         for rid, k, v in trow:
             tags.setdefault(rid, {})[k] = v
         out = []
         for r in rows:
             r = list(r)
-            r[11] = json.loads(r[11]) if r[11] else {}
+            r[11] = _loads(r[11]) if r[11] else {}
             out.append(RunRecord(self, tuple(r), params.get(r[0], {}), tags.get(r[0], {})))
         return out
 
@@ -172,7 +181,7 @@ class Store:
 
     def param_values(self, key: str) -> dict[str, Any]:
         """run id -> value of one param, for every run that has it."""
-        return {rid: json.loads(v) for rid, v in self._rows("SELECT run_id, value FROM params WHERE key=?", (key,))}
+        return {rid: _loads(v) for rid, v in self._rows("SELECT run_id, value FROM params WHERE key=?", (key,))}
 
     def metric_last_values(self, key: str) -> dict[str, float | None]:
         """run id -> last value of one metric (None where it was NaN), for every run that has it."""
@@ -188,7 +197,7 @@ class Store:
         for chunk in _chunks(run_ids):
             for rid, k, v in self._rows(
                     f"SELECT run_id, key, value FROM params WHERE run_id IN ({','.join('?' * len(chunk))})", chunk):
-                out.setdefault(rid, {})[k] = json.loads(v)
+                out.setdefault(rid, {})[k] = _loads(v)
         return out
 
     def metric_summaries_of(self, run_ids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -247,7 +256,7 @@ class Store:
         rows = self._rows(
             "SELECT path, step, epoch, metrics, best, sha256, size, monitor, mode, deleted, time FROM checkpoints "
             "WHERE run_id=? ORDER BY id", (run_id,))
-        return [CheckpointRecord(p, s, e, json.loads(m), bool(b), sha, size, mon, mode, bool(d), t)
+        return [CheckpointRecord(p, s, e, _loads(m), bool(b), sha, size, mon, mode, bool(d), t)
                 for p, s, e, m, b, sha, size, mon, mode, d, t in rows]
 
     def _artifacts(self, run_id: str, name: str | None = None) -> list[ArtifactRecord]:
@@ -267,7 +276,7 @@ class Store:
         rows = self._rows(
             "SELECT name, context, digest, schema, n_rows, source, sampled, time FROM datasets WHERE run_id=? "
             "ORDER BY time, name", (run_id,))
-        return [DatasetRecord(n, c, d, json.loads(s), r, src, bool(sm), t) for n, c, d, s, r, src, sm, t in rows]
+        return [DatasetRecord(n, c, d, _loads(s), r, src, bool(sm), t) for n, c, d, s, r, src, sm, t in rows]
 
     def _media_keys(self, run_id: str) -> list[str]:
         return [r[0] for r in self._rows("SELECT DISTINCT key FROM media WHERE run_id=? ORDER BY key", (run_id,))]
@@ -275,7 +284,7 @@ class Store:
     def _media(self, run_id: str, key: str) -> list[MediaRecord]:
         rows = self._rows("SELECT kind, step, epoch, time, data, sha256, ext, width, height FROM media "
                           "WHERE run_id=? AND key=? ORDER BY id", (run_id, key))
-        return [MediaRecord(key, kind, step, epoch, t, json.loads(data) if data else {}, sha, ext, w, h, self)
+        return [MediaRecord(key, kind, step, epoch, t, _loads(data) if data else {}, sha, ext, w, h, self)
                 for kind, step, epoch, t, data, sha, ext, w, h in rows]
 
     def _media_counts(self, run_id: str) -> dict[str, int]:

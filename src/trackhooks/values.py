@@ -12,7 +12,9 @@ import operator
 import os
 import stat
 from collections.abc import Mapping
-from typing import Any
+TYPE_CHECKING = False  # typing (and the re it loads) is not imported at run time: see benchmarks/README.md
+if TYPE_CHECKING:
+    from typing import Any
 
 from .errors import (
     InvalidKeyError,

@@ -12,17 +12,17 @@ caller carry on.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import math
 import os
-import signal
 import sqlite3
 import sys
 import threading
 import time
 import warnings
 from collections import deque
-from typing import Any
+TYPE_CHECKING = False  # typing (and the re it loads) is not imported at run time: see benchmarks/README.md
+if TYPE_CHECKING:
+    from typing import Any
 
 from .sink import (
     ArtifactEvent,
@@ -36,6 +36,13 @@ from .sink import (
     StatusEvent,
 )
 from .values import INT64_MAX, convert_metric_value
+
+try:
+    # the C half of ``signal``: the Python module wraps it in enums (importing enum), a few ms of
+    # the first start_run of a process; handlers and numbers are the same
+    import _signal as signal
+except ImportError:  # pragma: no cover - interpreters without it
+    import signal  # type: ignore[no-redef]
 
 # operation codes of buffer entries (tuples; first field is the op, second the RunState)
 OP_METRICS = 0  # (op, state, {key: value}, step, epoch, ts)
@@ -96,6 +103,8 @@ class RunState:
 
 def file_digest(path: str) -> tuple[str, int]:
     """sha256 and size of a file, or of a directory (its sorted relative paths and contents)."""
+    import hashlib  # not at module level: OpenSSL's loading is a few ms of the first start_run
+
     h = hashlib.sha256()
     size = 0
     if os.path.isdir(path):
@@ -297,6 +306,8 @@ class Writer:
                         with open(source, "rb") as f:
                             data = f.read()
                     if data is not None:
+                        import hashlib
+
                         sha, size = hashlib.sha256(data).hexdigest(), len(data)
                     else:
                         sha, size = file_digest(source)

@@ -47,6 +47,9 @@ class Workload:
     # micro workloads in fork mode: configs that share one pre-imported parent (a peer's import is
     # paid once per group, and a peer's modules never sit in the parent of trackhooks' measurements)
     fork_groups: list[list[str]] | None = None
+    # a new interpreter per measurement even in --quick/--fork mode: what is measured is the cost of
+    # a tracker in a process that runs one short fit (its first start_run, writer start-up, finish)
+    spawn: bool = False
 
 
 _LIGHTNING = ["none", "trackhooks", "CSVLogger", "TensorBoardLogger", "MLFlowLogger(sqlite)", "MLFlowLogger(file)",
@@ -70,11 +73,17 @@ WORKLOADS = [
              ["none", "trackhooks", "trackhooks autolog", "CSVLogger", "mlflow.keras.autolog"]),
     Workload("xgboost", "XGBoost: binary:logistic on 5000x20, one eval set", "xgboost_bench.py",
              ["none", "trackhooks", "trackhooks autolog", "mlflow.xgboost.autolog"]),
+    Workload("xgboost-1fit", "XGBoost: one short fit per fresh interpreter (300 rounds, nthread=1)", "xgboost_bench.py",
+             ["none", "trackhooks", "trackhooks autolog", "mlflow.xgboost.autolog"], args=["--one-fit"], spawn=True),
     Workload("sklearn", "scikit-learn: GridSearchCV (20 candidates x 3 folds) + one small fit", "sklearn_bench.py",
              ["none", "trackhooks autolog", "trackhooks track()", "mlflow.sklearn.autolog(log_models=False)",
               "mlflow.sklearn.autolog()"],
              quick_configs=["none", "trackhooks autolog", "trackhooks track()",
                             "mlflow.sklearn.autolog(log_models=False)"]),
+    Workload("sklearn-tree96", "scikit-learn: GridSearchCV of a small tree on digits (96 candidates x 3 folds), "
+             "a child run per candidate", "sklearn_bench.py",
+             ["none", "trackhooks autolog", "trackhooks track()", "mlflow.sklearn.autolog(log_models=False)"],
+             args=["--search", "tree96"]),
 ]
 
 # micro rows with a target: config -> (target text, predicate on the median value)
@@ -156,7 +165,7 @@ def measure_workload(w: Workload, size: str, repeats: int, fork: bool, timeout: 
     script = os.path.join(WORKLOADS_DIR, w.script)
     configs = w.configs
     base = [sys.executable, script, "--size", size, *w.args]
-    if fork and (w.kind == "framework" or w.fork_groups):
+    if fork and not w.spawn and (w.kind == "framework" or w.fork_groups):
         groups = [configs] if w.kind == "framework" else [[c for c in g if c in configs] for g in w.fork_groups]
         rows = []
         for group in [g for g in groups if g]:
@@ -440,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for w in chosen:
         if a.quick and w.quick_configs:
-            w = Workload(w.key, w.title, w.script, w.quick_configs, w.kind, w.args)
+            w = Workload(w.key, w.title, w.script, w.quick_configs, w.kind, w.args, spawn=w.spawn)
         log(f"== {w.key} ({size}, {repeats} repeats)")
         t = time.time()
         rows = measure_workload(w, size, repeats, fork, a.timeout, log)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import threading
 import warnings
 
@@ -34,9 +35,7 @@ def make_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManag
         pm.register(importlib.import_module(modname), name=name)
     disabled = disabled_plugins()
     if load_entry_points:
-        from importlib.metadata import entry_points
-
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        for ep in _entry_points():
             if ep.name in disabled or pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
                 continue
             try:
@@ -51,6 +50,85 @@ def make_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManag
             pm.unregister(plugin)
         pm.set_blocked(name)
     return pm
+
+
+class _EntryPoint:
+    """What the plugin manager uses of an ``importlib.metadata.EntryPoint``, rebuilt from the cache."""
+
+    __slots__ = ("name", "value")
+
+    def __init__(self, name: str, value: str):
+        self.name, self.value = name, value
+
+    def load(self):
+        module, _, attrs = self.value.partition("[")[0].partition(":")
+        obj = importlib.import_module(module.strip())
+        for attr in filter(None, attrs.strip().split(".")):
+            obj = getattr(obj, attr)
+        return obj
+
+
+def _installed_state() -> list:
+    """What decides the entry points: each sys.path entry's mtime, and its .egg-info entry points.
+
+    Installing, removing, upgrading or reinstalling a package creates, deletes or renames a
+    .dist-info directory, which changes the mtime of the directory holding it; an .egg-info (an old
+    develop install) can be rewritten in place, so its entry_points.txt is looked at itself. One
+    stat and one listing per path entry, ~1 ms, against tens of ms for importlib.metadata's scan,
+    which reads and parses the metadata of every distribution (hundreds in an ML environment).
+    """
+    state: list = [sys.version]
+    for entry in sys.path:
+        path = entry or "."
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            state.append((entry, None))
+            continue
+        eggs = []
+        try:
+            for n in sorted(n for n in os.listdir(path) if n.endswith(".egg-info")):
+                try:
+                    eggs.append((n, os.stat(os.path.join(path, n, "entry_points.txt")).st_mtime_ns))
+                except OSError:
+                    eggs.append((n, None))
+        except OSError:  # a zip file: its mtime says it all
+            pass
+        state.append((entry, mtime, eggs))
+    return state
+
+
+def _entry_points() -> list:
+    """The ``trackhooks`` entry points, from a cache keyed by the installed state when it is current."""
+    import hashlib
+    import json
+
+    cache_dir = os.environ.get("TRACKHOOKS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "trackhooks")
+    try:
+        key = hashlib.sha256(json.dumps(_installed_state()).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    except Exception:
+        key = None
+    path = os.path.join(cache_dir, f"entry-points-{ENTRY_POINT_GROUP}-{key}.json")
+    if key is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return [_EntryPoint(n, v) for n, v in json.load(f)]
+        except (OSError, ValueError, TypeError):
+            pass
+    from importlib.metadata import entry_points
+
+    found = [(ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    if key is not None:
+        try:  # best effort: a read-only home only means scanning again next time
+            os.makedirs(cache_dir, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(found, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return [_EntryPoint(n, v) for n, v in found]
 
 
 def plugin_manager() -> pluggy.PluginManager:

@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 import threading
+import time
 import warnings
 
 import pluggy
@@ -113,7 +114,10 @@ def _entry_points() -> list:
     if key is not None:
         try:
             with open(path, encoding="utf-8") as f:
-                return [_EntryPoint(n, v) for n, v in json.load(f)]
+                found = [_EntryPoint(n, v) for n, v in json.load(f)]
+            if time.time() - os.stat(path).st_mtime > 86400:
+                os.utime(path)  # still in use: keep it
+            return found
         except (OSError, ValueError, TypeError):
             pass
     from importlib.metadata import entry_points
@@ -126,6 +130,12 @@ def _entry_points() -> list:
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(found, f)
             os.replace(tmp, path)
+            # one file per installed state (per venv, per sys.path): forget states unused for a month
+            cutoff = time.time() - 30 * 86400
+            for name in os.listdir(cache_dir):
+                old = os.path.join(cache_dir, name)
+                if name.startswith("entry-points-") and os.stat(old).st_mtime < cutoff:
+                    os.unlink(old)
         except OSError:
             pass
     return [_EntryPoint(n, v) for n, v in found]

@@ -70,65 +70,69 @@ class _EntryPoint:
 
 
 def _installed_state() -> list:
-    """What decides the entry points: each sys.path entry's mtime, and its .egg-info entry points.
+    """What decides the entry points: the distributions on sys.path and their entry_points.txt.
 
-    Installing, removing, upgrading or reinstalling a package creates, deletes or renames a
-    .dist-info directory, which changes the mtime of the directory holding it; an .egg-info (an old
-    develop install) can be rewritten in place, so its entry_points.txt is looked at itself. One
-    stat and one listing per path entry, ~1 ms, against tens of ms for importlib.metadata's scan,
-    which reads and parses the metadata of every distribution (hundreds in an ML environment).
+    Installing, removing or upgrading a package adds, removes or renames a .dist-info (or .egg-info)
+    directory; reinstalling one or rewriting an .egg-info in place changes its entry_points.txt's
+    mtime. One listing per path entry and one stat per distribution (~1 ms), against tens of ms for
+    importlib.metadata's scan, which reads and parses the metadata of every distribution. The
+    directories' own mtimes are not used: a script's directory changes whenever a file is written.
     """
     state: list = [sys.version]
     for entry in sys.path:
         path = entry or "."
         try:
-            mtime = os.stat(path).st_mtime_ns
-        except OSError:
-            state.append((entry, None))
+            names = sorted(n for n in os.listdir(path) if n.endswith((".dist-info", ".egg-info")))
+        except OSError:  # a zip file (its mtime says it all), or nothing
+            try:
+                state.append((entry, os.stat(path).st_mtime_ns))
+            except OSError:
+                state.append((entry, None))
             continue
-        eggs = []
-        try:
-            for n in sorted(n for n in os.listdir(path) if n.endswith(".egg-info")):
-                try:
-                    eggs.append((n, os.stat(os.path.join(path, n, "entry_points.txt")).st_mtime_ns))
-                except OSError:
-                    eggs.append((n, None))
-        except OSError:  # a zip file: its mtime says it all
-            pass
-        state.append((entry, mtime, eggs))
+        dists = []
+        for n in names:
+            try:
+                dists.append((n, os.stat(os.path.join(path, n, "entry_points.txt")).st_mtime_ns))
+            except OSError:
+                dists.append((n, None))
+        state.append((entry, dists))
     return state
 
 
 def _entry_points() -> list:
     """The ``trackhooks`` entry points, from a cache keyed by the installed state when it is current."""
-    import hashlib
     import json
+    import zlib  # not hashlib: loading OpenSSL costs more than the check; the state is compared exactly
 
     cache_dir = os.environ.get("TRACKHOOKS_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "trackhooks")
     try:
-        key = hashlib.sha256(json.dumps(_installed_state()).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        state = repr(_installed_state())
     except Exception:
-        key = None
-    path = os.path.join(cache_dir, f"entry-points-{ENTRY_POINT_GROUP}-{key}.json")
-    if key is not None:
+        state = None
+    path = None
+    if state is not None:
+        key = f"{zlib.crc32(state.encode('utf-8', 'surrogateescape')):08x}{len(state):x}"
+        path = os.path.join(cache_dir, f"entry-points-{ENTRY_POINT_GROUP}-{key}.json")
         try:
             with open(path, encoding="utf-8") as f:
-                found = [_EntryPoint(n, v) for n, v in json.load(f)]
-            if time.time() - os.stat(path).st_mtime > 86400:
-                os.utime(path)  # still in use: keep it
-            return found
-        except (OSError, ValueError, TypeError):
+                cached = json.load(f)
+            if cached["state"] == state:
+                found = [_EntryPoint(n, v) for n, v in cached["entry_points"]]
+                if time.time() - os.stat(path).st_mtime > 86400:
+                    os.utime(path)  # still in use: keep it
+                return found
+        except (OSError, ValueError, TypeError, KeyError):
             pass
     from importlib.metadata import entry_points
 
     found = [(ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)]
-    if key is not None:
+    if path is not None:
         try:  # best effort: a read-only home only means scanning again next time
             os.makedirs(cache_dir, exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(found, f)
+                json.dump({"state": state, "entry_points": found}, f)
             os.replace(tmp, path)
             # one file per installed state (per venv, per sys.path): forget states unused for a month
             cutoff = time.time() - 30 * 86400

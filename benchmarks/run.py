@@ -52,6 +52,9 @@ class Workload:
     per_unit: tuple[str, str, float] | None = None
     ratio_target: float = FRAMEWORK_RATIO_TARGET  # time of a tracked config / the first config
     ratio_on: str = "total"  # or "fit", where setup is the same in every config and would dilute it
+    # a new interpreter per measurement even in --quick/--fork mode: what is measured is the cost of
+    # a tracker in a process that runs one short fit (its first start_run, writer start-up, finish)
+    spawn: bool = False
 
 
 _LIGHTNING = ["none", "trackhooks", "CSVLogger", "TensorBoardLogger", "MLFlowLogger(sqlite)", "MLFlowLogger(file)",
@@ -99,6 +102,8 @@ WORKLOADS = [
              "autolog_bench.py", ["autolog(): import + autolog() vs import", "autolog(): sklearn fit script vs untracked"],
              kind="micro", fork_groups=[["autolog(): import + autolog() vs import",
                                          "autolog(): sklearn fit script vs untracked"]]),
+    Workload("xgboost-1fit", "XGBoost: one short fit per fresh interpreter (300 rounds, nthread=1)", "xgboost_bench.py",
+             ["none", "trackhooks", "trackhooks autolog", "mlflow.xgboost.autolog"], args=["--one-fit"], spawn=True),
     Workload("sklearn", "scikit-learn: GridSearchCV (20 candidates x 3 folds) + one small fit", "sklearn_bench.py",
              ["none", "trackhooks autolog", "trackhooks track()", "mlflow.sklearn.autolog(log_models=False)",
               "mlflow.sklearn.autolog()"],
@@ -113,6 +118,10 @@ WORKLOADS = [
     Workload("media-sklearn-rf", "scikit-learn: RandomForestClassifier(50 trees) on digits, autolog with plots",
              "media_bench.py", ["none (random forest)", "trackhooks autolog (with plots; random forest)"],
              ratio_target=1.10),
+    Workload("sklearn-tree96", "scikit-learn: GridSearchCV of a small tree on digits (96 candidates x 3 folds), "
+             "a child run per candidate", "sklearn_bench.py",
+             ["none", "trackhooks autolog", "trackhooks track()", "mlflow.sklearn.autolog(log_models=False)"],
+             args=["--search", "tree96"]),
 ]
 
 # micro rows with a target: config -> (target text, predicate on the median value)
@@ -209,7 +218,7 @@ def measure_workload(w: Workload, size: str, repeats: int, fork: bool, timeout: 
     script = os.path.join(WORKLOADS_DIR, w.script)
     configs = w.configs
     base = [sys.executable, script, "--size", size, *w.args]
-    if fork and (w.kind == "framework" or w.fork_groups):
+    if fork and not w.spawn and (w.kind == "framework" or w.fork_groups):
         groups = [configs] if w.kind == "framework" else [[c for c in g if c in configs] for g in w.fork_groups]
         rows = []
         for group in [g for g in groups if g]:
@@ -520,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for w in chosen:
         if a.quick and w.quick_configs:
-            w = Workload(w.key, w.title, w.script, w.quick_configs, w.kind, w.args)
+            w = Workload(w.key, w.title, w.script, w.quick_configs, w.kind, w.args, spawn=w.spawn)
         log(f"== {w.key} ({size}, {repeats} repeats)")
         t = time.time()
         rows = measure_workload(w, size, repeats, fork, a.timeout, log)

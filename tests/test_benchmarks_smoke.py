@@ -100,6 +100,27 @@ def test_media_workload_tiny():
         assert row["unit"] == "× arr.copy()" and row["value"] > 0 and row["calls"] == 10
 
 
+def test_xgboost_one_fit_workload_tiny():
+    rows = _run_workload("xgboost_bench.py", ["none", "trackhooks"], "--one-fit")
+    assert _ok(rows, "none")["rounds"] == 5 and _ok(rows, "none")["one_fit"] is True
+    if _installed("trackhooks_xgboost"):
+        assert _ok(rows, "trackhooks")["rounds"] == 5
+
+
+def test_sklearn_tree_search_workload_tiny():
+    rows = _run_workload("sklearn_bench.py", ["none", "trackhooks autolog"], "--search", "tree96")
+    assert _ok(rows, "none")["candidates"] == 4 and _ok(rows, "none")["search"] == "tree96"
+    if _installed("trackhooks_sklearn"):
+        assert _ok(rows, "trackhooks autolog")["candidates"] == 4
+
+
+def test_one_fit_workloads_spawn_in_quick_mode():
+    spawned = {w.key for w in harness.WORKLOADS if w.spawn}
+    assert "xgboost-1fit" in spawned
+    (w,) = [w for w in harness.WORKLOADS if w.key == "sklearn-tree96"]
+    assert w.args == ["--search", "tree96"]
+
+
 def test_core_micro_tiny():
     configs = ["floor: dict copy + deque append", "trackhooks log_metrics (writer idle)",
                "trackhooks log_metrics (sustained)", "ingest", "ingest: writer + store only", "store write only", "read 1M-point series",

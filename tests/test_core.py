@@ -133,6 +133,32 @@ def test_torch_tensors(store_path):
     assert rec.metric("loss").values == [3.0] and rec.metric("grad_free").values == [4.0]
 
 
+def test_many_tensors_in_one_batch_convert_exactly(store_path):
+    # the writer converts a key's tensors of one batch in bulk; every value must read back as float(x)
+    torch = pytest.importorskip("torch")
+    np = pytest.importorskip("numpy")
+    logged: dict[str, list] = {"f32": [], "f16": [], "i64": [], "bool": [], "one": [], "mixed": [], "grad": []}
+    w = torch.tensor(0.5, requires_grad=True)
+    with trackhooks.start_run() as run:
+        for i in range(60):
+            row = {"f32": torch.tensor(i / 7), "f16": torch.tensor(i / 3, dtype=torch.float16),
+                   "i64": torch.tensor(2**40 + i), "bool": torch.tensor(i % 2 == 0), "one": torch.tensor([i + 0.25]),
+                   "mixed": (i, torch.tensor(i * 1.5), np.float32(i / 4), float("nan") if i == 5 else i / 9)[i % 4],
+                   "grad": w * i}
+            for k, v in row.items():
+                logged[k].append(v)
+            run.log_metrics(row, step=i)
+        run.log_metric("mixed", torch.tensor(float("inf")), step=60)
+        logged["mixed"].append(torch.tensor(float("inf")))
+    rec = read(run)
+    for k, values in logged.items():
+        expect = [float(v.detach()) if hasattr(v, "detach") else float(v) for v in values]
+        got = rec.metric(k).values
+        assert len(got) == len(expect), k
+        assert all(g == e or (math.isnan(g) and math.isnan(e)) for g, e in zip(got, expect)), (k, got, expect)
+    assert w.grad is None  # converting did not touch the graph
+
+
 def test_conversion_happens_on_writer_thread(store_path):
     threads = []
 

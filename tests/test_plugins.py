@@ -72,6 +72,39 @@ def test_entry_points_are_loaded_in_a_fresh_process(tmp_path):
     assert out.stdout.split() == ["False", "None"]
 
 
+def test_entry_point_cache_follows_installs_and_removals(tmp_path):
+    # the scan is cached per installed state: a distribution added or removed later is seen at once
+    site, cache = tmp_path / "site", tmp_path / "cache"
+    site.mkdir()
+
+    def install(name):
+        dist = site / f"{name}-0.1.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+        (dist / "entry_points.txt").write_text(f"[trackhooks]\n{name} = {name}_mod:Plugin\n")
+        (site / f"{name}_mod.py").write_text("class Plugin:\n    pass\n")
+
+    code = ("import trackhooks; pm = trackhooks.plugin_manager(); "
+            "print(','.join(sorted(n for n in ('one', 'two') if pm.get_plugin(n) is not None)) or '-')")
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "TRACKHOOKS_CACHE_DIR": str(cache)}
+
+    def found():
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                              check=True).stdout.strip()
+
+    install("one")
+    assert found() == "one"
+    assert len(list(cache.glob("entry-points-*.json"))) == 1  # the scan was cached
+    assert found() == "one"  # from the cache, loading the plugin the same way
+    install("two")
+    assert found() == "one,two"
+    import shutil
+
+    shutil.rmtree(site / "one-0.1.dist-info")
+    assert found() == "two"
+
+
 def test_broken_entry_point_only_warns(tmp_path):
     dist = tmp_path / "broken-0.1.dist-info"
     dist.mkdir()

@@ -2,6 +2,9 @@
 trackhooks autolog (and ``track``) and ``mlflow.sklearn.autolog`` with ``log_models=False`` (like the
 other MLflow rows) and with its defaults (which also pickle and log every fitted model).
 
+``--search tree96``: instead, GridSearchCV of a small DecisionTreeClassifier on digits, 96 candidates
+x 3 folds (288 short fits and one refit, ~2 s): the per-child-run cost of a tracker in a search.
+
 Fit time includes ending the runs (``mlflow.end_run()`` for MLflow's autolog if it left one open).
 """
 
@@ -15,7 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bench  # noqa: E402
 
 NAME = "sklearn"
-LABEL_KEYS = ()
+LABEL_KEYS = ("search",)
+EXTRA_ARGS = [(("--search",), {"choices": ["logreg", "tree96"], "default": "logreg",
+                               "help": "logreg: 20 candidates + one small fit; tree96: 96 tree candidates on digits"})]
 _BASE = ["sklearn", "numpy"]
 CONFIGS: dict[str, list[str]] = {
     "none": _BASE,
@@ -35,7 +40,7 @@ SIZES = {
 
 def preload(configs: list[str]) -> None:
     _bench.import_modules(["numpy", "sklearn.linear_model", "sklearn.model_selection", "sklearn.pipeline",
-                           "sklearn.preprocessing", "sklearn.datasets"])
+                           "sklearn.preprocessing", "sklearn.datasets", "sklearn.tree"])
     mods = {m for c in configs for m in CONFIGS[c]}
     if "mlflow" in mods:
         _bench.import_modules(["mlflow", "mlflow.sklearn"])
@@ -55,8 +60,20 @@ def run(config: str, p: dict[str, Any], tmp: str, clock: _bench.Clock) -> dict[s
     xi, yi = datasets.load_iris(return_X_y=True)
     grid = {"logisticregression__C": list(np.logspace(-3, 2, p["n_C"])),
             "logisticregression__fit_intercept": [True, False]}
+    trees = p.get("search") == "tree96"
+    if trees:
+        from sklearn.tree import DecisionTreeClassifier
+
+        x, y = datasets.load_digits(return_X_y=True)
+        # 8 x 4 x 3 = 96 candidates (tiny: 2 x 2 x 1 on the same data)
+        small = p["n_C"] < 10
+        grid = {"max_depth": [2, 4] if small else [2, 3, 4, 5, 6, 8, 10, None],
+                "min_samples_leaf": [1, 4] if small else [1, 2, 4, 8],
+                "criterion": ["gini"] if small else ["gini", "entropy", "log_loss"]}
 
     def search_estimator():
+        if trees:
+            return GridSearchCV(DecisionTreeClassifier(random_state=0), grid, cv=p["folds"], n_jobs=1)
         return GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), grid, cv=p["folds"],
                             n_jobs=1)
 
@@ -93,9 +110,10 @@ def run(config: str, p: dict[str, Any], tmp: str, clock: _bench.Clock) -> dict[s
     search.fit(x, y)
     if end is not None:
         end()
-    small.fit(xi, yi)
-    if end is not None:
-        end()
+    if not trees:
+        small.fit(xi, yi)
+        if end is not None:
+            end()
     clock.fit_done()
     return {"candidates": len(search.cv_results_["params"])}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import _thread
 import os
+import sys
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,9 +43,7 @@ def make_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManag
         pm.register(importlib.import_module(modname), name=name)
     disabled = disabled_plugins()
     if load_entry_points:
-        from importlib.metadata import entry_points
-
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        for ep in _entry_points():
             if ep.name in disabled or pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
                 continue
             try:
@@ -58,6 +58,100 @@ def make_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManag
             pm.unregister(plugin)
         pm.set_blocked(name)
     return pm
+
+
+class _EntryPoint:
+    """What the plugin manager uses of an ``importlib.metadata.EntryPoint``, rebuilt from the cache."""
+
+    __slots__ = ("name", "value")
+
+    def __init__(self, name: str, value: str):
+        self.name, self.value = name, value
+
+    def load(self):
+        import importlib
+
+        module, _, attrs = self.value.partition("[")[0].partition(":")
+        obj = importlib.import_module(module.strip())
+        for attr in filter(None, attrs.strip().split(".")):
+            obj = getattr(obj, attr)
+        return obj
+
+
+def _installed_state() -> list:
+    """What decides the entry points: the distributions on sys.path and their entry_points.txt.
+
+    Installing, removing or upgrading a package adds, removes or renames a .dist-info (or .egg-info)
+    directory; reinstalling one or rewriting an .egg-info in place changes its entry_points.txt's
+    mtime. One listing per path entry and one stat per distribution (~1 ms), against tens of ms for
+    importlib.metadata's scan, which reads and parses the metadata of every distribution. The
+    directories' own mtimes are not used: a script's directory changes whenever a file is written.
+    """
+    state: list = [sys.version]
+    for entry in sys.path:
+        path = entry or "."
+        try:
+            names = sorted(n for n in os.listdir(path) if n.endswith((".dist-info", ".egg-info")))
+        except OSError:  # a zip file (its mtime says it all), or nothing
+            try:
+                state.append((entry, os.stat(path).st_mtime_ns))
+            except OSError:
+                state.append((entry, None))
+            continue
+        dists = []
+        for n in names:
+            try:
+                dists.append((n, os.stat(os.path.join(path, n, "entry_points.txt")).st_mtime_ns))
+            except OSError:
+                dists.append((n, None))
+        state.append((entry, dists))
+    return state
+
+
+def _entry_points() -> list:
+    """The ``trackhooks`` entry points, from a cache keyed by the installed state when it is current."""
+    import json
+    import zlib  # not hashlib: loading OpenSSL costs more than the check; the state is compared exactly
+
+    cache_dir = os.environ.get("TRACKHOOKS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "trackhooks")
+    try:
+        state = repr(_installed_state())
+    except Exception:
+        state = None
+    path = None
+    if state is not None:
+        key = f"{zlib.crc32(state.encode('utf-8', 'surrogateescape')):08x}{len(state):x}"
+        path = os.path.join(cache_dir, f"entry-points-{ENTRY_POINT_GROUP}-{key}.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                cached = json.load(f)
+            if cached["state"] == state:
+                found = [_EntryPoint(n, v) for n, v in cached["entry_points"]]
+                if time.time() - os.stat(path).st_mtime > 86400:
+                    os.utime(path)  # still in use: keep it
+                return found
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    from importlib.metadata import entry_points
+
+    found = [(ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    if path is not None:
+        try:  # best effort: a read-only home only means scanning again next time
+            os.makedirs(cache_dir, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"state": state, "entry_points": found}, f)
+            os.replace(tmp, path)
+            # one file per installed state (per venv, per sys.path): forget states unused for a month
+            cutoff = time.time() - 30 * 86400
+            for name in os.listdir(cache_dir):
+                old = os.path.join(cache_dir, name)
+                if name.startswith("entry-points-") and os.stat(old).st_mtime < cutoff:
+                    os.unlink(old)
+        except OSError:
+            pass
+    return [_EntryPoint(n, v) for n, v in found]
 
 
 def plugin_manager() -> pluggy.PluginManager:

@@ -6,8 +6,61 @@ defaults (in the spirit of Lightning's Logger), so a mirror implements ``write``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+TYPE_CHECKING = False  # typing (and the re it loads) is not imported at run time: see benchmarks/README.md
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+    from typing import Any
+else:
+    # The records below are declared like dataclasses (and type-check as such), but built by the
+    # small maker below: importing ``dataclasses`` (inspect, ast, dis, tokenize...) and processing
+    # ten classes with it was the largest single cost of the first start_run of a process.
+    class _Factory:
+        __slots__ = ("factory",)
+
+        def __init__(self, factory):
+            self.factory = factory
+
+    _MISSING = object()
+
+    def field(*, default_factory):
+        return _Factory(default_factory)
+
+    def dataclass(cls):
+        """__init__, __repr__ and __eq__ from the annotations, like @dataclass (no other features)."""
+        names = [n for n in cls.__dict__.get("__annotations__", {}) if not n.startswith("__")]
+        env: dict[str, Any] = {"_MISSING": _MISSING}
+        args, body = [], []
+        for n in names:
+            if n not in cls.__dict__:
+                args.append(n)
+                body.append(f"    self.{n} = {n}")
+                continue
+            default = cls.__dict__[n]
+            delattr(cls, n)
+            if isinstance(default, _Factory):
+                env[f"_f_{n}"] = default.factory
+                args.append(f"{n}=_MISSING")
+                body.append(f"    self.{n} = _f_{n}() if {n} is _MISSING else {n}")
+            else:
+                env[f"_d_{n}"] = default
+                args.append(f"{n}=_d_{n}")
+                body.append(f"    self.{n} = {n}")
+        exec(f"def __init__(self, {', '.join(args)}):\n" + ("\n".join(body) or "    pass"), env)
+        init = env["__init__"]
+        init.__qualname__ = f"{cls.__qualname__}.__init__"
+        fields = tuple(names)
+
+        def __repr__(self):
+            return f"{type(self).__qualname__}({', '.join(f'{n}={getattr(self, n)!r}' for n in fields)})"
+
+        def __eq__(self, other):
+            if other.__class__ is not self.__class__:
+                return NotImplemented
+            return all(getattr(self, n) == getattr(other, n) for n in fields)
+
+        cls.__init__, cls.__repr__, cls.__eq__, cls.__hash__ = init, __repr__, __eq__, None
+        cls.__match_args__ = fields
+        return cls
 
 
 @dataclass

@@ -12,7 +12,9 @@ import operator
 import os
 import stat
 from collections.abc import Mapping
-from typing import Any
+TYPE_CHECKING = False  # typing (and the re it loads) is not imported at run time: see benchmarks/README.md
+if TYPE_CHECKING:
+    from typing import Any
 
 from .errors import (
     InvalidKeyError,
@@ -44,6 +46,11 @@ def check_key(key: object, what: str = "key") -> str:
     return key
 
 
+# dtypes already found to be real numbers: a tensor logged every step pays for the dtype checks
+# (str(dtype) among them) once per process, not once per call
+_REAL_DTYPES: set = set()
+
+
 def check_metric_value(key: str, value: Any) -> None:
     """Raise unless ``value`` is something convert_metric_value() can turn into a float.
 
@@ -60,18 +67,25 @@ def check_metric_value(key: str, value: Any) -> None:
         )
     shape = getattr(value, "shape", None)
     if shape is not None and not callable(shape):
-        try:
-            size = 1
-            for dim in shape:
-                size *= int(dim)
-        except Exception:
-            size = -1
-        if size != 1:
-            raise InvalidShapeError(
-                f"metric {key!r}: value must be a scalar, got {type(value).__name__} of shape "
-                f"{tuple(shape) if size >= 0 else short_repr(shape)}"
-            )
+        if not isinstance(shape, tuple) or shape:  # 0-d tensors, numpy scalars: nothing to multiply
+            try:
+                size = 1
+                for dim in shape:
+                    size *= int(dim)
+            except Exception:
+                size = -1
+            if size != 1:
+                raise InvalidShapeError(
+                    f"metric {key!r}: value must be a scalar, got {type(value).__name__} of shape "
+                    f"{tuple(shape) if size >= 0 else short_repr(shape)}"
+                )
         dtype = getattr(value, "dtype", None)
+        try:
+            if dtype is None or dtype in _REAL_DTYPES:
+                return
+            hashable = True
+        except TypeError:
+            hashable = False
         if dtype is not None:
             kind = getattr(dtype, "kind", None)  # numpy and numpy-like dtypes
             if isinstance(kind, str):
@@ -79,6 +93,8 @@ def check_metric_value(key: str, value: Any) -> None:
                     raise InvalidValueError(f"metric {key!r}: dtype {dtype} is not a real number type")
             elif getattr(dtype, "is_complex", False) or "complex" in str(dtype):
                 raise InvalidValueError(f"metric {key!r}: dtype {dtype} is not a real number type")
+            if hashable:
+                _REAL_DTYPES.add(dtype)
         return
     if isinstance(value, (int, float)) or hasattr(t, "__float__") or hasattr(t, "__index__"):
         return

@@ -12,17 +12,17 @@ caller carry on.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import math
 import os
-import signal
 import sqlite3
 import sys
 import threading
 import time
 import warnings
 from collections import deque
-from typing import Any
+TYPE_CHECKING = False  # typing (and the re it loads) is not imported at run time: see benchmarks/README.md
+if TYPE_CHECKING:
+    from typing import Any
 
 from .sink import (
     ArtifactEvent,
@@ -38,6 +38,13 @@ from .sink import (
     StatusEvent,
 )
 from .values import INT64_MAX, convert_metric_value
+
+try:
+    # the C half of ``signal``: the Python module wraps it in enums (importing enum), a few ms of
+    # the first start_run of a process; handlers and numbers are the same
+    import _signal as signal
+except ImportError:  # pragma: no cover - interpreters without it
+    import signal  # type: ignore[no-redef]
 
 # operation codes of buffer entries (tuples; first field is the op, second the RunState)
 OP_METRICS = 0  # (op, state, {key: value}, step, epoch, ts)
@@ -121,6 +128,8 @@ class RunState:
 
 def file_digest(path: str) -> tuple[str, int]:
     """sha256 and size of a file, or of a directory (its sorted relative paths and contents)."""
+    import hashlib  # not at module level: OpenSSL's loading is a few ms of the first start_run
+
     h = hashlib.sha256()
     size = 0
     if os.path.isdir(path):
@@ -139,6 +148,35 @@ def file_digest(path: str) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
+
+
+def _to_floats(st: RunState, key: str, values: list) -> list[float]:
+    """One key's values of one batch as floats, converting tensors in bulk.
+
+    ``float()`` of a 0-d tensor costs ~1.5 us in torch's dispatcher (and a device sync each on a
+    GPU), all of it holding the GIL the training thread wants: 0-d tensors of one device go through
+    one ``stack(...).tolist()`` instead (one sync per key and batch; torch releases the GIL inside
+    it). torch is only used if the values are its tensors (the core never imports it); anything
+    that does not stack is converted one by one.
+    """
+    out = list(values)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        tensor = torch.Tensor
+        idx = [i for i, v in enumerate(out) if isinstance(v, tensor)]
+        if len(idx) > 1:
+            try:
+                with torch.no_grad():
+                    flat = torch.stack([out[i] for i in idx]).reshape(-1).double().tolist()
+                if len(flat) == len(idx):  # one element each (checked by the caller; shape (1,) too)
+                    for i, x in zip(idx, flat):
+                        out[i] = x
+            except Exception:  # mixed devices, an odd subclass: the slow path below says what failed
+                pass
+    for i, v in enumerate(out):
+        if type(v) is not float:
+            out[i] = Writer._convert(st, key, v)
+    return out
 
 
 class Writer:
@@ -361,6 +399,8 @@ class Writer:
             if log.closing:
                 del self._consoles[run_id]
                 if log.full:
+                    import hashlib  # loaded lazily, as everywhere on the write path
+
                     data = bytes(log.full)
                     batch.artifacts.append(ArtifactEvent(run_id, "console.log", None, hashlib.sha256(data).hexdigest(),
                                                          len(data), time.time(), data))
@@ -395,6 +435,7 @@ class Writer:
                 if batch is None:
                     batch = batches[st.channel] = Batch(store=getattr(st.channel.sinks[0], "path", None))
                 self._add_sample(batch, st, values, step, ts)
+        unconverted: dict[int, tuple] = {}  # id(columns) -> (state, key, columns) holding non-floats
         for entry in entries:
             op = entry[0]
             if op == OP_CONSOLE:
@@ -426,8 +467,10 @@ class Writer:
                             cols = per_run[key] = MetricColumns()
                         cols.steps.append(s)
                         cols.epochs.append(epoch)
-                        cols.values.append(value if type(value) is float else self._convert(st, key, value))
+                        cols.values.append(value)
                         cols.timestamps.append(ts)
+                        if type(value) is not float:
+                            unconverted[id(cols)] = (st, key, cols)
                 elif op == OP_METRIC:
                     _, _, key, value, step, epoch, ts = entry
                     s = (st.last_step.get(key, -1) + 1) if step is None else step
@@ -440,8 +483,10 @@ class Writer:
                         cols = per_run[key] = MetricColumns()
                     cols.steps.append(s)
                     cols.epochs.append(epoch)
-                    cols.values.append(value if type(value) is float else self._convert(st, key, value))
+                    cols.values.append(value)
                     cols.timestamps.append(ts)
+                    if type(value) is not float:
+                        unconverted[id(cols)] = (st, key, cols)
                 elif op == OP_START:
                     batch.runs.append(entry[2])
                 elif op == OP_PARAMS:
@@ -461,6 +506,8 @@ class Writer:
                         with open(source, "rb") as f:
                             data = f.read()
                     if data is not None:
+                        import hashlib
+
                         sha, size = hashlib.sha256(data).hexdigest(), len(data)
                     else:
                         sha, size = file_digest(source)
@@ -510,6 +557,8 @@ class Writer:
             except Exception as exc:
                 warn_once(("process", st.run_id, op, type(exc)),
                           f"could not record an entry of run {st.run_id[:8]} ({type(exc).__name__}: {exc})")
+        for st, key, cols in unconverted.values():
+            cols.values = _to_floats(st, key, cols.values)
         if printed:
             self._console_feed_safely(printed)
         if self._consoles:

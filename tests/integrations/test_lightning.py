@@ -404,3 +404,23 @@ def test_ddp_spawn_system_metrics_and_console_of_rank_zero(store_path, tmp_path)
     assert rec.system["pid"] != os.getpid()  # rank 0's worker process, not the launcher
     lines = [ln for ln in rec.console().decode().splitlines() if ln.startswith("rank ")]
     assert lines == ["rank 0 step 0", "rank 0 step 1"]  # rank 0's output only
+
+
+@pytest.mark.parametrize("tree", [L, PL], ids=["lightning", "pytorch_lightning"])
+def test_subclass_hooks_the_callback_skips_are_still_called(store_path, tmp_path, tree):
+    # the callback leaves the per-step hooks it does not use to Lightning as None (skipped); a subclass
+    # that defines one gets it called on every step, and the base's records are unchanged
+    calls = []
+
+    class WithGradHook(TrackhooksCallback):
+        def on_after_backward(self, trainer, pl_module):
+            calls.append(trainer.global_step)
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            calls.append("opt")
+
+    module = DigitsMLP() if tree is L else classic_module_class()()
+    trainer(tree=tree, callbacks=[WithGradHook(experiment="hooks")], default_root_dir=tmp_path,
+            max_epochs=1, limit_val_batches=0).fit(module, loaders()[0])
+    assert calls == [s for step in range(TRAIN_BATCHES) for s in (step, "opt")]
+    assert only_run(store_path).metric("train_loss_step").steps == list(range(TRAIN_BATCHES))

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import os
-import re
 
 from ..errors import StoreError, StoreNotFoundError, UnknownPluginError
 from .api import Store
@@ -59,16 +58,18 @@ def resolve_uri(uri: str | os.PathLike | None) -> str:
     return os.path.abspath(os.path.expanduser(text))
 
 
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s?#]*):(?P<pw>[^@/\s]*)@")
-_KV_PASSWORD = re.compile(r"(?P<head>(?:^|[\s?&;])(?:password|passwd|pwd)=)(?P<pw>'[^']*'|[^\s&;]*)", re.IGNORECASE)
+_URL_PASSWORD = r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s?#]*):(?P<pw>[^@/\s]*)@"
+_KV_PASSWORD = r"(?P<head>(?:^|[\s?&;])(?:password|passwd|pwd)=)(?P<pw>'[^']*'|[^\s&;]*)"
 
 
 def redact_uri(uri: str) -> str:
     """The URI with any password replaced by ``***`` (``scheme://user:***@host``, ``password=***``)."""
     if not isinstance(uri, str):
         return uri
-    out = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:***@", uri)
-    return _KV_PASSWORD.sub(lambda m: f"{m.group('head')}***", out)
+    import re  # here, not at module level: re is a few ms of the first start_run of a process
+
+    out = re.sub(_URL_PASSWORD, lambda m: f"{m.group('head')}:***@", uri)
+    return re.sub(_KV_PASSWORD, lambda m: f"{m.group('head')}***", out, flags=re.IGNORECASE)
 
 
 def spool_path() -> str:

@@ -9,13 +9,23 @@ the UI and ``sync`` use the public methods below and never see SQL.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Hashable, Iterable, Sequence
+TYPE_CHECKING = False  # typing (and the re it loads) is not imported at run time: see benchmarks/README.md
+if TYPE_CHECKING:
+    from typing import Any, Hashable, Iterable, Sequence
 
 from ..errors import AmbiguousRunError, RunNotFoundError
 from .querying import QueryMethods
 from .records import ArtifactRecord, CheckpointRecord, DatasetRecord, MediaRecord, RunRecord
 from .status import effective_status
+
+
+def _loads(text: str) -> Any:
+    # json (and the re it imports) is loaded by the first read, not with the write path
+    global _loads
+    from json import loads as _loads
+
+    return _loads(text)
+
 
 RUN_COLUMNS = ("id, experiment, name, status, parent_id, start_time, end_time, pid, host, pid_start, heartbeat, "
                "system, note, archived")
@@ -45,7 +55,7 @@ def _param_decoder():
         got = memo.get(text, _MISSING)
         if got is not _MISSING:
             return got
-        value = int(text) if text.isascii() and text.isdigit() else json.loads(text)
+        value = int(text) if text.isascii() and text.isdigit() else _loads(text)
         if not isinstance(value, (list, dict)):
             memo[text] = value
         return value
@@ -181,7 +191,7 @@ class Store(QueryMethods):
 
     def param_values(self, key: str) -> dict[str, Any]:
         """run id -> value of one param, for every run that has it."""
-        return {rid: json.loads(v) for rid, v in self._rows("SELECT run_id, value FROM params WHERE key=?", (key,))}
+        return {rid: _loads(v) for rid, v in self._rows("SELECT run_id, value FROM params WHERE key=?", (key,))}
 
     def metric_last_values(self, key: str) -> dict[str, float | None]:
         """run id -> last value of one metric (None where it was NaN), for every run that has it."""
@@ -197,7 +207,7 @@ class Store(QueryMethods):
         for chunk in _chunks(run_ids):
             for rid, k, v in self._rows(
                     f"SELECT run_id, key, value FROM params WHERE run_id IN ({','.join('?' * len(chunk))})", chunk):
-                out.setdefault(rid, {})[k] = json.loads(v)
+                out.setdefault(rid, {})[k] = _loads(v)
         return out
 
     def metric_summaries_of(self, run_ids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -265,7 +275,7 @@ class Store(QueryMethods):
         rows = self._rows(
             "SELECT path, step, epoch, metrics, best, sha256, size, monitor, mode, deleted, time FROM checkpoints "
             "WHERE run_id=? ORDER BY id", (run_id,))
-        return [CheckpointRecord(p, s, e, json.loads(m), bool(b), sha, size, mon, mode, bool(d), t)
+        return [CheckpointRecord(p, s, e, _loads(m), bool(b), sha, size, mon, mode, bool(d), t)
                 for p, s, e, m, b, sha, size, mon, mode, d, t in rows]
 
     def _artifacts(self, run_id: str, name: str | None = None) -> list[ArtifactRecord]:
@@ -309,7 +319,7 @@ class Store(QueryMethods):
         rows = self._rows(
             "SELECT name, context, digest, schema, n_rows, source, sampled, time FROM datasets WHERE run_id=? "
             "ORDER BY time, name", (run_id,))
-        return [DatasetRecord(n, c, d, json.loads(s), r, src, bool(sm), t) for n, c, d, s, r, src, sm, t in rows]
+        return [DatasetRecord(n, c, d, _loads(s), r, src, bool(sm), t) for n, c, d, s, r, src, sm, t in rows]
 
     def _media_keys(self, run_id: str) -> list[str]:
         return [r[0] for r in self._rows("SELECT DISTINCT key FROM media WHERE run_id=? ORDER BY key", (run_id,))]
@@ -317,7 +327,7 @@ class Store(QueryMethods):
     def _media(self, run_id: str, key: str) -> list[MediaRecord]:
         rows = self._rows("SELECT kind, step, epoch, time, data, sha256, ext, width, height FROM media "
                           "WHERE run_id=? AND key=? ORDER BY id", (run_id, key))
-        return [MediaRecord(key, kind, step, epoch, t, json.loads(data) if data else {}, sha, ext, w, h, self)
+        return [MediaRecord(key, kind, step, epoch, t, _loads(data) if data else {}, sha, ext, w, h, self)
                 for kind, step, epoch, t, data, sha, ext, w, h in rows]
 
     def _media_counts(self, run_id: str) -> dict[str, int]:

@@ -10,12 +10,14 @@ import os
 import sys
 import time
 from array import array
-from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import TrackhooksError
 from .status import effective_status
 
+TYPE_CHECKING = False  # typing (and the re it loads) is not imported at run time: see benchmarks/README.md
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Iterator
+
     from .api import Store
 
 NO_EPOCH = -(2**63)  # sentinel in the packed epoch column for "no epoch given"

@@ -15,19 +15,19 @@ blocks of that key (primary key ``(key_id, seq)``), never other runs.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sqlite3
 import threading
 import time
 import warnings
-from typing import Any, Hashable, Sequence
+TYPE_CHECKING = False  # typing (and the re it loads) is not imported at run time: see benchmarks/README.md
+if TYPE_CHECKING:
+    from typing import Any, Hashable, Sequence
 
 from ..errors import StoreError
 from ..sink import Batch, Sink
+from .api import Store, _loads
 from .housekeeping import SQLiteHousekeeping
-from .api import Store
 from .records import NO_EPOCH, NO_EPOCH_BYTES, pack
 
 SCHEMA_VERSION = 2
@@ -175,6 +175,8 @@ def _json_default(value: Any) -> str:
 
 
 def _dumps(value: Any) -> str:
+    import json  # not at module level: json and re are a few ms of the first start_run
+
     return json.dumps(value, allow_nan=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
@@ -265,6 +267,11 @@ def init_store(path: str) -> str:
         conn = _connect(db_path)
         try:
             _check_db(conn, db_path)
+            if _stored_version(conn) == SCHEMA_VERSION:
+                # a store of this version has every table and is in WAL mode already (both persist):
+                # the no-op write transaction below cost an fsync (tens of ms on a busy disk) on the
+                # first start_run of every process
+                return db_path
             conn.execute("PRAGMA journal_mode=WAL")
             _upgrade(conn)
             conn.execute("BEGIN IMMEDIATE")
@@ -335,8 +342,9 @@ class LocalStoreSink(Sink):
                 if self._caller_conn is None:
                     conn = sqlite3.connect(self.db_path, timeout=2.0, isolation_level=None, check_same_thread=False)
                     conn.execute("PRAGMA busy_timeout=2000")
-                    # as the writer's connection: durable against a crash of the process, no fsync
-                    # per run start (FULL cost ~2 ms per start_run, most of an Optuna trial's budget)
+                    # as on the writer's connection: in WAL mode a commit survives the process being
+                    # killed without an fsync (only power loss can take it); FULL cost an fsync per
+                    # start_run, 2-100 ms of the caller's time on a busy disk
                     conn.execute("PRAGMA synchronous=NORMAL")
                     self._caller_conn = conn
                 conn = self._caller_conn
@@ -397,7 +405,7 @@ class LocalStoreSink(Sink):
                              [(run_id, k, v) for k, v in tags.items()])
         for run_id, system in batch.system.items():
             row = conn.execute("SELECT system FROM runs WHERE id=?", (run_id,)).fetchone()
-            merged = json.loads(row[0]) if row and row[0] else {}
+            merged = _loads(row[0]) if row and row[0] else {}
             merged.update(system)
             conn.execute("UPDATE runs SET system=? WHERE id=?", (_dumps(merged), run_id))
         if batch.metrics:
@@ -512,6 +520,8 @@ class LocalStoreSink(Sink):
                 with open(tmp, "wb") as f:
                     f.write(a.data)
             else:
+                import shutil
+
                 shutil.copyfile(a.source, tmp)
             os.replace(tmp, dest)
         finally:

@@ -20,7 +20,6 @@ else:
         def __init__(self, factory):
             self.factory = factory
 
-    _MISSING = object()
 
     def field(*, default_factory):
         return _Factory(default_factory)
@@ -28,25 +27,32 @@ else:
     def dataclass(cls):
         """__init__, __repr__ and __eq__ from the annotations, like @dataclass (no other features)."""
         names = [n for n in cls.__dict__.get("__annotations__", {}) if not n.startswith("__")]
-        env: dict[str, Any] = {"_MISSING": _MISSING}
-        args, body = [], []
+        defaults: dict[str, Any] = {}  # name -> a value, or a _Factory called per instance
         for n in names:
-            if n not in cls.__dict__:
-                args.append(n)
-                body.append(f"    self.{n} = {n}")
-                continue
-            default = cls.__dict__[n]
-            delattr(cls, n)
-            if isinstance(default, _Factory):
-                env[f"_f_{n}"] = default.factory
-                args.append(f"{n}=_MISSING")
-                body.append(f"    self.{n} = _f_{n}() if {n} is _MISSING else {n}")
-            else:
-                env[f"_d_{n}"] = default
-                args.append(f"{n}=_d_{n}")
-                body.append(f"    self.{n} = {n}")
-        exec(f"def __init__(self, {', '.join(args)}):\n" + ("\n".join(body) or "    pass"), env)
-        init = env["__init__"]
+            if n in cls.__dict__:
+                defaults[n] = cls.__dict__[n]
+                delattr(cls, n)
+        required = [n for n in names if n not in defaults]
+        n_names = len(names)
+
+        # a plain function rather than generated code (dataclasses exec()s its __init__): nothing
+        # here is ever compiled at run time
+        def init(self, *args, **kwargs):
+            if len(args) > n_names:
+                raise TypeError(f"{cls.__name__}() takes {n_names} arguments, {len(args)} given")
+            for n, v in zip(names, args):
+                setattr(self, n, v)
+            for n in names[len(args):]:
+                if n in kwargs:
+                    setattr(self, n, kwargs.pop(n))
+                elif n in defaults:
+                    d = defaults[n]
+                    setattr(self, n, d.factory() if isinstance(d, _Factory) else d)
+                else:
+                    raise TypeError(f"{cls.__name__}() missing argument {n!r} (needs {', '.join(required)})")
+            if kwargs:
+                raise TypeError(f"{cls.__name__}() got unexpected arguments {', '.join(sorted(kwargs))}")
+
         init.__qualname__ = f"{cls.__qualname__}.__init__"
         fields = tuple(names)
 

@@ -345,6 +345,15 @@ def test_plugin_is_light_and_disable_restores_xgboost(store_path):
     assert out.stdout.split()[-1] == "1"
 
 
+def test_plugin_knows_the_callbacks_options():
+    import inspect
+
+    from trackhooks_xgboost import plugin
+
+    own = set(inspect.signature(TrackhooksCallback.__init__).parameters) - {"self", "start_run_kwargs"}
+    assert own == set(plugin.OWN_OPTIONS)
+
+
 def test_bad_options_raise_at_construction_and_autolog():
     with pytest.raises(ValueError, match="checkpoint_every"):
         TrackhooksCallback(checkpoint_every=0)

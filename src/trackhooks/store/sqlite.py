@@ -270,7 +270,12 @@ def init_store(path: str) -> str:
             if _stored_version(conn) == SCHEMA_VERSION:
                 # a store of this version has every table and is in WAL mode already (both persist):
                 # the no-op write transaction below cost an fsync (tens of ms on a busy disk) on the
-                # first start_run of every process
+                # first start_run of every process; a store this process cannot write must still
+                # fail here, naming the path, and not later on the writer thread
+                for where in (path, os.path.join(path, "artifacts"), db_path):
+                    if not os.access(where, os.W_OK):
+                        raise StoreError(f"the store {path} cannot be written ({where} is read-only for this "
+                                         "process); check its permissions or point store= elsewhere")
                 return db_path
             conn.execute("PRAGMA journal_mode=WAL")
             _upgrade(conn)

@@ -15,6 +15,10 @@ def trackhooks_autolog_modules() -> list[str]:
     return ["xgboost"]
 
 
+#: TrackhooksCallback's own keyword arguments (a test checks them against its signature)
+OWN_OPTIONS = ("run", "checkpoint_every", "checkpoint_dir", "log_model", "log_importance", "log_datasets")
+
+
 @hookimpl
 def trackhooks_autolog(options: dict[str, Any]) -> None:
     """``trackhooks.autolog("xgboost", **options)``: ``trackhooks_xgboost.autolog(**options)``.
@@ -23,15 +27,13 @@ def trackhooks_autolog(options: dict[str, Any]) -> None:
     installed integration, e.g. Keras' and Lightning's ``log_histograms``) are ignored with one
     warning instead of failing; ``trackhooks_xgboost.autolog`` itself still rejects them.
     """
-    import inspect
-
     from trackhooks.plugin import START_RUN_OPTIONS, warn_once
 
-    from .callback import TrackhooksCallback
     from .patch import autolog
 
-    known = set(inspect.signature(TrackhooksCallback.__init__).parameters) - {"self", "start_run_kwargs"}
-    known |= set(START_RUN_OPTIONS) | {"disable"}
+    # not read from TrackhooksCallback's signature: importing the callback module counts as the
+    # user's explicit use, which keeps xgboost's functions wrapped after autolog(disable=True)
+    known = set(OWN_OPTIONS) | set(START_RUN_OPTIONS) | {"disable"}
     unknown = sorted(k for k in options if k not in known)
     if unknown:
         warn_once(("xgboost", "options", tuple(unknown)),

@@ -443,6 +443,7 @@ def _media_summary(rec: "RunRecord") -> dict[str, dict[str, Any]]:
 def run_details(rec: "RunRecord") -> dict[str, Any]:
     """Everything ``show`` prints, as JSON-ready data."""
     out = sm.run_brief(rec, with_metrics=False)
+    out["note"] = rec.note
     out["system"] = rec.system
     out["datasets"] = [_dataset_json(d) for d in rec.datasets()]
     out["metrics"] = {k: sm.summarize(rec, k).to_json() for k in rec.metric_keys()}
@@ -526,6 +527,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note_text(note: str):
+    """The note as plain text under a "note" title: the Markdown source, each line made terminal-safe
+    (control characters shown escaped, tabs as spaces), indented like the facts above it."""
+    from rich.text import Text
+
+    out = Text("note", style="bold")
+    for line in note.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        out.append("\n  " + sm.clean(line.replace("\t", "    ")))
+    return out
+
+
 def _show(con: _Out, store: "Store", rec: "RunRecord") -> None:
     from rich.text import Text
 
@@ -554,6 +566,8 @@ def _show(con: _Out, store: "Store", rec: "RunRecord") -> None:
             con.print(renderable)
             con.print()
 
+    if rec.note:
+        section("note", "", _note_text(rec.note))
     section("params", "none", _kv_table("params", rec.params) if rec.params else None)
     section("tags", "none", _kv_table("tags", rec.tags) if rec.tags else None)
 

@@ -34,6 +34,7 @@ import time
 from importlib import resources
 from typing import Any, Sequence
 
+from . import markdown
 from . import mediaview as mv
 from . import summaries as sm
 
@@ -322,6 +323,16 @@ def _runs_section(recs: Sequence[Any], short: dict[str, str]) -> str:
                   "runs")
 
 
+def _notes_section(recs: Sequence[Any], short: dict[str, str]) -> str:
+    """The runs' notes, rendered by ``markdown.render`` (escaped by construction, no raw HTML)."""
+    out = [f'<article class="note" data-run="{i}"><h3>{_run_label(i, r, short)}</h3>'
+           f'<div class="note-body">{markdown.render(r.note)}</div></article>'
+           for i, r in enumerate(recs) if r.note]
+    if not out:
+        return ""
+    return f'<section id="notes"><h2>Notes</h2>{"".join(out)}</section>'
+
+
 def _params_section(recs: Sequence[Any], short: dict[str, str]) -> str:
     keys = sorted({k for r in recs for k in r.params})
     if not keys:
@@ -570,6 +581,7 @@ def build_report(recs: Sequence[Any], *, store_path: str | None = None, title: s
 <main>
 {warn_html}
 <section id="runs"><h2>Runs</h2>{_runs_section(recs, short)}</section>
+{_notes_section(recs, short)}
 {_studies_section(data, short)}
 <section id="charts"><h2>Metrics</h2>
 <div class="toolbar">

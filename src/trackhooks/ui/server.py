@@ -21,6 +21,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .. import markdown
 from .. import summaries as sm
 from ..report import downsample_indices
 from ..errors import AmbiguousRunError, QueryError, RunNotFoundError
@@ -176,6 +177,9 @@ class UIStore:
             "parent_id": rec.parent_id, "start_time": rec.start_time, "end_time": rec.end_time,
             "duration": rec.duration, "params": sm.jsonable(rec.params), "tags": rec.tags,
             "system": sm.jsonable(rec.system),
+            # the note as written and rendered here (trackhooks.markdown: escaped by construction,
+            # only a fixed set of tags, href only to http/https/mailto); the page inserts note_html
+            "note": rec.note, "note_html": markdown.render(rec.note) if rec.note else None,
             # direction: the CLI's rule for which run is best ("min", "max", or None = not ranked)
             "metrics": {k: {**{kk: _num(vv) for kk, vv in v.items()}, "direction": sm.metric_direction(k)}
                         for k, v in summaries.items()},

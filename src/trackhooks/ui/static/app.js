@@ -1,6 +1,7 @@
 "use strict";
 // trackhooks ui: runs list, run view, compare view; live updates by polling for new points only.
-// Every user string reaches the page through textContent (never innerHTML).
+// Every user string reaches the page through textContent (never innerHTML), except the run note's
+// server-rendered, sanitised HTML (noteBlock).
 (function () {
   var app = document.getElementById("app");
   var PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#dc2626", "#7c3aed", "#0891b2", "#ca8a04", "#db2777",
@@ -550,6 +551,30 @@
       })));
   }
 
+  // The run's note: HTML the server rendered from Markdown (trackhooks.markdown escapes everything
+  // and writes only the tags below). It is the one place HTML from the server reaches the page; it
+  // is parsed in an inert <template> and, as a second line of defence, anything outside that small
+  // set of tags, and any attribute but an http(s)/mailto href, is dropped before it is inserted.
+  var NOTE_TAGS = { P: 1, H1: 1, H2: 1, H3: 1, H4: 1, H5: 1, H6: 1, EM: 1, STRONG: 1, CODE: 1, PRE: 1, UL: 1, OL: 1,
+                    LI: 1, BLOCKQUOTE: 1, HR: 1, BR: 1, A: 1 };
+  function noteBlock(noteHtml) {
+    var tpl = document.createElement("template");
+    tpl.innerHTML = noteHtml;
+    var all = tpl.content.querySelectorAll("*");
+    for (var i = all.length - 1; i >= 0; i--) {
+      var node = all[i];
+      if (!NOTE_TAGS[node.tagName]) { node.replaceWith(document.createTextNode(node.textContent)); continue; }
+      Array.prototype.slice.call(node.attributes).forEach(function (a) {
+        if (!(node.tagName === "A" && (a.name === "href" && /^(https?:\/\/|mailto:)/i.test(a.value) || a.name === "rel"))) node.removeAttribute(a.name);
+      });
+      if (node.tagName === "A") node.setAttribute("rel", "noopener noreferrer nofollow");
+    }
+    var box = el("div", { class: "note", id: "note" });
+    box.appendChild(tpl.content);
+    app.appendChild(el("h2", { text: "Note", id: "note-head" }));
+    app.appendChild(box);
+  }
+
   function runView(id) {
     clear();
     api("/api/runs/" + encodeURIComponent(id)).then(function (r) {
@@ -557,6 +582,7 @@
       badge.id = "run-status";
       app.appendChild(el("h1", null, [document.createTextNode(r.name + " "), badge]));
       app.appendChild(el("p", { class: "muted", text: r.id + " · " + r.experiment + " · started " + fmtTime(r.start_time) + " · " + fmtDur(r.duration) + (r.tags.framework ? " · " + r.tags.framework : "") }));
+      if (r.note_html) noteBlock(r.note_html);
       if (r.study && window.TrackhooksStudy) studyBlock(r.study);
       var cols = el("div", { class: "cols" });
       cols.appendChild(el("div", null, [el("h2", { text: "Params" }), kvBlock(r.params)]));

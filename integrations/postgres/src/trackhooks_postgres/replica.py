@@ -31,6 +31,7 @@ from trackhooks.plugin import TERMINAL, Cursor, ReplaySink, RunView, unpack, war
 
 from . import conninfo, schema
 from .engine import shared_file
+from .housekeeping import GC_LOCK
 
 CHUNK_BYTES = 4 * 1024 * 1024  # one file_chunks row
 ROUND_BLOCKS = 512  # metric blocks read from the local store per key per round (bounds memory)
@@ -194,7 +195,8 @@ class PostgresReplica(ReplaySink):
             return False
         more = False
         with conn.transaction():
-            conn.execute("SELECT nextval('changes')")
+            # shared: rounds run side by side, but never during a housekeeping change (gc, delete)
+            conn.execute("SELECT nextval('changes'), pg_advisory_xact_lock_shared(%s)", (GC_LOCK,))
             row = list(row)
             final_status = row[3]
             # the run exists (as running) before anything refers to it
@@ -348,10 +350,9 @@ class PostgresReplica(ReplaySink):
     # ---- files --------------------------------------------------------------------------------
     def _put_file(self, conn, local, sha: str, what: str) -> bool:
         """Make the file with this digest available in the team store; False if the local copy is gone."""
-        if sha in self._known_files:
-            return True
         src = local._artifact_file(sha)
         if self.target.artifact_dir:
+            # checked every time (a stat), not remembered: gc may have removed it since
             dest = shared_file(self.target.artifact_dir, sha)
             if not os.path.exists(dest):
                 if not os.path.exists(src):

@@ -266,3 +266,22 @@ def test_cli_housekeeping_on_a_team_store(team):
     assert out.returncode == 1 and "read-only" in out.stderr and "Traceback" not in out.stderr
     assert {r.name for r in store.runs()} == {"parent", "child"}
     assert store.run(ids["parent"]).tags == {"team": "v"}
+
+
+def test_a_deleted_run_is_not_recreated_by_a_later_sync_of_its_spool(team):
+    from trackhooks.plugin import spool_path
+    from trackhooks.sync import sync
+
+    store, ids, uri = team
+    spool = trackhooks.open_store(spool_path())
+    assert {r.name for r in spool.runs()} == {"parent", "child", "b"}  # the spool still has them all
+    store.delete_runs(ids["b"])
+    assert count(uri, f"SELECT count(*) FROM deleted_runs WHERE id = '{ids['b']}'") == 1
+    with pytest.warns(RuntimeWarning, match="was deleted from the team store"):
+        sync(spool, uri)
+    assert {r.name for r in store.runs()} == {"parent", "child"}
+    assert count(uri, f"SELECT count(*) FROM params WHERE run_id = '{ids['b']}'") == 0
+    # restoring on purpose: remove the tombstone, sync again
+    psql(_db_of(uri), f"DELETE FROM {_schema_of(uri)}.deleted_runs WHERE id = '{ids['b']}'")
+    sync(spool, uri)
+    assert store.run(ids["b"]).params == {"lr": "1e-3", "opt": "sgd"}

@@ -104,6 +104,9 @@ class Housekeeping:
     def _run_tables(self, tx: Any) -> list[str]:
         raise NotImplementedError
 
+    def _before_delete(self, tx: Any, ids: list[str]) -> None:
+        """Inside delete_runs' transaction, before the rows go (PostgreSQL keeps tombstones)."""
+
     def _tree(self, conn: Any, ids: list[str]) -> list[str]:
         """The runs and all their descendants (a study, its trials, their folds ...), parents first."""
         rows = conn.execute(
@@ -128,6 +131,7 @@ class Housekeeping:
         with self._write() as conn:
             tree = self._tree(conn, ids)
             self._refuse_live(conn, tree)
+            self._before_delete(conn, tree)
             arg = (json.dumps(tree),)
             ids_in = self._json_list()
             conn.execute("DELETE FROM metric_blocks WHERE key_id IN (SELECT id FROM metric_keys WHERE run_id IN "

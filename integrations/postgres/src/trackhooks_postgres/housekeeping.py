@@ -8,7 +8,8 @@ replicating writer has checked (``SELECT 1 FROM files``) or copied into the shar
 directory but whose artifact/media row it has not committed yet — when ``gc`` holds the lock, such
 a round has either committed (its row is seen by gc's statement, which starts after the lock) or not
 begun (it will find the file gone and store it again). ``delete_runs`` likewise never leaves half a
-round behind.
+round behind, and records the deleted ids in ``deleted_runs`` (schema 002), which replication
+checks under the same lock: a deleted run is never re-created from a spool that still holds it.
 
 ``query()``: the documented views are created as TEMP views over the store's tables, then the
 transaction is switched to READ ONLY with a ``statement_timeout``, ``search_path`` is narrowed to
@@ -110,6 +111,13 @@ class PostgresHousekeeping(Housekeeping):
             "WHERE c.table_schema = current_schema() AND c.column_name = 'run_id' AND t.table_type = 'BASE TABLE' "
             "ORDER BY c.table_name").fetchall()]
         return ['"' + n.replace('"', '""') + '"' for n in names]
+
+    def _before_delete(self, tx: _Conn, ids: list[str]) -> None:
+        # tombstones: replication never re-creates a deleted run from a spool that still has it
+        import time
+
+        tx.execute(f"INSERT INTO deleted_runs (id, time) SELECT id, ? FROM runs WHERE id IN {self._json_list()} "
+                   "ON CONFLICT (id) DO UPDATE SET time = excluded.time", (time.time(), json.dumps(ids)))
 
     def _referenced(self, conn: _Conn, shas: list[str] | None) -> set[str]:
         if shas is None:

@@ -196,7 +196,16 @@ class PostgresReplica(ReplaySink):
         more = False
         with conn.transaction():
             # shared: rounds run side by side, but never during a housekeeping change (gc, delete)
-            conn.execute("SELECT nextval('changes'), pg_advisory_xact_lock_shared(%s)", (GC_LOCK,))
+            gone = conn.execute("SELECT nextval('changes'), pg_advisory_xact_lock_shared(%s), "
+                                "EXISTS (SELECT 1 FROM deleted_runs WHERE id = %s)", (GC_LOCK, run_id)).fetchone()[2]
+            if gone:
+                # deleted from the team store (`trackhooks rm`): a spool that still has it never
+                # brings it back (docs/team.md "Deleting runs")
+                warn_once(("pg-deleted-run", self.target.where, run_id),
+                          f"trackhooks: run {run_id[:8]} was deleted from the team store {self.target.where}; "
+                          "it is not replicated again (it stays in the local store)")
+                stats["deleted"] = True
+                return False
             row = list(row)
             final_status = row[3]
             # the run exists (as running) before anything refers to it

@@ -90,7 +90,9 @@ class _Tx:
             raise exc
         t = self.store.target
         if isinstance(exc, psycopg.OperationalError):
-            self.store._drop(self.store._db())
+            conn = getattr(self.store._local, "conn", None)
+            if conn is not None:
+                self.store._drop(conn)  # the next call reconnects
         if isinstance(exc, psycopg.errors.InsufficientPrivilege):
             raise StoreError(f"cannot change the team store {t.where}: the role has no write rights there "
                              f"({conninfo.reason(t, exc)}); nothing was changed") from None
@@ -199,7 +201,7 @@ class PostgresHousekeeping(Housekeeping):
                 if has_schema:
                     for ddl in view_ddl("postgres", src=src, killed="pg_temp.th_killed",
                                         now=repr(float(time.time())), prefix="CREATE TEMP VIEW"):
-                        conn.execute(ddl.replace("%", "%%"))
+                        conn.execute(ddl)
                 conn.execute("SET TRANSACTION READ ONLY")
                 conn.execute("SELECT set_config('statement_timeout', %s, true), "
                              "set_config('search_path', 'pg_temp, pg_catalog', true)",
@@ -232,6 +234,10 @@ class PostgresHousekeeping(Housekeeping):
         except psycopg.OperationalError as exc:
             self._drop(conn)
             raise StoreError(f"lost the team store {self.target.where}: {conninfo.reason(self.target, exc)}") from None
+        except psycopg.Error as exc:  # setting up the TEMP views (e.g. the role lacks TEMP on the database)
+            raise StoreError(f"cannot query the team store {self.target.where}: {conninfo.reason(self.target, exc)} "
+                             "(trackhooks query needs the TEMP privilege on the database, PUBLIC has it "
+                             "by default)") from None
         if desc is None:
             raise QueryError("the statement returns no rows", sql, None, "a SELECT")
         columns = [c.name for c in desc]

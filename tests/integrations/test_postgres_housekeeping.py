@@ -285,3 +285,19 @@ def test_a_deleted_run_is_not_recreated_by_a_later_sync_of_its_spool(team):
     psql(_db_of(uri), f"DELETE FROM {_schema_of(uri)}.deleted_runs WHERE id = '{ids['b']}'")
     sync(spool, uri)
     assert store.run(ids["b"]).params == {"lr": "1e-3", "opt": "sgd"}
+
+
+def test_an_empty_team_store_answers_queries_and_housekeeping_like_an_empty_local_one(pg_uri, tmp_path):
+    store = trackhooks.open_store(pg_uri)
+    (tmp_path / "empty").mkdir()
+    local = trackhooks.open_store(str(tmp_path / "empty"))
+    for q in ("SELECT count(*) AS n FROM runs", "SELECT key, value FROM params", "SELECT * FROM metrics"):
+        pg, sq = store.query(q), local.query(q)
+        assert (pg.columns, list(pg)) == (sq.columns, list(sq)), q
+    assert store.gc() == 0
+    with pytest.raises(RunNotFoundError):
+        store.delete_runs("abc")
+    assert store.delete_runs(["abc"], missing_ok=True) == []
+    # and it created nothing: the database is still empty (the first writer creates the schema)
+    assert psql(_db_of(pg_uri), "SELECT count(*) FROM information_schema.tables "
+                                f"WHERE table_schema = '{_schema_of(pg_uri)}'")[0] == [(0,)]

@@ -38,6 +38,19 @@ _DENIED = re.compile(
     re.IGNORECASE)
 _LEAD = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.DOTALL)
 _READS = ("SELECT", "WITH", "VALUES", "TABLE")
+# an empty database (no schema yet): the views over empty TEMP tables of the columns they read
+_EMPTY = {
+    "runs": "id text, name text, experiment text, status text, parent_id text, start_time float8, end_time float8, "
+            "heartbeat float8, archived integer, note text",
+    "params": "run_id text, key text, value text",
+    "tags": "run_id text, key text, value text",
+    "metric_keys": "run_id text, key text, n bigint, last_value float8, min_value float8, max_value float8, "
+                   "last_step bigint",
+    "checkpoints": "run_id text, path text, step bigint, epoch bigint, best integer, size bigint, sha256 text, "
+                   "deleted integer, time float8",
+    "artifacts": "run_id text, name text, sha256 text, size bigint, time float8",
+    "datasets": "run_id text, name text, context text, digest text, n_rows bigint, source text, time float8",
+}
 
 
 class _Conn:
@@ -193,15 +206,19 @@ class PostgresHousekeeping(Housekeeping):
         killed = self._killed_ids() if has_schema else []
         try:
             with conn.transaction(force_rollback=True):
-                src = conn.execute("SELECT quote_ident(current_schema())").fetchone()[0] + "."
+                if has_schema:
+                    src = conn.execute("SELECT quote_ident(current_schema())").fetchone()[0] + "."
+                else:
+                    src = "pg_temp.th_empty_"
+                    for table, cols in _EMPTY.items():
+                        conn.execute(f"CREATE TEMP TABLE th_empty_{table} ({cols})")
                 conn.execute("CREATE TEMP TABLE th_killed (id text PRIMARY KEY) ON COMMIT DROP")
                 if killed:
                     with conn.cursor() as cur:
                         cur.executemany("INSERT INTO th_killed (id) VALUES (%s)", [(k,) for k in killed])
-                if has_schema:
-                    for ddl in view_ddl("postgres", src=src, killed="pg_temp.th_killed",
-                                        now=repr(float(time.time())), prefix="CREATE TEMP VIEW"):
-                        conn.execute(ddl)
+                for ddl in view_ddl("postgres", src=src, killed="pg_temp.th_killed",
+                                    now=repr(float(time.time())), prefix="CREATE TEMP VIEW"):
+                    conn.execute(ddl)
                 conn.execute("SET TRANSACTION READ ONLY")
                 conn.execute("SELECT set_config('statement_timeout', %s, true), "
                              "set_config('search_path', 'pg_temp, pg_catalog', true)",

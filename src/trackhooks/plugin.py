@@ -19,7 +19,9 @@ this one changes only with a note in ``docs/plugins.md``.
   ``CursorConflict``, ``replay_run``, ``TERMINAL``.
 - the store engine base: ``Store`` (subclass it, see ``trackhooks/store/api.py``), the packed
   metric column helpers ``pack``/``unpack`` and ``NO_EPOCH``, ``redact_uri`` (a URI without its
-  password), ``spool_path()``.
+  password), ``spool_path()``; the housekeeping base ``Housekeeping`` (delete/archive/tags/rename/
+  note over an engine's ``_write()``, see ``trackhooks/store/housekeeping.py``) and ``GcResult``; the
+  read-only query surface ``QueryResult``, ``view_ddl(dialect, ...)`` and ``VIEWS``.
 
 Importing this module imports nothing else (every name but ``hookimpl`` loads on first use), so that
 an entry-point module that does ``from trackhooks.plugin import hookimpl`` costs almost nothing:
@@ -73,6 +75,14 @@ def __getattr__(name: str) -> Any:
         from . import store
 
         return getattr(store, name)
+    elif name in ("Housekeeping", "GcResult"):
+        from .store import housekeeping
+
+        return getattr(housekeeping, name)
+    elif name in ("QueryResult", "view_ddl", "VIEWS"):
+        from .store import readonly
+
+        return getattr(readonly, name)
     elif name in ("pack", "unpack"):
         from .store import records
 
@@ -97,4 +107,4 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", *_NESTING, "start_child_run",
            "ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack",
-           "unpack", "NO_EPOCH", "redact_uri", "spool_path"]
+           "unpack", "NO_EPOCH", "redact_uri", "spool_path", "Housekeeping", "GcResult", "QueryResult", "view_ddl", "VIEWS"]

@@ -421,29 +421,30 @@ def test_newer_schema_is_refused_and_older_is_upgraded_in_place(pg_uri, tmp_path
     with trackhooks.start_run(store=pg_uri, params={"a": 1}) as run:
         run.log_metric("m", 1.0)
     db, s = _db_of(pg_uri), _schema_of(pg_uri)
-    # a newer package's schema 2 (a copy of ours plus one file), applied by its writer in place
+    # a newer package's schema (a copy of ours plus one file), applied by its writer in place
+    n = schema.SCHEMA_VERSION + 1
     newer = tmp_path / "schema"
     shutil.copytree(schema.SCHEMA_DIR, newer)
-    (newer / "002.sql").write_text("ALTER TABLE runs ADD COLUMN owner text;\nCREATE TABLE extra (x int);\n")
+    (newer / f"{n:03d}.sql").write_text("ALTER TABLE runs ADD COLUMN owner text;\nCREATE TABLE extra (x int);\n")
     import psycopg
 
     with psycopg.connect(pg_uri.replace("?options=", "?options=")) as conn:
-        assert schema.ensure(conn, "here", str(newer)) == 2
-    assert psql(db, f"SELECT value FROM {s}.meta WHERE key='schema_version'")[0] == [("2",)]
+        assert schema.ensure(conn, "here", str(newer)) == n
+    assert psql(db, f"SELECT value FROM {s}.meta WHERE key='schema_version'")[0] == [(str(n),)]
     assert psql(db, f"SELECT count(*) FROM {s}.runs WHERE owner IS NULL")[0] == [(1,)]
     # a broken upgrade changes nothing (one transaction)
-    (newer / "003.sql").write_text("ALTER TABLE runs ADD COLUMN half text;\nTHIS IS NOT SQL;\n")
+    (newer / f"{n + 1:03d}.sql").write_text("ALTER TABLE runs ADD COLUMN half text;\nTHIS IS NOT SQL;\n")
     with psycopg.connect(pg_uri) as conn:
         with pytest.raises(psycopg.Error):
             schema.ensure(conn, "here", str(newer))
-    assert psql(db, f"SELECT value FROM {s}.meta WHERE key='schema_version'")[0] == [("2",)]
+    assert psql(db, f"SELECT value FROM {s}.meta WHERE key='schema_version'")[0] == [(str(n),)]
     assert psql(db, f"SELECT count(*) FROM information_schema.columns WHERE table_schema='{s}' "
                     "AND column_name='half'")[0] == [(0,)]
-    # this package knows schema 1 only: it refuses to read or write the newer store
-    with pytest.raises(StoreError, match="newer trackhooks-postgres .schema 2"):
+    # this package knows the schema before only: it refuses to read or write the newer store
+    with pytest.raises(StoreError, match=f"newer trackhooks-postgres .schema {n}"):
         trackhooks.open_store(pg_uri)
     out = cli("show", run.id, "--store", pg_uri)
-    assert out.returncode == 1 and "schema 2" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 1 and f"schema {n}" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_start_run_with_an_unreachable_store_only_warns(monkeypatch, tmp_path):

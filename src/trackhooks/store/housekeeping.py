@@ -1,7 +1,12 @@
-"""Changing and tidying a SQLite store after the fact: delete, archive, tags, name, note, and gc.
+"""Changing and tidying a store after the fact: delete, archive, tags, name, note, and gc.
 
-These are methods of the SQLite engine (mixed into ``SQLiteStore``); the PostgreSQL engine
-implements the same names with the same behaviour.
+``Housekeeping`` holds the engine-neutral part (every method but ``gc``), in SQL that SQLite and
+PostgreSQL both accept (``?`` placeholders, id lists as one JSON parameter through the dialect's
+``json_list``); an engine supplies ``_write()`` (a ``with`` block = one write transaction, yielding
+an object with ``execute``/``executemany`` taking ``?`` SQL), ``_run_tables(tx)`` and ``gc``.
+``SQLiteHousekeeping`` is the SQLite engine's (mixed into ``SQLiteStore``); the PostgreSQL engine
+(trackhooks-postgres) subclasses ``Housekeeping`` the same way, exported as
+``trackhooks.plugin.Housekeeping``.
 
 Every method resolves and validates all of its input before it changes anything, and makes its
 change in one ``BEGIN IMMEDIATE`` transaction: a bad id, an ambiguous prefix or a live run raises
@@ -61,8 +66,9 @@ def _ids_arg(run_ids: Any) -> list[Any]:
         raise InvalidValueError(f"run_ids must be run ids or RunRecords, got {short_repr(run_ids)}") from None
 
 
-class SQLiteHousekeeping:
-    """Write methods of the SQLite engine (needs ``path``, ``db_path``, ``run()`` and ``_db()``)."""
+class Housekeeping:
+    """Engine-neutral write methods of a store (needs ``run()``, ``_rows()``, ``_json_list()`` of
+    ``Store``, and the engine's ``_write()`` and ``_run_tables()``)."""
 
     # -- helpers
     def _resolve_ids(self, run_ids: Any, missing_ok: bool = False) -> list[str]:
@@ -74,8 +80,8 @@ class SQLiteHousekeeping:
                 raise InvalidValueError(f"a run id is a str, got {type(ref).__name__}: {short_repr(ref)}")
             refs.append(ref)
         # whole ids in one query (rm --where of a thousand runs); prefixes one by one
-        exact = {r[0] for r in self._db().execute(
-            "SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(refs),))}
+        exact = {r[0] for r in self._rows(f"SELECT id FROM runs WHERE id IN {self._json_list()}",
+                                          (json.dumps(refs),))}
         out: list[str] = []
         for ref in refs:
             if ref in exact:
@@ -93,14 +99,18 @@ class SQLiteHousekeeping:
         return out
 
     def _write(self):
-        conn = self._db()
-        return _Tx(conn)
+        raise NotImplementedError(f"{type(self).__name__} cannot change its store")
 
-    @staticmethod
-    def _tree(conn: sqlite3.Connection, ids: list[str]) -> list[str]:
+    def _run_tables(self, tx: Any) -> list[str]:
+        raise NotImplementedError
+
+    def _before_delete(self, tx: Any, ids: list[str]) -> None:
+        """Inside delete_runs' transaction, before the rows go (PostgreSQL keeps tombstones)."""
+
+    def _tree(self, conn: Any, ids: list[str]) -> list[str]:
         """The runs and all their descendants (a study, its trials, their folds ...), parents first."""
         rows = conn.execute(
-            "WITH RECURSIVE tree(id, depth) AS (SELECT id, 0 FROM runs WHERE id IN (SELECT value FROM json_each(?)) "
+            f"WITH RECURSIVE tree(id, depth) AS (SELECT id, 0 FROM runs WHERE id IN {self._json_list()} "
             "UNION SELECT r.id, tree.depth + 1 FROM runs r JOIN tree ON r.parent_id = tree.id) "
             "SELECT id, MIN(depth) FROM tree GROUP BY id ORDER BY MIN(depth), id", (json.dumps(ids),)).fetchall()
         return [r[0] for r in rows]
@@ -121,20 +131,22 @@ class SQLiteHousekeeping:
         with self._write() as conn:
             tree = self._tree(conn, ids)
             self._refuse_live(conn, tree)
+            self._before_delete(conn, tree)
             arg = (json.dumps(tree),)
+            ids_in = self._json_list()
             conn.execute("DELETE FROM metric_blocks WHERE key_id IN (SELECT id FROM metric_keys WHERE run_id IN "
-                         "(SELECT value FROM json_each(?)))", arg)
-            for table in _run_tables(conn):
-                conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))", arg)
-            conn.execute("DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?))", arg)
+                         f"{ids_in})", arg)
+            for table in self._run_tables(conn):  # names from the schema's catalogue, never user text
+                conn.execute(f"DELETE FROM {table} WHERE run_id IN {ids_in}", arg)
+            conn.execute(f"DELETE FROM runs WHERE id IN {ids_in}", arg)
         return tree
 
-    def _refuse_live(self, conn: sqlite3.Connection, ids: list[str]) -> None:
+    def _refuse_live(self, conn: Any, ids: list[str]) -> None:
         from .status import effective_status
 
         rows = conn.execute(
             "SELECT id, name, status, host, pid, pid_start, heartbeat FROM runs WHERE status = 'running' AND id IN "
-            "(SELECT value FROM json_each(?))", (json.dumps(ids),)).fetchall()
+            f"{self._json_list()}", (json.dumps(ids),)).fetchall()
         live = [(rid, name, host, pid) for rid, name, status, host, pid, ps, hb in rows
                 if effective_status(status, host, pid, ps, hb) == "running"]
         if live:
@@ -157,8 +169,7 @@ class SQLiteHousekeeping:
             return []
         with self._write() as conn:
             tree = self._tree(conn, ids)
-            conn.execute("UPDATE runs SET archived = ? WHERE id IN (SELECT value FROM json_each(?))",
-                         (flag, json.dumps(tree)))
+            conn.execute(f"UPDATE runs SET archived = ? WHERE id IN {self._json_list()}", (flag, json.dumps(tree)))
         return tree
 
     # -- edits of one run
@@ -172,7 +183,8 @@ class SQLiteHousekeeping:
         rid = self._resolve_ids(run_id)[0]
         if rows:
             with self._write() as conn:
-                conn.executemany("INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?,?,?)",
+                conn.executemany("INSERT INTO tags (run_id, key, value) VALUES (?,?,?) "
+                                 "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
                                  [(rid, k, v) for k, v in rows])
 
     def delete_tags(self, run_id: Any, keys: Iterable[str]) -> None:
@@ -198,14 +210,16 @@ class SQLiteHousekeeping:
         with self._write() as conn:
             conn.execute("UPDATE runs SET note = ? WHERE id = ?", (text or None, rid))
 
-    # -- gc
     def gc(self, *, dry_run: bool = False) -> GcResult:
-        """Remove files under ``artifacts/`` that no artifact or media record references; returns the
-        bytes freed (a ``GcResult``: an int with ``.files``). Safe while other processes write (see
-        the module docstring); ``dry_run`` only reports what would go."""
-        root = os.path.join(self.path, "artifacts")
-        conn = self._db()
-        refs = _referenced(conn, None)
+        raise NotImplementedError
+
+    # -- gc of a directory of content-addressed files (sha256[:2]/sha256)
+    def _referenced(self, conn: Any, shas: list[str] | None) -> set[str]:
+        raise NotImplementedError
+
+    def _gc_dir(self, root: str, refs: set[str], dry_run: bool) -> GcResult:
+        """Remove the files under ``root`` that no record references (``refs`` read without a lock,
+        each candidate checked again under the write lock, see the module docstring)."""
         now = time.time()
         candidates: list[tuple[str, str, int]] = []  # (path, sha256, size)
         try:
@@ -242,7 +256,7 @@ class SQLiteHousekeeping:
             if hook is not None:
                 hook(chunk)  # tests: make a writer commit between the scan and the check
             with self._write() as wconn:
-                now_refs = _referenced(wconn, [sha for _, sha, _ in chunk if sha])
+                now_refs = self._referenced(wconn, [sha for _, sha, _ in chunk if sha])
                 for path, sha, size in chunk:
                     if sha and sha in now_refs:
                         continue
@@ -253,6 +267,25 @@ class SQLiteHousekeeping:
                     freed += size
                     removed.append(path)
         return GcResult(freed, removed, False)
+
+
+class SQLiteHousekeeping(Housekeeping):
+    """Write methods of the SQLite engine (needs ``path``, ``db_path``, ``run()`` and ``_db()``)."""
+
+    def _write(self):
+        return _Tx(self._db())
+
+    def _run_tables(self, tx: Any) -> list[str]:
+        return _run_tables(tx)
+
+    def _referenced(self, conn: Any, shas: list[str] | None) -> set[str]:
+        return _referenced(conn, shas)
+
+    def gc(self, *, dry_run: bool = False) -> GcResult:
+        """Remove files under ``artifacts/`` that no artifact or media record references; returns the
+        bytes freed (a ``GcResult``: an int with ``.files``). Safe while other processes write (see
+        the module docstring); ``dry_run`` only reports what would go."""
+        return self._gc_dir(os.path.join(self.path, "artifacts"), _referenced(self._db(), None), dry_run)
 
 
 def _run_tables(conn: sqlite3.Connection) -> list[str]:

@@ -3,7 +3,7 @@
 Every query is the engine-neutral SQL of ``trackhooks.Store``; this class only runs it (``?``
 placeholders become ``%s``), fetches stored files into a local cache, and keeps one autocommit
 connection per thread. Opening a store never writes (a role with only SELECT rights reads
-everything); the schema is created by the first writer (see ``replica.py``).
+everything; housekeeping needs write rights); the schema is created by the first writer (see ``replica.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from trackhooks import StoreError
 from trackhooks.plugin import Store
 
 from . import conninfo, schema
+from .housekeeping import PostgresHousekeeping
 
 CACHE_ENV = "TRACKHOOKS_CACHE"
 
@@ -39,8 +40,9 @@ def shared_file(artifact_dir: str, sha256: str) -> str:
     return os.path.join(artifact_dir, sha256[:2], sha256)
 
 
-class PostgresStore(Store):
-    """A team store on PostgreSQL (``postgresql://...``), read side."""
+class PostgresStore(PostgresHousekeeping, Store):
+    """A team store on PostgreSQL (``postgresql://...``): the read API, housekeeping (delete, archive,
+    tags, rename, note, gc) and read-only ``query()`` (see ``housekeeping.py``)."""
 
     engine = "postgres"
     _run_order = "start_time, ord"

@@ -31,6 +31,7 @@ from trackhooks.plugin import TERMINAL, Cursor, ReplaySink, RunView, unpack, war
 
 from . import conninfo, schema
 from .engine import shared_file
+from .housekeeping import GC_LOCK
 
 CHUNK_BYTES = 4 * 1024 * 1024  # one file_chunks row
 ROUND_BLOCKS = 512  # metric blocks read from the local store per key per round (bounds memory)
@@ -194,7 +195,17 @@ class PostgresReplica(ReplaySink):
             return False
         more = False
         with conn.transaction():
-            conn.execute("SELECT nextval('changes')")
+            # shared: rounds run side by side, but never during a housekeeping change (gc, delete)
+            gone = conn.execute("SELECT nextval('changes'), pg_advisory_xact_lock_shared(%s), "
+                                "EXISTS (SELECT 1 FROM deleted_runs WHERE id = %s)", (GC_LOCK, run_id)).fetchone()[2]
+            if gone:
+                # deleted from the team store (`trackhooks rm`): a spool that still has it never
+                # brings it back (docs/team.md "Deleting runs")
+                warn_once(("pg-deleted-run", self.target.where, run_id),
+                          f"trackhooks: run {run_id[:8]} was deleted from the team store {self.target.where}; "
+                          "it is not replicated again (it stays in the local store)")
+                stats["deleted"] = True
+                return False
             row = list(row)
             final_status = row[3]
             # the run exists (as running) before anything refers to it
@@ -348,10 +359,9 @@ class PostgresReplica(ReplaySink):
     # ---- files --------------------------------------------------------------------------------
     def _put_file(self, conn, local, sha: str, what: str) -> bool:
         """Make the file with this digest available in the team store; False if the local copy is gone."""
-        if sha in self._known_files:
-            return True
         src = local._artifact_file(sha)
         if self.target.artifact_dir:
+            # checked every time (a stat), not remembered: gc may have removed it since
             dest = shared_file(self.target.artifact_dir, sha)
             if not os.path.exists(dest):
                 if not os.path.exists(src):

@@ -7,15 +7,51 @@ Mixed into :class:`~trackhooks.store.api.Store`, engine-neutral like it: the SQL
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 from ..errors import InvalidValueError, RunNotFoundError, short_repr
-from .frames import decode_params
-from .notebook import RunList, store_html
-from .query import DIALECTS, runs_select
-from .readonly import DEFAULT_ROW_LIMIT, DEFAULT_TIMEOUT_S, QueryResult
+# the query language, frames, notebook display and read-only SQL are loaded by the first read that
+# needs them: the write path imports this module (start_run), and they cost ~70 ms to import
+
+
+def decode_params(values: Any) -> Any:
+    from .frames import decode_params as decode
+
+    return decode(values)
+
+
+def RunList(items: Any) -> Any:  # noqa: N802 - stands for the class
+    from .notebook import RunList as cls
+
+    return cls(items)
+
+
+def store_html(store: Any) -> str:
+    from .notebook import store_html as html
+
+    return html(store)
+
+
+def runs_select(*args: Any, **kwargs: Any) -> Any:
+    from .query import runs_select as select
+
+    return select(*args, **kwargs)
+
+
+def _json():
+    import json
+
+    return json
+
+
+def _dialects() -> dict:
+    from .query import DIALECTS
+
+    return DIALECTS
 from .status import effective_status
 
 _LIST_COLUMNS = ("r.id, r.name, r.experiment, r.status, r.parent_id, r.start_time, r.end_time, r.pid, r.host, "
@@ -31,10 +67,10 @@ class QueryMethods:
     # -- helpers
     @property
     def _dialect(self) -> str:
-        return self.engine if self.engine in DIALECTS else "sqlite"
+        return self.engine if self.engine in _dialects() else "sqlite"
 
     def _json_list(self) -> str:
-        return DIALECTS[self._dialect]["json_list"].format(list="?")
+        return _dialects()[self._dialect]["json_list"].format(list="?")
 
     def _rows_in(self, sql: str, id_list: str) -> list[tuple]:
         """Run ``sql`` whose ``{ids}`` stands for the ids of a JSON array (one parameter, any length)."""
@@ -61,7 +97,7 @@ class QueryMethods:
 
         if not rows:
             return []
-        ids = json.dumps([r[0] for r in rows])
+        ids = _json().dumps([r[0] for r in rows])
         params: dict[str, dict[str, Any]] = {}
         tags: dict[str, dict[str, str]] = {}
         prows = self._rows_in("SELECT run_id, key, value FROM params WHERE run_id IN {ids} ORDER BY run_id, key", ids)
@@ -73,7 +109,7 @@ class QueryMethods:
         out = []
         for r in rows:
             r = list(r)
-            r[11] = json.loads(r[11]) if r[11] else {}
+            r[11] = _json().loads(r[11]) if r[11] else {}
             out.append(RunRecord(self, tuple(r), params.get(r[0], {}), tags.get(r[0], {})))
         return out
 
@@ -149,10 +185,10 @@ class QueryMethods:
                     raise InvalidValueError(f"a metric key is a str, got {short_repr(k)}")
         sql = ("SELECT k.run_id, k.key, b.steps, b.epochs, b.vals, b.times FROM metric_keys k "
                "JOIN metric_blocks b ON b.key_id = k.id WHERE k.n > 0 AND k.run_id IN " + self._json_list())
-        args: list[Any] = [json.dumps(ids)]
+        args: list[Any] = [_json().dumps(ids)]
         if keys is not None:
             sql += " AND k.key IN " + self._json_list()
-            args.append(json.dumps(keys))
+            args.append(_json().dumps(keys))
         sql += " ORDER BY k.run_id, k.key, b.seq"
         groups: dict[tuple[str, str], list[tuple]] = {}
         for rid, key, s, e, v, t in self._rows(sql, args):
@@ -169,12 +205,15 @@ class QueryMethods:
                                                        key_rank[kv[0][1]] if key_rank is not None else 0, kv[0][1]))
         return points_frame([(rid, key, Series(key, blocks)) for (rid, key), blocks in parts], with_run_id)
 
-    def query(self, sql: str, *, limit: int = DEFAULT_ROW_LIMIT, timeout_s: float = DEFAULT_TIMEOUT_S) -> QueryResult:
+    def query(self, sql: str, *, limit: int | None = None, timeout_s: float | None = None) -> QueryResult:
         """Run one read-only SELECT over the documented views (runs, params, tags, metrics,
         checkpoints, artifacts, datasets); anything else is refused with a ``QueryError`` and
         changes nothing. At most ``limit`` rows (``.truncated`` says when more existed), at most
-        ``timeout_s`` seconds."""
-        return self._readonly_query(sql, limit, timeout_s)
+        ``timeout_s`` seconds (defaults: ``readonly.DEFAULT_ROW_LIMIT`` rows, ``DEFAULT_TIMEOUT_S``)."""
+        from .readonly import DEFAULT_ROW_LIMIT, DEFAULT_TIMEOUT_S
+
+        return self._readonly_query(sql, DEFAULT_ROW_LIMIT if limit is None else limit,
+                                    DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
 
     def _readonly_query(self, sql: str, limit: int, timeout_s: float) -> QueryResult:
         raise NotImplementedError(f"{type(self).__name__} does not run SQL queries")

@@ -10,11 +10,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from trackhooks.plugin import hookimpl
 
-from .conninfo import handles
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_SCHEMES = ("postgresql://", "postgres://")
+
+
+def handles(uri: object) -> bool:
+    # checked here, not by importing conninfo (dataclasses, urllib, the store package): this module
+    # is loaded by every process that builds the plugin manager, and by trackhooks.autolog()
+    return isinstance(uri, str) and uri.strip().lower().startswith(_SCHEMES)
 
 
 @hookimpl
@@ -27,7 +35,7 @@ def trackhooks_open_store(uri: str):
 
 
 @hookimpl
-def trackhooks_make_sink(uri: str, options: dict[str, Any]):
+def trackhooks_make_sink(uri: str, options: "dict[str, Any]"):
     if not handles(uri):
         return None
     from .replica import PostgresReplica

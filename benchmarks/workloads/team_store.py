@@ -126,7 +126,7 @@ def _replicate(p, tmp, clock):
     try:
         calls = p["points"] // len(KEYS)
         ds = [{k: i * 1e-3 + j for j, k in enumerate(KEYS)} for i in range(1000)]
-        run = trackhooks.start_run(experiment="bench", store=s.uri)
+        run = trackhooks.start_run(experiment="bench", store=s.uri, system_metrics=False, capture_output=False)
         run.flush()  # the schema exists and the run row is in: setup
         clock.setup_done()
         t = time.perf_counter()
@@ -282,7 +282,7 @@ def _series_api(p, tmp, clock):
     try:
         n = p["read_points"]
         local = os.path.join(tmp, "local")
-        run = trackhooks.start_run(experiment="bench", store=local)
+        run = trackhooks.start_run(experiment="bench", store=local, system_metrics=False, capture_output=False)
         run.flush()
         sink = LocalStoreSink(local)
         now = time.time()

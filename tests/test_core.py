@@ -320,7 +320,8 @@ def test_checkpoint_directory(any_store, tmp_path):
     assert c.size == 3 and len(c.sha256) == 64
 
 
-def test_artifacts_copied_content_addressed(store_path, tmp_path):
+def test_artifacts_copied_content_addressed(store_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside any git checkout: a dirty one adds a git.diff artifact
     src = tmp_path / "config.yaml"
     src.write_text("lr: 0.1\n")
     with trackhooks.start_run() as run:

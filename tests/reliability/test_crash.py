@@ -48,8 +48,11 @@ def test_sigkill_at_random_moments(store_path):
     checked = 0
     for trial in range(N_TRIALS):
         proc = spawn(LOGGER, store_path, str(trial), env=env)
-        kind, run_id = proc.stdout.readline().split()
-        assert kind == "id"
+        first = proc.stdout.readline().split()
+        if len(first) != 2 or first[0] != "id":
+            proc.kill()
+            raise AssertionError(f"trial {trial}: the logger did not start: {first} {proc.communicate(timeout=30)}")
+        run_id = first[1]
         if trial % 4 == 0:
             time.sleep(rnd.uniform(0.0, 0.05))  # killed right after start_run, before any flush
         else:

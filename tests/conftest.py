@@ -6,6 +6,9 @@ os.environ.setdefault("TRACKHOOKS_FLUSH_INTERVAL", "0.2")
 # system metrics are on by default (every 10 s); tests that count metric keys would see system/*
 # keys appear depending on timing, so tests opt in (tests/test_sysmetrics.py) instead
 os.environ.setdefault("TRACKHOOKS_SYSTEM_METRICS", "0")
+# the tests run inside this repository's checkout: with uncommitted changes every run would get a
+# git.diff artifact; the git tests (tests/test_sysmetrics.py) turn it back on in their own repos
+os.environ.setdefault("TRACKHOOKS_GIT_DIFF", "0")
 
 import pytest  # noqa: E402
 

@@ -275,10 +275,24 @@ RUN_IN_REPO = textwrap.dedent("""
 """)
 
 
-def run_in(repo, store) -> "trackhooks.RunRecord":
-    p = subprocess.run([PY, "-c", RUN_IN_REPO, str(store)], cwd=repo, capture_output=True, text=True, timeout=120)
+def run_in(repo, store, diff: str | None = None) -> "trackhooks.RunRecord":
+    env = {k: v for k, v in os.environ.items() if k != "TRACKHOOKS_GIT_DIFF"}
+    if diff is not None:
+        env["TRACKHOOKS_GIT_DIFF"] = diff
+    p = subprocess.run([PY, "-c", RUN_IN_REPO, str(store)], cwd=repo, capture_output=True, text=True, timeout=120,
+                       env=env)
     assert p.returncode == 0, p.stderr
     return trackhooks.open_store(str(store)).run(p.stdout.strip())
+
+
+@pytest.mark.parametrize("value", ["0", "off", "False"])
+def test_git_diff_off_keeps_dirty_flag_and_untracked_names(repo, tmp_path, value):
+    (repo / "train.py").write_text("lr = 0.01  # tuned\n")
+    (repo / "notes.txt").write_text("x")
+    rec = run_in(repo, tmp_path / "store", diff=value)
+    assert rec.system["git.dirty"] is True and rec.system["git.untracked"] == ["notes.txt"]
+    assert "git.diff_bytes" not in rec.system
+    assert [a.name for a in rec.artifacts()] == []
 
 
 def test_dirty_tree_diff_and_untracked_names(repo, tmp_path):

@@ -183,6 +183,12 @@ def git_status(root: str) -> tuple[bool, list[str]] | None:
     return dirty, untracked
 
 
+def diff_wanted() -> bool:
+    """``$TRACKHOOKS_GIT_DIFF=0`` (or false/no/off) records whether the tree is dirty and the untracked
+    names, but not the diff itself: a work tree whose uncommitted changes must not leave the machine."""
+    return os.environ.get("TRACKHOOKS_GIT_DIFF", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def git_diff(root: str, limit: int = DIFF_LIMIT_BYTES) -> bytes | None:
     """``git diff HEAD --binary`` as bytes (any encoding), cut at ``limit`` bytes with a marker line.
 
@@ -254,7 +260,7 @@ def trackhooks_collect_system_info(run) -> dict[str, Any]:
             if untracked:
                 facts["git.untracked"] = untracked[:UNTRACKED_LIMIT]
             try:
-                if flag and hasattr(run, "_add_artifact_bytes"):
+                if flag and hasattr(run, "_add_artifact_bytes") and diff_wanted():
                     diff = git_diff(root)
                     if diff:
                         run._add_artifact_bytes("git.diff", diff)

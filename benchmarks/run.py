@@ -61,7 +61,8 @@ _LIGHTNING = ["none", "trackhooks", "CSVLogger", "TensorBoardLogger", "MLFlowLog
               "WandbLogger(offline)", "trackhooks+mlflow mirror"]
 _HOT = ["floor: dict copy + deque append", "trackhooks log_metrics (writer idle)", "trackhooks log_metrics (sustained)",
         "mlflow.log_metrics (sqlite)", "TensorBoard add_scalar x4", "wandb.log (offline)"]
-_STORE = ["ingest", "ingest: writer + store only", "store write only", "read 1M-point series", "import trackhooks", "start_run"]
+_STORE = ["ingest", "ingest: writer + store only", "store write only", "read 1M-point series", "import trackhooks", "start_run",
+          "start_run (new store)", "finish() of a 10 000-point run", "search child run (caller)"]
 _MEDIA = ["log_image 512x512x3 uint8 vs arr.copy()", "log_histogram 1M float64 vs arr.copy()"]
 _HASH = ["dataset hash: hashlib.sha256 floor", "dataset hash: fingerprint", "dataset hash: log_dataset + flush"]
 _TEAM = ["pg: bare COPY of 1M rows", "pg: replicate 1M points until flush()", "pg: bare SELECT of 10k runs",
@@ -130,7 +131,10 @@ MICRO_TARGETS: dict[str, tuple[str, Any]] = {
     "ingest": ("≥ 1 M points/s", lambda v: v >= 1_000_000),
     "read 1M-point series": ("< 0.2 s", lambda v: v < 0.2),
     "import trackhooks": ("< 50 ms", lambda v: v < 50),
-    "start_run": ("< 30 ms", lambda v: v < 30),
+    "start_run": ("≤ 20 ms", lambda v: v <= 20),
+    "start_run (new store)": ("≤ 40 ms", lambda v: v <= 40),
+    "finish() of a 10 000-point run": ("≤ 10 ms", lambda v: v <= 10),
+    "search child run (caller)": ("≤ 1 ms", lambda v: v <= 1),
     "dataset hash: fingerprint": ("≥ 500 MB/s", lambda v: v >= 500),
     "dataset hash: log_dataset + flush": ("≥ 500 MB/s", lambda v: v >= 500),
     "autolog(): import + autolog() vs import": ("≤ 1.3×", lambda v: v <= 1.3),

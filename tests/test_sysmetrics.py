@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 
 import pytest
@@ -134,7 +135,38 @@ def test_a_failing_figure_warns_once_and_the_others_go_on():
     assert PROCESS_KEYS <= set(first) and PROCESS_KEYS <= set(second)
 
 
-def test_without_psutil_one_warning_and_no_process_figures(monkeypatch):
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc figures are Linux-only")
+def test_linux_reads_proc_without_psutil_and_agrees_with_psutil(monkeypatch):
+    import psutil
+
+    proc = psutil.Process()
+    with monkeypatch.context() as m, warnings.catch_warnings(record=True) as w:
+        m.setitem(sys.modules, "psutil", None)  # the /proc path must not need it
+        warnings.simplefilter("always")
+        wall0, cpu0 = time.monotonic(), sum(os.times()[:2])
+        fig = _Figures()
+        ballast = bytearray(64 * 1024 * 1024)  # RSS grows by 64 MB between the samples
+        ballast[::4096] = b"x" * len(ballast[::4096])
+        t = time.thread_time()
+        while time.thread_time() - t < 0.3:  # one core busy for 0.3 s
+            pass
+        values = fig.sample()
+        expected = 100 * (sum(os.times()[:2]) - cpu0) / (time.monotonic() - wall0)
+    assert not [x for x in w if "psutil" in str(x.message)]
+    assert PROCESS_KEYS <= set(values)
+    rss = proc.memory_info().rss / 2**20
+    assert abs(values["system/memory_rss_mb"] - rss) < 0.1 * rss, (values, rss)
+    assert abs(values["system/memory_percent"] - psutil.virtual_memory().percent) < 5
+    io = proc.io_counters()
+    assert values["system/io_read_mb"] <= io.read_bytes / 2**20 + 1e-9
+    assert values["system/io_write_mb"] <= io.write_bytes / 2**20 + 1e-9
+    # the process' CPU time over wall time (however loaded the machine), as psutil's cpu_percent
+    assert values["system/cpu_percent"] > 0 and abs(values["system/cpu_percent"] - expected) < 0.2 * expected + 5
+    del ballast
+
+
+def test_without_psutil_or_proc_one_warning_and_no_process_figures(monkeypatch):
+    monkeypatch.setattr(sysmetrics, "_proc_readable", lambda: False)  # not Linux, or no /proc
     monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil now raises ImportError
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")

@@ -33,6 +33,9 @@ CONFIGS: dict[str, list[str]] = {
     "read 1M-point series": ["trackhooks"],
     "import trackhooks": ["trackhooks"],
     "start_run": ["trackhooks"],
+    "start_run (new store)": ["trackhooks"],
+    "finish() of a 10 000-point run": ["trackhooks"],
+    "search child run (caller)": ["trackhooks"],
     "dataset hash: hashlib.sha256 floor": ["numpy"],
     "dataset hash: fingerprint": ["trackhooks", "numpy"],
     "dataset hash: log_dataset + flush": ["trackhooks", "numpy"],
@@ -348,6 +351,66 @@ def _start_run(p, tmp, clock):
             "note": "first start_run of a fresh process on an existing store"}
 
 
+def _start_run_new(p, tmp, clock):
+    clock.setup_done()
+    rows = [_fresh(_START_SNIPPET, os.path.join(tmp, f"new{i}")) for i in range(p["procs"])]
+    clock.fit_done()
+    return {"value": statistics.median(r["first_s"] for r in rows) * 1000, "unit": "ms", "procs": len(rows),
+            "note": "first start_run of a fresh process, creating the store"}
+
+
+_FINISH_SNIPPET = r"""
+import sys, time, json
+import trackhooks
+store, warm = sys.argv[1], sys.argv[2] == "warm"
+run = trackhooks.start_run(experiment="bench", store=store)
+if warm:
+    run.flush()  # a run that trained a while: the writer is up and has described the environment
+for i in range(2500):
+    run.log_metrics({"loss": 1.0 / (i + 1), "acc": i / 2500, "lr": 0.1, "grad_norm": 2.0}, step=i)
+t = time.perf_counter()
+run.finish()
+print(json.dumps({"finish_s": time.perf_counter() - t}))
+"""
+
+
+def _finish(p, tmp, clock):
+    clock.setup_done()
+    warm = [_fresh(_FINISH_SNIPPET, os.path.join(tmp, "f"), "warm") for _ in range(p["procs"])]
+    cold = [_fresh(_FINISH_SNIPPET, os.path.join(tmp, "f"), "cold") for _ in range(p["procs"])]
+    clock.fit_done()
+    return {"value": statistics.median(r["finish_s"] for r in warm) * 1000, "unit": "ms", "procs": len(warm),
+            "run_ending_at_once_ms": statistics.median(r["finish_s"] for r in cold) * 1000,
+            "note": "fresh process, 2 500 steps x 4 keys logged, then finish(); run_ending_at_once: finish "
+                    "right after start_run, the writer's start-up lands in it"}
+
+
+def _child_runs(p, tmp, clock):
+    import trackhooks
+    from trackhooks.plugin import start_child_run
+
+    n = 200
+    parent = trackhooks.start_run(experiment="bench")
+    parent.flush()
+    clock.setup_done()
+    t = time.perf_counter()
+    for i in range(n):
+        child = start_child_run(parent, f"c{i}", params={"max_depth": i % 8, "criterion": "gini", "index": i},
+                                tags={"role": "candidate"})
+        child.log_metrics({"mean_test_score": 0.5, "std_test_score": 0.1, "rank_test_score": float(i),
+                           "mean_fit_time": 0.01})
+        child.finish(timeout=0)
+    caller = time.perf_counter() - t
+    t = time.perf_counter()
+    parent.finish()
+    drain = time.perf_counter() - t
+    clock.fit_done()
+    runs = trackhooks.open_store(parent.store).runs(experiment="bench")
+    return {"value": caller / n * 1000, "unit": "ms/child", "children": n, "parent_finish_s": drain,
+            "runs_stored": len(runs), "note": "start_child_run + log_metrics (4) + finish(timeout=0), the "
+                                              "way a search records a candidate; then the parent's finish drains"}
+
+
 def _array(p):
     import numpy as np
 
@@ -418,6 +481,9 @@ _RUNNERS = {
     "read 1M-point series": _read,
     "import trackhooks": _import,
     "start_run": _start_run,
+    "start_run (new store)": _start_run_new,
+    "finish() of a 10 000-point run": _finish,
+    "search child run (caller)": _child_runs,
     "dataset hash: hashlib.sha256 floor": _hash_floor,
     "dataset hash: fingerprint": _hash_fingerprint,
     "dataset hash: log_dataset + flush": _hash_log_dataset,

@@ -346,6 +346,30 @@ def test_ddp_spawn_records_one_run_from_rank_zero(store_path, tmp_path):
     assert len(rec.metric("val_loss")) == 1
 
 
+ONE_TREE_THEN_THE_OTHER = """
+import sys
+import lightning.pytorch as L
+from trackhooks_lightning import TrackhooksCallback
+early = TrackhooksCallback()
+assert "pytorch_lightning" not in sys.modules  # the tree the program uses, not the other one
+assert isinstance(early, L.Callback)
+import pytorch_lightning as PL
+late = TrackhooksCallback()  # the tree imported since joins the bases, for every instance
+assert isinstance(late, PL.Callback) and isinstance(late, L.Callback) and isinstance(early, PL.Callback)
+assert TrackhooksCallback.__name__ == "TrackhooksCallback" and late.state_key.startswith("TrackhooksCallback")
+"""
+
+
+def test_the_callback_imports_only_the_tree_in_use_and_adopts_the_other():
+    subprocess.run([sys.executable, "-c", ONE_TREE_THEN_THE_OTHER], check=True, timeout=120)
+    code = ("import sys, pytorch_lightning as PL; from trackhooks_lightning import TrackhooksCallback; "
+            "assert 'lightning.pytorch' not in sys.modules and isinstance(TrackhooksCallback(), PL.Callback)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    code = ("import sys; from trackhooks_lightning import TrackhooksCallback; import lightning.pytorch as L; "
+            "assert isinstance(TrackhooksCallback(), L.Callback)")  # neither imported yet: lightning first
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 def test_plugin_entry_point_does_not_import_lightning():
     code = ("import sys, trackhooks_lightning.plugin; "
             "assert not [m for m in sys.modules if m.startswith(('lightning', 'pytorch_lightning', 'torch'))]")

@@ -50,6 +50,9 @@ class Workload:
     # a cost per unit of work next to the ratio: (row field counting the units, unit name, target in ms
     # per unit) -> "(fit - fit of none) / units" in ms, e.g. the tracking cost per Optuna trial
     per_unit: tuple[str, str, float] | None = None
+    # the same next to the ratio target, in µs per step (issue 19: Lightning ≤ 15 µs per logged step);
+    # an upper bound of the per-step cost, since the fixed cost of a run is in the difference too
+    per_step_us: float | None = None
     ratio_target: float = FRAMEWORK_RATIO_TARGET  # time of a tracked config / the first config
     ratio_on: str = "total"  # or "fit", where setup is the same in every config and would dilute it
     # a new interpreter per measurement even in --quick/--fork mode: what is measured is the cost of
@@ -78,7 +81,7 @@ WORKLOADS = [
     Workload("team", "Team store on PostgreSQL (issue 15): next to bare psycopg, and to SQLite for the UI",
              "team_store.py", _TEAM, kind="micro"),
     Workload("lightning", "Lightning: tiny Linear model, self.log every step, Trainer(log_every_n_steps=1)",
-             "lightning_bench.py", _LIGHTNING, args=["--log-every-n-steps", "1"]),
+             "lightning_bench.py", _LIGHTNING, args=["--log-every-n-steps", "1"], per_step_us=15.0),
     Workload("lightning-n50", "Lightning: same model, Trainer(log_every_n_steps=50)", "lightning_bench.py",
              _LIGHTNING[:-1], args=["--log-every-n-steps", "50"],
              quick_configs=["none", "trackhooks", "CSVLogger", "TensorBoardLogger"]),
@@ -335,6 +338,14 @@ def framework_table(w: Workload, rows: list[dict[str, Any]], targets: list[dict[
             target = f"≤ {w.ratio_target}×{on}: {'met' if met else 'MISSED'} ({ratio:.3f}×)"
             targets.append({"what": f"{w.key}: {c} {w.ratio_on} vs {baseline}", "target": f"≤ {w.ratio_target}×",
                             "measured": f"{tot / b_tot:.3f}× (fit {fit / b_fit:.3f}×)", "met": met})
+            steps = _med([float(r.get("steps") or 0) for r in ok])
+            if w.per_step_us is not None and c == "trackhooks" and steps > 0:
+                per = (fit - b_fit) / steps * 1e6
+                ok_step = per <= w.per_step_us
+                target += f"; ≤ {w.per_step_us:g} µs/step: {'met' if ok_step else 'MISSED'} ({per:.1f} µs)"
+                targets.append({"what": f"{w.key}: {c} (fit − fit of none) per logged step, fixed cost included",
+                                "target": f"≤ {w.per_step_us:g} µs", "measured": f"{per:.1f} µs over {steps:.0f} steps",
+                                "met": ok_step})
         failed = len(rs) - len(ok)
         n = f"{len(ok)}" + (f" (+{failed} failed)" if failed else "")
         out.append(f"| {c} | {n} | {fmt_s(setup)} | {fmt_s(fit)} | {fmt_s(tot)} | {fmt_s(min(tots))}–{fmt_s(max(tots))} "

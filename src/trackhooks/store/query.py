@@ -65,6 +65,13 @@ DIALECTS: dict[str, dict[str, str]] = {
         "json_list": "(SELECT value FROM json_each({list}))",  # the str items of a JSON array parameter
         "false": "0",
         "tiebreak": "r.rowid",
+        # runs_frame: aggregates over one run's params or tags, in the same order ({order}) for
+        # every aggregate of one subquery (here: the one scan of the primary key feeds them all)
+        "json_quote": "json_quote({x})",  # a text as a JSON string literal
+        "json_agg": "json_group_array({x})",  # texts -> the text of a JSON array of strings
+        "group_concat": "group_concat({x}, ',')",
+        # the items of a JSON array parameter with their positions: rows (pos, id)
+        "json_list_pos": "(SELECT key AS pos, value AS id FROM json_each({list}))",
     },
     "postgres": {
         # no "?" in the pattern: an engine turns every ? of the SQL text into a placeholder
@@ -79,6 +86,11 @@ DIALECTS: dict[str, dict[str, str]] = {
         "json_list": "(SELECT json_array_elements_text(CAST({list} AS json)))",
         "false": "0",  # archived is an integer column on every engine
         "tiebreak": "r.id",
+        "json_quote": "CAST(to_json(CAST({x} AS text)) AS text)",
+        "json_agg": "CAST(json_agg({x} ORDER BY {order}) AS text)",
+        "group_concat": "string_agg({x}, ',' ORDER BY {order})",
+        "json_list_pos": "(SELECT ord - 1 AS pos, value AS id FROM json_array_elements_text(CAST({list} AS json)) "
+                         "WITH ORDINALITY AS e(value, ord))",
     },
 }
 

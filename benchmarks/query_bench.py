@@ -3,12 +3,14 @@
 same work written by hand, side by side in one invocation, every measurement in a fresh process.
 
     python benchmarks/query_bench.py [--runs 10000] [--repeats 5] [--gc-files 100000] [--out PATH]
+                                     [--only where,frame,gc] [--baseline-src DIR]
 
 - ``where``: ``store.runs(where=<two conditions>)`` vs the same rows fetched with hand-written SQL
   (a join on params and metric_keys, then the params and tags of the matching runs, decoded into
   dicts): target <= 2x. Also ``store.run_ids(where=...)`` vs the bare hand-written id query.
 - ``frame``: ``store.runs_frame()`` of every run (20 params, 10 metrics each) vs a hand-written
-  SQL + pandas pivot building the same columns: target < 1 s and <= 3x.
+  SQL + pandas pivot building the same columns: target < 1 s and <= 3x. With ``--baseline-src``
+  also the same call with another version of trackhooks, in the same interleaved rounds.
 - ``gc``: ``store.gc()`` on stores with N/10, N/3 and N artifact files (half unreferenced): time
   per file should stay flat (one query per 500 candidates, never one per file).
 
@@ -175,9 +177,9 @@ def measure(name: str, store_path: str) -> dict:
     return {"seconds": time.perf_counter() - t0, "n": n}
 
 
-def run_fresh(name: str, store_path: str) -> dict:
+def run_fresh(name: str, store_path: str, src: str | None = None) -> dict:
     env = dict(os.environ)
-    src = os.path.join(ROOT, "src")
+    src = src or os.path.join(ROOT, "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     out = subprocess.run([sys.executable, __file__, "--measure", name, store_path], capture_output=True, text=True,
                          env=env, timeout=600)
@@ -193,6 +195,9 @@ def main() -> int:
     ap.add_argument("--gc-files", type=int, default=100_000)
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS-query.md"))
     ap.add_argument("--only", default="where,frame,gc", help="comma-separated: where, frame, gc")
+    ap.add_argument("--baseline-src", metavar="DIR",
+                    help="also measure runs_frame() with the trackhooks of this src/ directory (another "
+                         "checkout, e.g. `git archive COMMIT src | tar -x -C /tmp/base`), interleaved")
     ap.add_argument("--measure", nargs=2, metavar=("NAME", "STORE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
@@ -214,15 +219,21 @@ def main() -> int:
                   file=sys.stderr)
             pairs = [p for p in [("where", "hand_where"), ("where_ids", "hand_where_ids"), ("frame", "hand_frame")]
                      if p[0].split("_")[0] in only]
+            base = args.baseline_src and "frame" in only
             results: dict[str, list[float]] = {n: [] for p in pairs for n in p}
+            if base:
+                results["frame@baseline"] = []
             counts: dict[str, int] = {}
             for _ in range(args.repeats):
                 for a, b in pairs:
-                    for name in (a, b):
-                        r = run_fresh(name, store)
+                    for name in (a, b) + (("frame@baseline",) if base and a == "frame" else ()):
+                        if name == "frame@baseline":
+                            r = run_fresh("frame", store, os.path.abspath(args.baseline_src))
+                        else:
+                            r = run_fresh(name, store)
                         results[name].append(r["seconds"])
                         counts[name] = r["n"]
-            for a, b in pairs:
+            for a, b in pairs + ([("frame@baseline", "hand_frame")] if base else []):
                 if counts[a] != counts[b]:
                     raise SystemExit(f"{a} and {b} disagree: {counts[a]} vs {counts[b]}")
             med = {k: statistics.median(v) for k, v in results.items() if v}
@@ -238,6 +249,9 @@ def main() -> int:
                         f"`run_ids(where=...)` -> {counts[a]} ids" if a == "where_ids" else
                         f"`runs_frame()` -> {counts[a] // 1000} rows x {counts[a] % 1000} columns")
                 lines.append(f"| {what} | {cell(a)} | {cell(b)} | {med[a] / med[b]:.2f}x | {targets[a]} |")
+                if a == "frame" and base:
+                    lines.append(f"| the same `runs_frame()` with `{args.baseline_src}` | {cell('frame@baseline')} | "
+                                 f"{cell(b)} | {med['frame@baseline'] / med[b]:.2f}x | (baseline) |")
         if "gc" in only:
             # gc: linear in the number of files, a fixed number of queries per 500 candidates
             lines += ["", "| gc: files in artifacts/ (half unreferenced) | seconds | microseconds per file | SQL statements |",

@@ -4,11 +4,13 @@ SQL, notebook display."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -319,6 +321,111 @@ def test_runs_frame(store):
     empty = store.runs_frame(where="name = 'nobody'")
     assert len(empty) == 0 and list(empty.columns) == list(df.columns[:8])
     assert isinstance(df, pd.DataFrame)
+
+
+FRAME_RUNS = [
+    # params, tags, metrics {key: points}: keys that need quoting, values that are lists, dicts,
+    # strings that look like lists or numbers, NaN and inf, floats SQLite prints inexactly
+    ({"lr": 0.001, "layers": 2, "sched": [1, 2.5], "opt": {"name": "adam", "b": [0.9]}, 'we"ird\\key': "é,\\x",
+      "nan": math.nan, "inf": -math.inf, "flag": True, "none": None, "text": "[1, 2]"},
+     {"team": "vision", "note": 'a "quoted", comma'},
+     {"loss": [0.9, 0.23426122710702801], "acc": [0.5, math.nan], "big": [math.inf], "tiny": [1e-320]}),
+    ({"lr": "0.01", "layers": 4}, {}, {"loss": [0.0970564290497321, 0.1 + 0.2]}),
+    ({}, {}, {}),                                                   # nothing logged
+    ({"layers": 8, "extra": "x"}, {"team": "nlp"}, {"acc": [-math.inf]}),
+]
+
+
+def test_runs_frame_matches_the_records_on_every_engine(any_store):
+    """Every cell of runs_frame is what the RunRecord says, on both engines: params as logged (a
+    list or dict as its stored JSON text), tags, last metric values exactly (NaN, inf, doubles that
+    need 17 digits), missing keys as None/NaN, and a live run's status and open end."""
+    pd = pytest.importorskip("pandas")
+    ids = []
+    for i, (params, tags, metrics) in enumerate(FRAME_RUNS):
+        with trackhooks.start_run("frames", name=f"r{i}", params=params, tags=tags) as run:
+            for key, points in metrics.items():
+                for v in points:
+                    run.log_metric(key, v)
+        ids.append(run.id)
+    live = trackhooks.start_run("frames", name="live", params={"layers": 1})
+    live.log_metric("loss", 2.0)
+    live.flush()
+    try:
+        store = trackhooks.open_store()
+        df = store.runs_frame()
+        recs = store.runs()
+        assert list(df["id"]) == [r.id for r in recs] == ids + [live.id]
+        pkeys = sorted({k for r in recs for k in r.params})
+        tkeys = sorted({k for r in recs for k in r.tags})
+        mkeys = sorted({k for r in recs for k in r.metric_keys()})
+        assert {"sched", "opt.name", "opt.b", 'we"ird\\key'} <= set(pkeys) and "big" in mkeys
+        assert list(df.columns) == (["id", "name", "experiment", "status", "parent_id", "start_time", "end_time",
+                                     "duration"] + [f"params.{k}" for k in pkeys] + [f"tags.{k}" for k in tkeys]
+                                    + [f"metrics.{k}" for k in mkeys])
+        for row, rec in zip(df.itertuples(index=False), recs):
+            row = dict(zip(df.columns, row))
+            assert (row["name"], row["experiment"], row["status"], row["parent_id"]) == (
+                rec.name, rec.experiment, rec.status, rec.parent_id)
+            for k in pkeys:
+                want = rec.params.get(k)
+                if isinstance(want, (list, dict)):  # a cell holds a scalar: the stored JSON text
+                    want = json.dumps(want, separators=(",", ":"))
+                got = row[f"params.{k}"]
+                if want is None or (isinstance(want, float) and math.isnan(want)):
+                    assert pd.isna(got), (rec.name, k, got)
+                else:  # an int in a column with gaps reads as a float (pandas' NaN for missing)
+                    assert got == want and isinstance(got, (str, bool)) == isinstance(want, (str, bool)), \
+                        (rec.name, k, got, want)
+            for k in tkeys:
+                assert row[f"tags.{k}"] == rec.tags.get(k) or (k not in rec.tags and pd.isna(row[f"tags.{k}"]))
+            for k in mkeys:
+                got = row[f"metrics.{k}"]
+                if k in rec.metric_keys():
+                    want = rec.metric(k).values[-1]
+                    assert got == want or (math.isnan(got) and math.isnan(want)), (rec.name, k, got, want)
+                else:
+                    assert math.isnan(got)
+        assert df["start_time"].iloc[0].timestamp() == pytest.approx(recs[0].start_time, abs=1e-6)
+        assert str(df["start_time"].dtype) == str(df["end_time"].dtype) == "datetime64[ns, UTC]"
+        assert str(df["params.layers"].dtype) == "float64" and df["params.layers"].isna().tolist() == [
+            False, False, True, False, False]
+        assert str(df["params.lr"].dtype) == "object"  # a number in one run, a string in another
+        assert all(str(df[f"metrics.{k}"].dtype) == "float64" for k in mkeys)
+        last = df.iloc[-1]
+        assert last["status"] == "running" and pd.isna(last["end_time"])
+        assert 0 < last["duration"] <= time.time() - recs[-1].start_time
+        assert (df["duration"].iloc[:-1] >= 0).all()
+    finally:
+        live.finish()
+
+
+def test_runs_frame_keeps_a_param_that_is_not_json_as_its_text(store):
+    """A value no trackhooks writer produces (a hand-edited store) does not break the frame."""
+    import sqlite3
+
+    a, b = store.runs(where="name in ('a', 'b')")
+    conn = sqlite3.connect(os.path.join(store.path, "trackhooks.db"))
+    with conn:
+        conn.execute("UPDATE params SET value = 'not json' WHERE run_id = ? AND key = 'opt'", (a.id,))
+    conn.close()
+    df = store.runs_frame(where="name in ('a', 'b')")
+    assert df["params.opt"].tolist() == ["not json", "sgd"]
+    assert df["params.lr"].tolist() == [0.001, 0.01]  # the other values of that run still decode
+
+
+def test_runs_frame_leaves_the_garbage_collector_as_it_found_it(store):
+    import gc
+
+    assert gc.isenabled()
+    store.runs_frame()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        store.runs_frame()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_metrics_frames(store):

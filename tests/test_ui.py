@@ -394,3 +394,63 @@ def test_media_file_logged_after_the_first_request_is_found(tmp_path):
     assert [r["step"] for r in recs] == [0, 1] and recs[1]["src"] != recs[0]["src"]
     r = c.get(recs[1]["src"])
     assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
+
+
+WHERE_RUNS = [  # name, lr, optimizer, last loss
+    ("sgd-fast", 0.1, "sgd", 0.9),
+    ("sgd-slow", 0.001, "sgd", 0.4),
+    ("adam-slow", 0.0005, "adam", 0.2),
+    ("adam-mid", 0.01, "adam", 0.35),
+    ("adam-fast", 0.3, "adam", 0.05),
+]
+
+
+def test_ui_where_box_in_headless_chromium(tmp_path):
+    """The where box in a real browser: exactly the matching runs (also when an unfiltered poll
+    answers after the filtered one), a malformed expression shows the QueryError with its caret
+    and leaves the table alone, and clearing the box brings every run back."""
+    chromium = os.environ.get("TRACKHOOKS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    node = shutil.which("node")
+    if chromium is None:
+        pytest.skip("chromium not found (apt-get install chromium, or set TRACKHOOKS_CHROMIUM)")
+    if node is None or not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+        pytest.skip("node or playwright-core missing: run `npm ci` in tests/browser")
+    store = str(tmp_path / "store")
+    for name, lr, opt, loss in WHERE_RUNS:
+        with trackhooks.start_run(store=store, experiment="sweep", name=name, params={"lr": lr, "optimizer": opt}) as r:
+            r.log_metric("loss", 1.0)
+            r.log_metric("loss", loss)
+    where = "params.lr < 0.05 and (params.optimizer = 'adam' or metrics.loss < 0.5)"
+    match = ["adam-mid", "adam-slow", "sgd-slow"]
+    assert sorted(r.name for r in trackhooks.open_store(store).runs(where=where)) == match
+    bad = "params.lr < 0.05 and metrics.loss <"
+    spec = {"where": where, "bad": bad, "all": [n for n, *_ in WHERE_RUNS], "match": match}
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "trackhooks", "ui", "--store", store, "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(base + "/api/runs", server)
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        r = subprocess.run([node, "check_ui_where.mjs", base, ARTIFACTS, chromium, json.dumps(spec)],
+                           cwd=BROWSER_DIR, capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr[-3000:]
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert out["timeouts"] == [], json.dumps(out)
+    assert out["console_errors"] == [] and out["page_errors"] == [] and out["dialogs"] == [], out
+    assert out["initial"] == sorted(spec["all"])
+    assert out["filtered"] == match and out["info_filtered"].startswith("3 runs")
+    # the unfiltered answer that came late never replaced the filtered table
+    assert out["renders_after_late_answer"] and all(n == match for n in out["renders_after_late_answer"]), out
+    lines = out["error_text"].split("\n")
+    assert lines[0] == f"missing a value (found the end of the expression) at position {len(bad)}", lines
+    assert lines[1] == "  " + bad and lines[2] == " " * (2 + len(bad)) + "^", lines
+    assert lines[3].startswith("expected a string in single quotes, a number")
+    assert "mono" in out["error_font"].lower()  # the caret lines up under the expression
+    assert out["after_error"] == match and out["error_still_shown"]  # the table as it was
+    assert out["renders_after_error"] == [] and out["header_cells"] > 8 and out["info_after_error"].startswith("3 runs")
+    assert out["cleared"] == sorted(spec["all"]) and not out["error_shown_after_clear"] and out["box_after_clear"] == ""
+    assert os.path.getsize(os.path.join(ARTIFACTS, "ui-where-error.png")) > 10_000

@@ -661,3 +661,12 @@ def test_a_slow_team_store_never_holds_up_training(pg_uri, monkeypatch):
         blocker.close()
     rec = wait_for(lambda: (r := trackhooks.open_store(pg_uri).run(run.id)).status == "finished" and r)
     assert rec.metric("m").values == [float(i) for i in range(50)]
+
+
+def test_read_sessions_do_not_jit_compile(pg_uri):
+    """The read API's correlated subqueries look expensive to the planner: with JIT on, a frame of
+    a few thousand runs spends more time compiling than running (engine.py)."""
+    with trackhooks.start_run("e", store=pg_uri):
+        pass
+    store = trackhooks.open_store(pg_uri)
+    assert store._rows("SELECT current_setting('jit')") == [("off",)]

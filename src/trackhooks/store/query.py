@@ -65,6 +65,16 @@ DIALECTS: dict[str, dict[str, str]] = {
         "json_list": "(SELECT value FROM json_each({list}))",  # the str items of a JSON array parameter
         "false": "0",
         "tiebreak": "r.rowid",
+        # runs_frame: aggregates over one run's params or tags. Every aggregate of one subquery must
+        # see the rows in the same order ({order}, where the engine needs telling): the keys of one
+        # array pair up with the values of the other. On both engines the aggregates of one
+        # aggregation step over each input row in turn, so they agree without an ORDER BY (which
+        # costs PostgreSQL 15 a sort per run: 60 ms of a 10 000-run frame)
+        "json_quote": "json_quote({x})",  # a text as a JSON string literal
+        "json_agg": "json_group_array({x})",  # texts -> the text of a JSON array of strings
+        "group_concat": "group_concat({x}, ',')",
+        # the items of a JSON array parameter with their positions: rows (pos, id)
+        "json_list_pos": "(SELECT key AS pos, value AS id FROM json_each({list}))",
     },
     "postgres": {
         # no "?" in the pattern: an engine turns every ? of the SQL text into a placeholder
@@ -79,6 +89,11 @@ DIALECTS: dict[str, dict[str, str]] = {
         "json_list": "(SELECT json_array_elements_text(CAST({list} AS json)))",
         "false": "0",  # archived is an integer column on every engine
         "tiebreak": "r.id",
+        "json_quote": "CAST(to_json(CAST({x} AS text)) AS text)",
+        "json_agg": "CAST(json_agg({x}) AS text)",
+        "group_concat": "string_agg({x}, ',')",
+        "json_list_pos": "(SELECT ord - 1 AS pos, value AS id FROM json_array_elements_text(CAST({list} AS json)) "
+                         "WITH ORDINALITY AS e(value, ord))",
     },
 }
 

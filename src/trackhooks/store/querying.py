@@ -141,16 +141,14 @@ class QueryMethods:
                    order_by: str | Sequence[str] | None = None, limit: int | None = None,
                    archived: bool | str = False) -> Any:
         """``runs(...)`` as a pandas DataFrame, one row per run (columns in docs/api.md)."""
-        from .frames import _pandas, duration_of, runs_frame
+        from .frames import _NoGC, _pandas, frame_columns, runs_frame
 
         _pandas("runs_frame()")
-        sql, args = self._run_select(_LIST_COLUMNS, experiment, status, where, order_by, limit, archived)
-        now = time.time()
-        records = []
-        for rid, name, exp, st, parent, start, end, pid, host, ps, hb in self._rows(sql, args):
-            eff = effective_status(st, host, pid, ps, hb)
-            records.append((rid, name, exp, eff, parent, start, end, duration_of(eff, start, end, hb, now)))
-        return runs_frame(self, records, [r[0] for r in records])
+        d = _dialects()[self._dialect]
+        sql, args = self._run_select(_LIST_COLUMNS + ", " + frame_columns(d), experiment, status, where, order_by,
+                                     limit, archived)
+        with _NoGC():
+            return runs_frame(self, d, self._rows(sql, args), time.time())
 
     def metrics_frame(self, run_ids: Any, keys: str | Sequence[str] | None = None) -> Any:
         """Metric points of many runs in long form: columns run_id, key, step, epoch, value, timestamp.

@@ -98,9 +98,10 @@
     wh.addEventListener("keydown", function (ev) {
       if (ev.key === "Enter") { state.where = wh.value.trim(); state.offset = 0; load(); }
     });
-    wh.addEventListener("search", function () {  // the clear button of a search field
-      if (!wh.value && state.where) { state.where = ""; state.offset = 0; load(); }
-    });
+    // emptying the box drops the filter at once, whether by its clear button or the keyboard
+    function whereCleared() { if (!wh.value && state.where) { state.where = ""; state.offset = 0; load(); } }
+    wh.addEventListener("search", whereCleared);
+    wh.addEventListener("input", whereCleared);
     arch.addEventListener("change", function () { state.archived = arch.checked; state.offset = 0; load(); });
     exp.addEventListener("change", function () { state.experiment = exp.value; state.offset = 0; load(); });
     st.addEventListener("change", function () { state.status = st.value; state.offset = 0; load(); });
@@ -113,7 +114,12 @@
       cmp.disabled = n < 1;
       cmp.textContent = n ? "Compare selected (" + n + ")" : "Compare selected";
     }
+    // only the answer to the latest request is shown: the 3 s poll may have asked with the old
+    // filter just before a new one, and its answer can come back last
+    var latest = 0;
     function load() {
+      var mine = ++latest;
+      table.setAttribute("aria-busy", "true");
       var p = new URLSearchParams({ sort: state.sort, order: state.order, offset: state.offset, limit: 50 });
       if (state.q) p.set("q", state.q);
       if (state.experiment) p.set("experiment", state.experiment);
@@ -121,9 +127,13 @@
       if (state.where) p.set("where", state.where);
       if (state.archived) p.set("archived", "1");
       return api("/api/runs?" + p).then(function (data) {
+        if (mine !== latest) return;
+        table.removeAttribute("aria-busy");
         whereError.hidden = true;
         render(data);
-      }).catch(function (err) {
+      }, function (err) {
+        if (mine !== latest) return;
+        table.removeAttribute("aria-busy");
         if (!state.where) return showError(err);
         whereError.textContent = String(err.message || err);  // the expression with a caret
         whereError.hidden = false;

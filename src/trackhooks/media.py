@@ -311,12 +311,10 @@ def prepare_table(key: str, data: Any) -> Job:
                 raise InvalidShapeError(f"table {key!r}: column {name!r} must be one-dimensional, got shape "
                                         f"{tuple(c.shape)}")
             if n is None:
-                n = m
+                n, first = m, name
             elif m != n:
                 raise InvalidShapeError(f"table {key!r}: columns have different lengths ({first!r} has {n} "
                                         f"rows, {name!r} has {m})")
-            if len(cols) == 0:
-                first = name
             if name in cols:
                 raise InvalidMediaError(f"table {key!r}: column {name!r} appears twice")
             cols[name] = c

@@ -100,7 +100,7 @@ def test_fast_curves_equal_sklearn_metrics(seed):
     from sklearn.metrics import precision_recall_curve, roc_auc_score
 
     from trackhooks_sklearn.plots import _binary_curves
-    from trackhooks_sklearn.recording import _auc
+    from trackhooks_sklearn.recording import _auc, horizontal_ends
 
     rng = np.random.default_rng(seed)
     n = 300
@@ -108,7 +108,7 @@ def test_fast_curves_equal_sklearn_metrics(seed):
     score = np.round(rng.random(n) + positive * 0.3, 2)  # ties on purpose
     fpr, tpr, precision, recall = _binary_curves(positive, score)
     f2, t2, _ = roc_curve(positive, score)
-    p2, r2, _ = precision_recall_curve(positive, score, drop_intermediate=True)
+    p2, r2 = horizontal_ends(*precision_recall_curve(positive, score, drop_intermediate=True)[:2])
     assert fpr.tolist() == f2.tolist() and tpr.tolist() == t2.tolist()
     assert precision.tolist() == p2.tolist() and recall.tolist() == r2.tolist()
     assert _auc(fpr, tpr) == roc_auc_score(positive, score)
@@ -119,11 +119,12 @@ def test_fast_curves_with_one_or_two_distinct_scores_equal_sklearn_metrics(score
     from sklearn.metrics import precision_recall_curve
 
     from trackhooks_sklearn.plots import _binary_curves
+    from trackhooks_sklearn.recording import horizontal_ends
 
     positive = np.array([True, False, True, False, True, False])
     fpr, tpr, precision, recall = _binary_curves(positive, np.array(score))
     f2, t2, _ = roc_curve(positive, score)
-    p2, r2, _ = precision_recall_curve(positive, score, drop_intermediate=True)
+    p2, r2 = horizontal_ends(*precision_recall_curve(positive, score, drop_intermediate=True)[:2])
     assert fpr.tolist() == f2.tolist() and tpr.tolist() == t2.tolist()
     assert precision.tolist() == p2.tolist() and recall.tolist() == r2.tolist()
 
@@ -132,6 +133,8 @@ def test_recorded_one_vs_rest_curves_equal_sklearn_metrics(cap):
     """The curves of a fit come from the metrics pass (one sort per class, shared with ROC-AUC):
     each equals sklearn's own curve of that class's probabilities."""
     from sklearn.metrics import precision_recall_curve
+
+    from trackhooks_sklearn.recording import horizontal_ends
 
     X, y = DIGITS
     model = track(LogisticRegression(max_iter=300), mirrors=[cap]).fit(X, y)
@@ -143,6 +146,7 @@ def test_recorded_one_vs_rest_curves_equal_sklearn_metrics(cap):
         assert roc.data["x"] == fpr.tolist() and roc.data["y"] == tpr.tolist()
         (pr,) = cap.of(f"precision_recall_curve/{c}")
         precision, recall, _ = precision_recall_curve(y == c, proba[:, c], drop_intermediate=True)
+        precision, recall = horizontal_ends(precision, recall)
         assert pr.data["x"] == recall[::-1].tolist() and pr.data["y"] == precision[::-1].tolist()
 
 

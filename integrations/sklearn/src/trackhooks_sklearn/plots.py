@@ -7,7 +7,8 @@ Keys (``prefix`` is empty for the training data of a fit, ``"test_"`` or ``"<pre
 - classifiers: ``<prefix>confusion_matrix`` (labels = ``classes_``), and from ``predict_proba`` (else
   ``decision_function``) ``<prefix>roc_curve`` / ``<prefix>precision_recall_curve``: one curve for a
   binary problem (the positive class is ``classes_[1]``), one-vs-rest per class for more classes
-  (``<prefix>roc_curve/<class>``). A curve longer than ``MAX_CURVE_POINTS`` is thinned evenly.
+  (``<prefix>roc_curve/<class>``). PR curves leave out the points inside straight (vertical or
+  horizontal) runs (``recording.binary_curves``); a curve longer than ``MAX_CURVE_POINTS`` is thinned evenly.
 - regressors: ``<prefix>residuals``, a histogram of ``y - predict(X)``.
 - a final estimator with ``feature_importances_``: the table ``feature_importance`` (feature,
   importance); with ``coef_``: the table ``coefficients`` (feature, coef, or one column per class).

@@ -343,7 +343,8 @@ def prediction_metrics(est: Any, y: Any, y_pred: Any, prefix: str, proba: Any = 
 
 def binary_curves(positive: Any, score: Any) -> tuple[Any, Any, Any, Any]:
     """(fpr, tpr, precision, recall) exactly as ``sklearn.metrics.roc_curve`` (drop_intermediate=True)
-    and ``precision_recall_curve(drop_intermediate=True)`` compute them (tested equal), from one sort,
+    and ``precision_recall_curve(drop_intermediate=True)`` compute them (tested equal; the PR curve
+    also without the inner points of horizontal runs, see ``horizontal_ends``), from one sort,
     without their per-call input validation (which costs more than the curves themselves when there
     is one curve per class). ``positive``: bool array; both classes must be present."""
     import numpy as np
@@ -372,7 +373,22 @@ def binary_curves(positive: Any, score: Any) -> tuple[Any, Any, Any, Any]:
     ps = tps + fps
     precision = np.divide(tps, ps, out=np.zeros_like(tps), where=ps != 0)
     recall = tps / tps[-1]
-    return fpr, tpr, np.concatenate((precision[::-1], [1.0])), np.concatenate((recall[::-1], zero))
+    precision, recall = np.concatenate((precision[::-1], [1.0])), np.concatenate((recall[::-1], zero))
+    return fpr, tpr, *horizontal_ends(precision, recall)
+
+
+def horizontal_ends(precision: Any, recall: Any) -> tuple[Any, Any]:
+    """A PR curve without the points inside a run of equal precision: they lie on a horizontal
+    segment, so the plotted curve is the same, as it is for the vertical runs that sklearn's
+    ``drop_intermediate`` leaves out. On training data most positives score above every negative:
+    precision 1.0 for a run of ~one point per positive, each an expensive float in the JSON record."""
+    import numpy as np
+
+    if len(precision) <= 2:
+        return precision, recall
+    keep = np.flatnonzero(np.concatenate(
+        ([True], (precision[1:-1] != precision[:-2]) | (precision[2:] != precision[1:-1]), [True])))
+    return precision[keep], recall[keep]
 
 
 def _auc(fpr: Any, tpr: Any) -> float:

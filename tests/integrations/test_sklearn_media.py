@@ -167,6 +167,16 @@ def test_forest_predictions_come_from_its_probabilities(cap):
     (cm,) = cap.of("confusion_matrix")
     assert cm.data["matrix"] == confusion_matrix(y, pred).tolist()
 
+    class CountingForest(RandomForestClassifier):
+        calls = 0
+
+        def predict_proba(self, X):  # predict() would call it a second time
+            type(self).calls += 1
+            return super().predict_proba(X)
+
+    track(CountingForest(n_estimators=3, random_state=0)).fit(X, y)
+    assert CountingForest.calls == 1
+
 
 def test_decision_function_used_without_predict_proba(cap):
     X, y = CANCER

@@ -97,9 +97,10 @@ def test_multiclass_one_vs_rest_per_class_and_importance(cap):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_fast_curves_equal_sklearn_metrics(seed):
-    from sklearn.metrics import precision_recall_curve
+    from sklearn.metrics import precision_recall_curve, roc_auc_score
 
     from trackhooks_sklearn.plots import _binary_curves
+    from trackhooks_sklearn.recording import _auc, horizontal_ends
 
     rng = np.random.default_rng(seed)
     n = 300
@@ -107,9 +108,74 @@ def test_fast_curves_equal_sklearn_metrics(seed):
     score = np.round(rng.random(n) + positive * 0.3, 2)  # ties on purpose
     fpr, tpr, precision, recall = _binary_curves(positive, score)
     f2, t2, _ = roc_curve(positive, score)
-    p2, r2, _ = precision_recall_curve(positive, score)
+    p2, r2 = horizontal_ends(*precision_recall_curve(positive, score, drop_intermediate=True)[:2])
     assert fpr.tolist() == f2.tolist() and tpr.tolist() == t2.tolist()
-    assert precision.tolist() == pytest.approx(p2.tolist()) and recall.tolist() == pytest.approx(r2.tolist())
+    assert precision.tolist() == p2.tolist() and recall.tolist() == r2.tolist()
+    assert _auc(fpr, tpr) == roc_auc_score(positive, score)
+
+
+@pytest.mark.parametrize("score", [[0.5] * 6, [0.2, 0.2, 0.2, 0.7, 0.7, 0.7], [0.1, 0.9, 0.1, 0.9, 0.5, 0.5]])
+def test_fast_curves_with_one_or_two_distinct_scores_equal_sklearn_metrics(score):
+    from sklearn.metrics import precision_recall_curve
+
+    from trackhooks_sklearn.plots import _binary_curves
+    from trackhooks_sklearn.recording import horizontal_ends
+
+    positive = np.array([True, False, True, False, True, False])
+    fpr, tpr, precision, recall = _binary_curves(positive, np.array(score))
+    f2, t2, _ = roc_curve(positive, score)
+    p2, r2 = horizontal_ends(*precision_recall_curve(positive, score, drop_intermediate=True)[:2])
+    assert fpr.tolist() == f2.tolist() and tpr.tolist() == t2.tolist()
+    assert precision.tolist() == p2.tolist() and recall.tolist() == r2.tolist()
+
+
+def test_recorded_one_vs_rest_curves_equal_sklearn_metrics(cap):
+    """The curves of a fit come from the metrics pass (one sort per class, shared with ROC-AUC):
+    each equals sklearn's own curve of that class's probabilities."""
+    from sklearn.metrics import precision_recall_curve
+
+    from trackhooks_sklearn.recording import horizontal_ends
+
+    X, y = DIGITS
+    model = track(LogisticRegression(max_iter=300), mirrors=[cap]).fit(X, y)
+    _flush()
+    proba = model.predict_proba(X)
+    for c in range(10):
+        (roc,) = cap.of(f"roc_curve/{c}")
+        fpr, tpr, _ = roc_curve(y == c, proba[:, c])
+        assert roc.data["x"] == fpr.tolist() and roc.data["y"] == tpr.tolist()
+        (pr,) = cap.of(f"precision_recall_curve/{c}")
+        precision, recall, _ = precision_recall_curve(y == c, proba[:, c], drop_intermediate=True)
+        precision, recall = horizontal_ends(precision, recall)
+        assert pr.data["x"] == recall[::-1].tolist() and pr.data["y"] == precision[::-1].tolist()
+
+
+def test_forest_predictions_come_from_its_probabilities(cap):
+    """A forest's predict() is the argmax of its predict_proba(): the metrics pass predicts once, and
+    the recorded values equal sklearn's on predict() itself."""
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+    X, y = DIGITS
+    model = track(RandomForestClassifier(n_estimators=5, random_state=0), mirrors=[cap]).fit(X, y)
+    _flush()
+    rec = trackhooks.open_store().run(model.run_id_)
+    pred, proba = model.predict(X), model.predict_proba(X)
+    assert rec.metric("train_accuracy").values == [accuracy_score(y, pred)]
+    assert rec.metric("train_log_loss").values == [pytest.approx(log_loss(y, proba), rel=1e-12)]
+    assert rec.metric("train_roc_auc").values == [pytest.approx(roc_auc_score(y, proba, multi_class="ovr"),
+                                                                rel=1e-12)]
+    (cm,) = cap.of("confusion_matrix")
+    assert cm.data["matrix"] == confusion_matrix(y, pred).tolist()
+
+    class CountingForest(RandomForestClassifier):
+        calls = 0
+
+        def predict_proba(self, X):  # predict() would call it a second time
+            type(self).calls += 1
+            return super().predict_proba(X)
+
+    track(CountingForest(n_estimators=3, random_state=0)).fit(X, y)
+    assert CountingForest.calls == 1
 
 
 def test_decision_function_used_without_predict_proba(cap):

@@ -7,18 +7,19 @@ Keys (``prefix`` is empty for the training data of a fit, ``"test_"`` or ``"<pre
 - classifiers: ``<prefix>confusion_matrix`` (labels = ``classes_``), and from ``predict_proba`` (else
   ``decision_function``) ``<prefix>roc_curve`` / ``<prefix>precision_recall_curve``: one curve for a
   binary problem (the positive class is ``classes_[1]``), one-vs-rest per class for more classes
-  (``<prefix>roc_curve/<class>``). A curve longer than ``MAX_CURVE_POINTS`` is thinned evenly.
+  (``<prefix>roc_curve/<class>``). PR curves leave out the points inside straight (vertical or
+  horizontal) runs (``recording.binary_curves``); a curve longer than ``MAX_CURVE_POINTS`` is thinned evenly.
 - regressors: ``<prefix>residuals``, a histogram of ``y - predict(X)``.
 - a final estimator with ``feature_importances_``: the table ``feature_importance`` (feature,
   importance); with ``coef_``: the table ``coefficients`` (feature, coef, or one column per class).
 
-The predictions come from the metrics pass (``recording.task_metrics`` leaves them in a
-thread-local), so plotting predicts nothing twice.
+The predictions, and for ``predict_proba`` scores the one-vs-rest curves, come from the metrics
+pass of the same data (``recording.evaluate`` returns them), so plotting predicts and sorts nothing
+twice.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import trackhooks
@@ -26,21 +27,6 @@ from trackhooks.plugin import warn_once
 
 MAX_CURVE_POINTS = 1000
 MAX_TABLE_ROWS = 10_000
-
-_last = threading.local()
-
-
-def remember_predictions(est: Any, X: Any, y_pred: Any, proba: Any, classes: Any) -> None:
-    """Called by the metrics pass: the predictions of ``est`` on ``X``, for the plots of this fit."""
-    _last.value = (est, X, y_pred, proba, classes)
-
-
-def _predictions(est: Any, X: Any) -> tuple[Any, Any, Any] | None:
-    got = getattr(_last, "value", None)
-    _last.value = None
-    if got is not None and got[0] is est and got[1] is X:
-        return got[2], got[3], got[4]
-    return None
 
 
 def _warn(stage: str, exc: BaseException) -> None:
@@ -71,40 +57,33 @@ def _scores(est: Any, X: Any, proba: Any) -> Any:
         return None
 
 
-def log_prediction_plots(run: trackhooks.Run, est: Any, X: Any, y: Any, prefix: str = "") -> None:
-    """Confusion matrix + ROC + PR (classifiers) or a residual histogram (regressors) on (X, y)."""
+def log_prediction_plots(run: trackhooks.Run, est: Any, X: Any, y: Any, prefix: str = "",
+                         preds: Any = None) -> None:
+    """Confusion matrix + ROC + PR (classifiers) or a residual histogram (regressors) on (X, y).
+
+    ``preds``: the ``recording.Predictions`` of ``est`` on this X (else it predicts here)."""
     if y is None:
         return
     from sklearn.base import is_classifier, is_regressor
 
-    from .recording import suppressed
+    from .recording import predict, suppressed
 
     with suppressed():
-        got = _predictions(est, X)
-        if got is None:
-            try:
-                y_pred = est.predict(X)
-            except Exception:
+        if preds is None:
+            preds = predict(est, X)
+            if preds is None:
                 return
-            proba = classes = None
-            if is_classifier(est) and hasattr(est, "predict_proba"):
-                try:
-                    proba, classes = est.predict_proba(X), est.classes_
-                except Exception:
-                    proba = None
-        else:
-            y_pred, proba, classes = got
         if is_classifier(est):
-            _classifier_plots(run, est, X, y, y_pred, proba, prefix)
+            _classifier_plots(run, est, X, y, preds, prefix)
         elif is_regressor(est):
-            _regressor_plots(run, y, y_pred, prefix)
+            _regressor_plots(run, y, preds.y_pred, prefix)
 
 
-def _classifier_plots(run: trackhooks.Run, est: Any, X: Any, y: Any, y_pred: Any, proba: Any, prefix: str) -> None:
+def _classifier_plots(run: trackhooks.Run, est: Any, X: Any, y: Any, preds: Any, prefix: str) -> None:
     import numpy as np
 
     y = np.asarray(y)
-    y_pred = np.asarray(y_pred)
+    y_pred = np.asarray(preds.y_pred)
     if y.ndim != 1 or y_pred.shape != y.shape:
         return  # multi-label / multi-output: no single confusion matrix
     classes = getattr(est, "classes_", None)
@@ -120,36 +99,38 @@ def _classifier_plots(run: trackhooks.Run, est: Any, X: Any, y: Any, y_pred: Any
         _warn("recording the confusion matrix", exc)
     if classes is None:
         return
-    scores = _scores(est, X, proba)
-    if scores is None:
-        return
     try:
+        if preds.curves is not None:  # sorted once already, for the ROC-AUC
+            _log_curves(run, preds.curves, np.asarray(classes), prefix)
+            return
+        scores = _scores(est, X, preds.proba)
+        if scores is None:
+            return
         _curves(run, np.asarray(scores), y, np.asarray(classes), prefix)
     except Exception as exc:
         _warn("recording ROC / precision-recall curves", exc)
 
 
 def _binary_curves(positive: Any, score: Any) -> tuple[Any, Any, Any, Any]:
-    """(fpr, tpr, precision, recall) as sklearn.metrics.roc_curve (drop_intermediate=True) and
-    precision_recall_curve compute them, without their per-call input validation (which costs more
-    than the curves themselves when there is one curve per class)."""
-    import numpy as np
+    from .recording import binary_curves
 
-    score = np.asarray(score, dtype=np.float64)
-    if not np.isfinite(score).all():
-        raise ValueError("non-finite scores")
-    order = np.argsort(score, kind="mergesort")[::-1]
-    score, hit = score[order], positive[order]
-    last = np.r_[np.where(np.diff(score))[0], hit.size - 1]  # the last index of each distinct score
-    tps = np.cumsum(hit, dtype=np.float64)[last]
-    fps = 1 + last - tps
-    keep = np.where(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])[0]
-    rf, rt = np.r_[0, fps[keep]], np.r_[0, tps[keep]]
-    fpr, tpr = rf / rf[-1], rt / rt[-1]
-    ps = tps + fps
-    precision = np.divide(tps, ps, out=np.zeros_like(tps), where=ps != 0)
-    recall = tps / tps[-1]
-    return fpr, tpr, np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0]
+    return binary_curves(positive, score)
+
+
+def _log_curve_pair(run: trackhooks.Run, key_suffix: str, prefix: str, curve: tuple[Any, Any, Any, Any]) -> None:
+    fpr, tpr, precision, recall = curve
+    fpr, tpr = _thin(fpr, tpr)
+    run.log_curve(f"{prefix}roc_curve{key_suffix}", fpr, tpr, x_label="false positive rate",
+                  y_label="true positive rate")
+    recall, precision = _thin(recall[::-1], precision[::-1])  # recall ascending
+    run.log_curve(f"{prefix}precision_recall_curve{key_suffix}", recall, precision, x_label="recall",
+                  y_label="precision")
+
+
+def _log_curves(run: trackhooks.Run, curves: dict[int, Any], classes: Any, prefix: str) -> None:
+    """The curves of the metrics pass: class index -> curve (binary: index 1, the positive class)."""
+    for i, curve in curves.items():
+        _log_curve_pair(run, "" if len(classes) == 2 else f"/{classes[i]}", prefix, curve)
 
 
 def _curves(run: trackhooks.Run, scores: Any, y: Any, classes: Any, prefix: str) -> None:
@@ -157,18 +138,14 @@ def _curves(run: trackhooks.Run, scores: Any, y: Any, classes: Any, prefix: str)
         if positive.all() or not positive.any():
             return  # undefined with one class only
         try:
-            fpr, tpr, precision, recall = _binary_curves(positive, score)
+            curve = _binary_curves(positive, score)
         except Exception:
             from sklearn.metrics import precision_recall_curve, roc_curve
 
             fpr, tpr, _ = roc_curve(positive, score)
-            precision, recall, _ = precision_recall_curve(positive, score)
-        fpr, tpr = _thin(fpr, tpr)
-        run.log_curve(f"{prefix}roc_curve{suffix}", fpr, tpr, x_label="false positive rate",
-                      y_label="true positive rate")
-        recall, precision = _thin(recall[::-1], precision[::-1])  # recall ascending
-        run.log_curve(f"{prefix}precision_recall_curve{suffix}", recall, precision, x_label="recall",
-                      y_label="precision")
+            precision, recall, _ = precision_recall_curve(positive, score, drop_intermediate=True)
+            curve = (fpr, tpr, precision, recall)
+        _log_curve_pair(run, suffix, prefix, curve)
 
     if len(classes) == 2:
         score = scores[:, 1] if scores.ndim == 2 else scores
@@ -232,17 +209,18 @@ def log_importance_tables(run: trackhooks.Run, est: Any) -> None:
     run.log_table("coefficients", cols)
 
 
-def log_fit_plots(run: trackhooks.Run, fitted: Any, X: Any, y: Any, training_plots: bool) -> None:
+def log_fit_plots(run: trackhooks.Run, fitted: Any, X: Any, y: Any, training_plots: bool, preds: Any = None) -> None:
     """Everything a recorded fit adds: plots on the training data and the importance tables.
 
     For a search, ``fitted`` is the search: it predicts with its refitted best estimator, and the
     importance tables come from that estimator; the candidates (inner fits) record no plots.
+    ``preds``: the predictions of the training metrics on (X, y), when they were computed.
     """
     from .recording import final_estimator
 
     if training_plots:
         try:
-            log_prediction_plots(run, fitted, X, y, "")
+            log_prediction_plots(run, fitted, X, y, "", preds)
         except Exception as exc:
             _warn("recording training plots", exc)
     try:
@@ -251,4 +229,4 @@ def log_fit_plots(run: trackhooks.Run, fitted: Any, X: Any, y: Any, training_plo
         _warn("recording feature importance", exc)
 
 
-__all__ = ["log_prediction_plots", "log_importance_tables", "log_fit_plots", "remember_predictions"]
+__all__ = ["log_prediction_plots", "log_importance_tables", "log_fit_plots"]

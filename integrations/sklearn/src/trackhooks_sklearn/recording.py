@@ -238,58 +238,161 @@ def _task(est: Any) -> str | None:
     return None
 
 
-def task_metrics(est: Any, X: Any, y: Any, prefix: str, *, strict: bool = False) -> dict[str, float]:
-    """The metrics of a fitted classifier or regressor on (X, y), keys "<prefix>_<metric>".
+class Predictions:
+    """One evaluation pass over (X, y): the predictions and, for a classifier scored with
+    ``predict_proba``, the one-vs-rest curves its ROC-AUC was computed from (class index -> (fpr, tpr,
+    precision, recall)). The plots of the same fit take them from here, so nothing is predicted or
+    sorted twice. It holds only arrays the estimator returned to us, never the user's X or y."""
 
-    With ``strict`` an error of ``predict`` itself propagates (log_eval); otherwise nothing is recorded.
-    """
-    if y is None or _task(est) is None:
-        return {}
+    __slots__ = ("y_pred", "proba", "classes", "curves")
+
+    def __init__(self, y_pred: Any, proba: Any, classes: Any):
+        self.y_pred, self.proba, self.classes = y_pred, proba, classes
+        self.curves: dict[int, tuple[Any, Any, Any, Any]] | None = None
+
+
+def _argmax_of_proba(est: Any) -> bool:
+    """Whether ``est.predict(X)`` is by definition ``classes_[argmax(predict_proba(X))]``, so that the
+    probabilities give the predictions without a second pass over every tree of a forest."""
+    forest = sys.modules.get("sklearn.ensemble._forest")
+    return (forest is not None and getattr(type(est), "predict", None) is forest.ForestClassifier.predict
+            and getattr(est, "n_outputs_", None) == 1)
+
+
+def predict(est: Any, X: Any, *, strict: bool = False) -> Predictions | None:
+    """``predict`` (and ``predict_proba`` for a classifier that has it) of a fitted estimator on X.
+
+    With ``strict`` an error of ``predict`` itself propagates (log_eval); otherwise None."""
+    task = _task(est)
     with suppressed():
+        proba = classes = None
+        if task == "classifier" and hasattr(est, "predict_proba"):
+            try:
+                proba, classes = est.predict_proba(X), est.classes_
+            except Exception:
+                proba = None
+        if proba is not None and _argmax_of_proba(est) and getattr(proba, "ndim", 0) == 2:
+            import numpy as np
+
+            return Predictions(classes.take(np.argmax(proba, axis=1), axis=0), proba, classes)
         try:
             y_pred = est.predict(X)
         except Exception:
             if strict:
                 raise
-            return {}
-        proba = classes = None
-        if hasattr(est, "predict_proba") and _task(est) == "classifier":
-            try:
-                proba, classes = est.predict_proba(X), est.classes_
-            except Exception:
-                proba = None
-        from .plots import remember_predictions
+            return None
+        return Predictions(y_pred, proba, classes)
 
-        remember_predictions(est, X, y_pred, proba, classes)  # the plots of this fit reuse them
-        return prediction_metrics(est, y, y_pred, prefix, proba, classes)
+
+def task_metrics(est: Any, X: Any, y: Any, prefix: str, *, strict: bool = False) -> dict[str, float]:
+    """The metrics of a fitted classifier or regressor on (X, y), keys "<prefix>_<metric>".
+
+    With ``strict`` an error of ``predict`` itself propagates (log_eval); otherwise nothing is recorded.
+    """
+    return evaluate(est, X, y, prefix, strict=strict)[0]
+
+
+def evaluate(est: Any, X: Any, y: Any, prefix: str, *, strict: bool = False
+             ) -> tuple[dict[str, float], Predictions | None]:
+    """``task_metrics`` and the predictions they were computed from (for the plots of the same data)."""
+    if y is None or _task(est) is None:
+        return {}, None
+    preds = predict(est, X, strict=strict)
+    if preds is None:
+        return {}, None
+    return prediction_metrics(est, y, preds.y_pred, prefix, preds.proba, preds.classes, preds), preds
 
 
 def prediction_metrics(est: Any, y: Any, y_pred: Any, prefix: str, proba: Any = None,
-                       classes: Any = None) -> dict[str, float]:
+                       classes: Any = None, preds: Predictions | None = None) -> dict[str, float]:
     """Classifier: accuracy, balanced_accuracy, f1_macro (+ log_loss, roc_auc from ``proba``);
     regressor: r2, mse, rmse, mae. A metric that is undefined here (one class only, multi-label
     targets, ...) is left out.
 
     1-D targets take a numpy path that gives scikit-learn's values (tested against sklearn.metrics)
     at a fraction of the cost of its input validation; anything else goes through sklearn.metrics.
+    ``preds``, when given, receives the one-vs-rest curves the ROC-AUC was computed from.
     """
     task = _task(est)
     if y is None or task is None:
         return {}
+    curves: dict[int, Any] = {}
     try:
         import numpy as np
 
         with np.errstate(all="ignore"):  # thread-safe, unlike warnings.catch_warnings
-            fast = _fast_classifier if task == "classifier" else _fast_regressor
-            values = fast(y, y_pred, proba, classes)
+            if task == "classifier":
+                values = _fast_classifier(y, y_pred, proba, classes, curves)
+            else:
+                values = _fast_regressor(y, y_pred, proba, classes)
     except Exception:
         values = None
     if values is None:
         values = _sklearn_metrics(task, y, y_pred, proba, classes)
+    elif preds is not None and curves:
+        preds.curves = curves
     return {f"{prefix}_{k}": v for k, v in values.items() if not math.isnan(v)}
 
 
-def _fast_classifier(y: Any, y_pred: Any, proba: Any, classes: Any) -> dict[str, float] | None:
+def binary_curves(positive: Any, score: Any) -> tuple[Any, Any, Any, Any]:
+    """(fpr, tpr, precision, recall) exactly as ``sklearn.metrics.roc_curve`` (drop_intermediate=True)
+    and ``precision_recall_curve(drop_intermediate=True)`` compute them (tested equal; the PR curve
+    also without the inner points of horizontal runs, see ``horizontal_ends``), from one sort,
+    without their per-call input validation (which costs more than the curves themselves when there
+    is one curve per class). ``positive``: bool array; both classes must be present."""
+    import numpy as np
+
+    score = np.asarray(score, dtype=np.float64)
+    if not np.isfinite(score).all():
+        raise ValueError("non-finite scores")
+    # sklearn sorts with mergesort for a stable order of ties; only the counts at the end of each run
+    # of equal scores are used, and those do not depend on the order inside the run, so the
+    # (several times faster) default sort gives the same curves
+    order = np.argsort(score)[::-1]
+    score, hit = score[order], positive[order]
+    last = np.append(np.flatnonzero(score[1:] != score[:-1]), hit.size - 1)  # the last index of each distinct score
+    tps = np.cumsum(hit)[last].astype(np.float64)  # counts: exact in either type, the integer sum is faster
+    fps = (last + 1) - tps
+    zero = np.zeros(1)
+    if len(fps) > 2:  # points on a straight ROC segment add nothing to the plot or the area
+        keep = np.flatnonzero(np.concatenate(([True], (np.diff(fps, 2) != 0) | (np.diff(tps, 2) != 0), [True])))
+        rf, rt = np.concatenate((zero, fps[keep])), np.concatenate((zero, tps[keep]))
+        # PR points with the recall of both neighbours lie on a vertical segment
+        keep = np.flatnonzero(np.concatenate(([True], (tps[1:-1] != tps[:-2]) | (tps[2:] != tps[1:-1]), [True])))
+        tps, fps = tps[keep], fps[keep]
+    else:
+        rf, rt = np.concatenate((zero, fps)), np.concatenate((zero, tps))
+    fpr, tpr = rf / rf[-1], rt / rt[-1]
+    ps = tps + fps
+    precision = np.divide(tps, ps, out=np.zeros_like(tps), where=ps != 0)
+    recall = tps / tps[-1]
+    precision, recall = np.concatenate((precision[::-1], [1.0])), np.concatenate((recall[::-1], zero))
+    return fpr, tpr, *horizontal_ends(precision, recall)
+
+
+def horizontal_ends(precision: Any, recall: Any) -> tuple[Any, Any]:
+    """A PR curve without the points inside a run of equal precision: they lie on a horizontal
+    segment, so the plotted curve is the same, as it is for the vertical runs that sklearn's
+    ``drop_intermediate`` leaves out. On training data most positives score above every negative:
+    precision 1.0 for a run of ~one point per positive, each an expensive float in the JSON record."""
+    import numpy as np
+
+    if len(precision) <= 2:
+        return precision, recall
+    keep = np.flatnonzero(np.concatenate(
+        ([True], (precision[1:-1] != precision[:-2]) | (precision[2:] != precision[1:-1]), [True])))
+    return precision[keep], recall[keep]
+
+
+def _auc(fpr: Any, tpr: Any) -> float:
+    # sklearn.metrics.auc of a ROC curve (x never decreases): scipy's trapezoid, same operations
+    import numpy as np
+
+    return float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+
+def _fast_classifier(y: Any, y_pred: Any, proba: Any, classes: Any,
+                     curves: dict[int, Any] | None = None) -> dict[str, float] | None:
     import numpy as np
 
     y, y_pred = np.asarray(y), np.asarray(y_pred)
@@ -315,19 +418,25 @@ def _fast_classifier(y: Any, y_pred: Any, proba: Any, classes: Any) -> dict[str,
     eps = np.finfo(proba.dtype).eps
     out["log_loss"] = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), ci], eps, 1 - eps))))
     present = np.bincount(ci, minlength=len(classes))
+    # one curve per class (binary: the positive class, classes_[1]); its area is the class's ROC-AUC,
+    # as sklearn.metrics.roc_auc_score computes it (roc_curve, then auc)
+    aucs = []
+    for c in ([1] if len(classes) == 2 else range(len(classes))):
+        if 0 < present[c] < len(y):
+            curve = binary_curves(ci == c, proba[:, c])
+            if curves is not None:
+                curves[c] = curve
+            aucs.append(_auc(curve[0], curve[1]))
     if (present == 0).any():
         return out  # ROC-AUC is undefined with a class missing
-    from scipy.stats import rankdata
-
-    def auc(pos: Any, score: Any) -> float:
-        n_pos = pos.sum()
-        ranks = rankdata(score)
-        return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (len(pos) - n_pos)))
-
     if len(classes) == 2:
-        out["roc_auc"] = auc(ci == 1, proba[:, 1])
+        out["roc_auc"] = aucs[0]
     else:
-        out["roc_auc"] = float(np.mean([auc(ci == c, proba[:, c]) for c in range(len(classes))]))
+        # sklearn refuses one-vs-rest AUC of scores that are not probabilities: its
+        # np.allclose(1, sums) test, written out (allclose's generic path cost more than the curves)
+        sums = proba.sum(axis=1)
+        if (np.abs(sums - 1.0) <= 1e-08 + 1e-05 * np.abs(sums)).all():
+            out["roc_auc"] = float(np.mean(aucs))
     return out
 
 
@@ -557,14 +666,16 @@ def _log_start(run: trackhooks.Run, est: Any, X: Any, y: Any, kind: str) -> None
 
 def _log_end(run: trackhooks.Run, fitted: Any, X: Any, y: Any, fit_time: float, training_metrics: bool) -> None:
     values: dict[str, float] = {"fit_time_s": fit_time}
+    preds = None
     if training_metrics and fitted is not None:
-        values.update(task_metrics(fitted, X, y, "train"))
+        metrics, preds = evaluate(fitted, X, y, "train")
+        values.update(metrics)
     run.log_metrics(values)
     if fitted is None:
         return
     from .plots import log_fit_plots
 
-    _safe("recording plots", log_fit_plots, run, fitted, X, y, training_metrics)
+    _safe("recording plots", log_fit_plots, run, fitted, X, y, training_metrics, preds)
     _safe("recording iteration curves", log_curves, run, fitted)
     search = fitted
     if type(search).__name__ == "TrackedEstimator":
@@ -678,7 +789,7 @@ def log_eval(estimator: Any, X: Any, y: Any, prefix: str = "test", run: trackhoo
     ``resume`` if it has finished), else the active run, else a new run (``start_run_kwargs``).
     An error of ``predict`` itself (e.g. not fitted) propagates; tracking failures only warn.
     """
-    metrics = task_metrics(estimator, X, y, prefix, strict=True)
+    metrics, preds = evaluate(estimator, X, y, prefix, strict=True)
     target, owned = run, False
     if target is None:
         try:
@@ -706,7 +817,7 @@ def log_eval(estimator: Any, X: Any, y: Any, prefix: str = "test", run: trackhoo
         _safe("recording evaluation metrics", target.log_metrics, metrics)
         from .plots import log_prediction_plots
 
-        _safe("recording evaluation plots", log_prediction_plots, target, estimator, X, y, f"{prefix}_")
+        _safe("recording evaluation plots", log_prediction_plots, target, estimator, X, y, f"{prefix}_", preds)
         _safe("recording evaluation data", log_data, target, X, y, prefix)
     if owned:
         _safe("finishing the run", target.finish, "finished")

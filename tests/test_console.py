@@ -191,6 +191,74 @@ def test_closed_stdout_raises_as_before_and_capture_survives(store_path):
     assert trackhooks.open_store(store_path).run(run.id).console() == b"kept\n"
 
 
+def _stream_over_file(path, buffering: str):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    raw = io.FileIO(fd, "w", closefd=True)
+    if buffering == "file":
+        return io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8"), raw
+    return io.TextIOWrapper(raw, encoding="utf-8", write_through=True), raw  # what python -u gives
+
+
+@pytest.mark.parametrize("buffering", ["file", "write-through"])
+def test_the_stand_in_answers_like_the_original_and_closes_alone(store_path, tmp_path, buffering):
+    # the stand-in's binary layers have no __getattr__ (it cost every print a Python-level lookup):
+    # what callers ask of sys.stdout and its buffer is answered explicitly, as the original does
+    def script(stream, capture):
+        original = sys.stdout
+        sys.stdout = stream
+        try:
+            run = trackhooks.start_run(capture_output=capture)
+            print("one")
+            sys.stdout.buffer.write(b"two\n")  # into the binary layer, past the text layer's buffer
+            print("three", flush=True)
+            run.finish()
+        finally:
+            sys.stdout = original
+        return run
+
+    plain, _ = _stream_over_file(tmp_path / "plain.log", buffering)
+    script(plain, False)
+    plain.close()
+    mine, raw = _stream_over_file(tmp_path / "out.log", buffering)
+    original = sys.stdout
+    sys.stdout = mine
+    try:
+        run = trackhooks.start_run(capture_output=True)
+        tee = sys.stdout
+        assert tee is not mine
+        assert tee.fileno() == raw.fileno() and tee.isatty() is False and tee.encoding == "utf-8"
+        assert tee.buffer.name == mine.buffer.name and tee.buffer.mode == mine.buffer.mode == "wb"
+        assert tee.buffer.fileno() == raw.fileno() and tee.buffer.isatty() is False and tee.buffer.writable()
+        assert (tee.buffer.raw if buffering == "write-through" else tee.buffer.raw.raw) is raw
+        run.finish()
+    finally:
+        sys.stdout = original
+    run = script(mine, True)
+    with open(tmp_path / "plain.log", "rb") as a, open(tmp_path / "out.log", "rb") as b:
+        assert b.read() == a.read()  # the same bytes in the same order as without capture
+    # the log has what reached the destination, in that order ("one" waits in the text layer's
+    # buffer of a block-buffered stream while "two" goes past it, with or without capture)
+    expected = b"two\none\nthree\n" if buffering == "file" else b"one\ntwo\nthree\n"
+    assert trackhooks.open_store(store_path).run(run.id).console() == expected
+
+    sys.stdout = mine
+    try:
+        run = trackhooks.start_run(capture_output=True)
+        tee = sys.stdout
+        tee.close()
+        assert tee.closed is True and mine.closed is False
+        with pytest.raises(ValueError):  # as after closing the original
+            print("lost with the stand-in")
+        mine.write("the real stream is still open\n")
+        run.finish()
+        assert sys.stdout is mine  # the closed stand-in was still ours: the original is back
+    finally:
+        sys.stdout = original
+        mine.close()
+    with open(tmp_path / "out.log", "rb") as f:
+        assert f.read().endswith(b"three\nthe real stream is still open\n")
+
+
 def test_logging_handlers_made_before_the_run_are_captured(store_path):
     import logging
 

@@ -33,7 +33,7 @@ LIMIT_BYTES = int(float(os.environ.get("TRACKHOOKS_CONSOLE_LIMIT_MB", "10")) * 1
 PARTIAL_MAX = 64 * 1024  # a "line" without newline longer than this is stored as it is
 MARKER = "\n[trackhooks: console output reached the {mb} MB limit of this run; the rest was not recorded]\n"
 MODES = ("python", "fd")
-_OP_CONSOLE = _w.OP_CONSOLE
+_OP_CONSOLE, _WAKE_AT = _w.OP_CONSOLE, _w.WAKE_AT
 
 
 def parse_mode(value: Any, option: str = "capture_output") -> str | None:
@@ -151,33 +151,15 @@ class ConsoleLog:
 # ---- caller side ----------------------------------------------------------------------------
 
 
-class _TeeBinary(io.BufferedIOBase):
-    """The binary layer under the stand-in text stream: the original binary buffer first, then one
-    append. The text layer above it is a C ``io.TextIOWrapper``, so a ``print`` runs no Python code
-    until that layer flushes (at a newline on a terminal, every 8 KB into a pipe or file): threads
-    printing at once interleave exactly as they did without capture."""
+class _TeeLayer:
+    """What the two binary layers under a stand-in share. ``closed`` is a slot (a C member
+    descriptor) in both, and neither has a ``__getattr__`` hook on its type: the C text layer
+    reads ``closed`` through them on every write, twice per ``print``, and a Python-level lookup
+    there (a property, or a class attribute behind a ``__getattr__``) is paid 200 000 times for
+    100 000 prints. Closing the real stream underneath still makes writes fail, in the real
+    stream's write."""
 
-    # A plain attribute, not a property: the text layer reads ``closed`` on every write, and a
-    # property (a Python call) made each print 2-3x slower. Closing the real stream underneath
-    # still makes writes fail, in the real stream's write.
-    closed = False
-
-    def __init__(self, raw: Any, capture: "_Capture"):
-        self._raw = raw
-        self._capture = capture
-
-    def write(self, b: Any) -> int:
-        n = self._raw.write(b)  # the user's output as before, errors included
-        cap = self._capture
-        if cap.on:
-            try:
-                buf = cap.buffer
-                buf.append((_OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
-                if len(buf) >= _w.WAKE_AT:
-                    cap.backpressure()
-            except Exception:  # never raise into a print
-                pass
-        return len(b) if n is None else n
+    __slots__ = ()
 
     def flush(self) -> None:
         if not self.closed:
@@ -211,18 +193,54 @@ class _TeeBinary(io.BufferedIOBase):
         return getattr(self._raw, "name", None)
 
     @property
+    def mode(self) -> Any:
+        return getattr(self._raw, "mode", "wb")
+
+    @property
     def raw(self) -> Any:
         return getattr(self._raw, "raw", self._raw)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
+
+class _TeeBinary(_TeeLayer, io.BufferedIOBase):
+    """The binary layer of the stand-in of a write-through stream (``python -u``, pytest's
+    capture): ``sys.stdout.buffer`` itself. The original binary buffer first, then one append.
+    The text layer above it is a C ``io.TextIOWrapper``, so a ``print`` runs no Python code
+    until that layer writes through: threads printing at once interleave exactly as they did
+    without capture."""
+
+    __slots__ = ("closed", "_raw", "_capture")
+
+    def __init__(self, raw: Any, capture: "_Capture"):
+        self.closed = False
+        self._raw = raw
+        self._capture = capture
+
+    def write(self, b: Any) -> int:
+        n = self._raw.write(b)  # the user's output as before, errors included
+        cap = self._capture
+        if cap.on:  # inline, not a shared method: one Python call per write is what this costs
+            try:
+                buf = cap.buffer
+                buf.append((_OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
+                if len(buf) >= _WAKE_AT:
+                    cap.backpressure()
+            except Exception:  # never raise into a print
+                pass
+        return len(b) if n is None else n
 
 
-class _TeeRaw(_TeeBinary, io.RawIOBase):
+class _TeeRaw(_TeeLayer, io.RawIOBase):
     """The raw layer under a C ``io.BufferedWriter`` in the stand-in of a buffered stream: each
     chunk the buffer lets go (8 KB into a file, a line on a terminal, anything on ``flush()``)
     goes to the original binary buffer and out, as the original's own flush would, then into the
     log. A C buffer between the text layer and this one keeps the per-print cost to C code."""
+
+    __slots__ = ("closed", "_raw", "_capture")
+
+    def __init__(self, raw: Any, capture: "_Capture"):
+        self.closed = False
+        self._raw = raw
+        self._capture = capture
 
     def write(self, b: Any) -> int:
         raw = self._raw
@@ -233,7 +251,7 @@ class _TeeRaw(_TeeBinary, io.RawIOBase):
             try:
                 buf = cap.buffer
                 buf.append((_OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
-                if len(buf) >= _w.WAKE_AT:
+                if len(buf) >= _WAKE_AT:
                     cap.backpressure()
             except Exception:  # never raise into a print
                 pass
@@ -275,7 +293,7 @@ class _Tee:
             try:
                 buf = cap.buffer
                 buf.append((_w.OP_CONSOLE, None, s))
-                if len(buf) >= _w.WAKE_AT:
+                if len(buf) >= _WAKE_AT:
                     cap.backpressure()
             except Exception:  # never raise into a print
                 pass

@@ -33,7 +33,7 @@ LIMIT_BYTES = int(float(os.environ.get("TRACKHOOKS_CONSOLE_LIMIT_MB", "10")) * 1
 PARTIAL_MAX = 64 * 1024  # a "line" without newline longer than this is stored as it is
 MARKER = "\n[trackhooks: console output reached the {mb} MB limit of this run; the rest was not recorded]\n"
 MODES = ("python", "fd")
-_OP_CONSOLE, _WAKE_AT = _w.OP_CONSOLE, _w.WAKE_AT
+_WAKE_AT = _w.WAKE_AT
 
 
 def parse_mode(value: Any, option: str = "capture_output") -> str | None:
@@ -221,7 +221,7 @@ class _TeeBinary(_TeeLayer, io.BufferedIOBase):
         if cap.on:  # inline, not a shared method: one Python call per write is what this costs
             try:
                 buf = cap.buffer
-                buf.append((_OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
+                buf.append(b if type(b) is bytes else bytes(b))
                 if len(buf) >= _WAKE_AT:
                     cap.backpressure()
             except Exception:  # never raise into a print
@@ -250,7 +250,7 @@ class _TeeRaw(_TeeLayer, io.RawIOBase):
         if cap.on:
             try:
                 buf = cap.buffer
-                buf.append((_OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
+                buf.append(b if type(b) is bytes else bytes(b))
                 if len(buf) >= _WAKE_AT:
                     cap.backpressure()
             except Exception:  # never raise into a print
@@ -390,7 +390,7 @@ class _FdPipes:
             cap = self._capture
             if cap.on:
                 try:
-                    cap.buffer.append((_w.OP_CONSOLE, None, data))
+                    cap.buffer.append(data)
                 except Exception:
                     pass
 

@@ -298,7 +298,41 @@ def test_resumed_run_appends_to_its_log(store_path):
         print("first session")
     with trackhooks.start_run(resume=run.id, capture_output=True):
         print("second session")
-    assert trackhooks.open_store(store_path).run(run.id).console() == b"first session\nsecond session\n"
+    rec = trackhooks.open_store(store_path).run(run.id)
+    assert rec.console() == b"first session\nsecond session\n"
+    import hashlib  # the artifact's hash covers the earlier session's log too
+
+    assert [a.sha256 for a in rec.artifacts()] == [hashlib.sha256(b"first session\nsecond session\n").hexdigest()]
+
+
+def test_the_finished_log_is_one_artifact_hashed_as_it_grew_and_no_chunk_rows(store_path):
+    import hashlib
+    import sqlite3
+
+    with trackhooks.start_run(capture_output=True) as run:
+        for cycle in range(3):  # several writer cycles: chunks stored live, the hash updated each time
+            for i in range(200):
+                print(f"cycle {cycle} line {i}")
+            print(f"\rbar {cycle} 10%\rbar {cycle} 100%", end="")
+            run.flush()
+            live = trackhooks.open_store(store_path).run(run.id).console()
+            assert live.endswith(f"cycle {cycle} line 199\nbar {cycle} 100%".encode())
+            print()
+        print("last line without a flush")
+    expected = "".join(f"cycle {c} line {i}\n" for c in range(3) for i in range(200)).encode()
+    rec = trackhooks.open_store(store_path).run(run.id)
+    log = rec.console()
+    assert log.count(b"\n") == 3 * 201 + 1 and log.endswith(b"bar 2 100%\nlast line without a flush\n")
+    assert [ln for ln in log.splitlines() if ln.startswith(b"cycle")] == expected.splitlines()
+    (art,) = rec.artifacts()
+    with open(art.path, "rb") as f:
+        assert f.read() == log
+    assert art.sha256 == hashlib.sha256(log).hexdigest() and art.size == len(log)
+    conn = sqlite3.connect(os.path.join(store_path, "trackhooks.db"))
+    try:  # the live chunks are gone, and the last ones were never stored: console.log holds it all
+        assert conn.execute("SELECT COUNT(*) FROM console WHERE run_id=?", (run.id,)).fetchone() == (0,)
+    finally:
+        conn.close()
 
 
 # ---- the writer-side log ----------------------------------------------------------------------
@@ -327,7 +361,7 @@ def test_unfinished_line_is_rewritten_under_the_same_seq_until_it_ends():
     log.closing = True
     log.dirty = True
     assert log.emit() == [(2, b"next")]
-    assert bytes(log.full) == b"done\n 99%\nnext"
+    assert log.text() == b"done\n 99%\nnext"
 
 
 def test_bad_capture_values_name_the_option(monkeypatch):

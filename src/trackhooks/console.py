@@ -93,16 +93,27 @@ class ConsoleLog:
     """Writer-side log of one run. Complete lines go out as chunk ``seq`` and advance it; the
     unfinished last line goes out as chunk ``seq`` too, without advancing, so the next write
     replaces it (the sink keeps one row per (run, seq)): a progress bar overwriting itself for
-    an hour is one row, and a SIGKILL still leaves its last committed state."""
+    an hour is one row, and a SIGKILL still leaves its last committed state.
 
-    __slots__ = ("run_id", "state", "seq", "pending", "full", "total", "limit", "capped", "dirty", "closing")
+    What the finish has to do is kept small, since ``finish()`` waits for it: the bytes are held as
+    the pieces they arrived in (one join for the artifact, none per cycle when a cycle brought one
+    piece), and the artifact's sha256 is updated as complete lines are emitted, on the writer's
+    cycles during the run, with ``hashlib`` (OpenSSL: milliseconds to load) imported when the run
+    starts capturing."""
+
+    __slots__ = ("run_id", "state", "seq", "tail", "new", "full", "sha", "total", "limit", "capped", "dirty",
+                 "closing")
 
     def __init__(self, run_id: str, prefix: bytes = b"", limit: int = LIMIT_BYTES, seq: int = 0):
+        import hashlib  # the write path loads it lazily (see benchmarks/README.md); here, not in a finish
+
         self.run_id = run_id
         self.state: Any = None  # the writer's RunState of the run
         self.seq = seq  # a resumed run continues after the chunks of its earlier session
-        self.pending = bytearray()
-        self.full = bytearray(prefix)  # everything emitted, for the console.log artifact at the finish
+        self.tail = b""  # the unfinished last line, stored (under seq) but not complete yet
+        self.new: list[bytes] = []  # fed since the last emit
+        self.full: list[bytes] = [prefix] if prefix else []  # everything emitted, for console.log
+        self.sha = hashlib.sha256(prefix)
         self.total = 0
         self.limit = limit
         self.capped = False
@@ -111,18 +122,26 @@ class ConsoleLog:
 
     def feed(self, data: bytes) -> None:
         if not self.capped:
-            self.pending += data
+            self.new.append(data)
             self.dirty = True
+
+    def text(self) -> bytes:
+        """Everything emitted so far (the console.log artifact at the finish)."""
+        return b"".join(self.full)
 
     def emit(self) -> list[tuple[int, bytes]]:
         """Chunks to store now: [(seq, data)]; the unfinished line is final when ``closing``."""
         if not self.dirty:
             return []
         self.dirty = False
-        data = bytes(self.pending)
+        new, self.new = self.new, []
+        if self.tail:
+            new.insert(0, self.tail)
+        data = new[0] if len(new) == 1 else b"".join(new)
         cut = data.rfind(b"\n") + 1
         if self.closing or len(data) - cut > PARTIAL_MAX:
             cut = len(data)
+        # a slice of all of a bytes object is that object: no copy of a cycle's output that ends a line
         complete, partial = _collapse(data[:cut]), data[cut:]
         if b"\r" in partial:  # keep a trailing "\r": the next byte decides what it overwrites
             i = partial.rstrip(b"\r").rfind(b"\r")
@@ -139,10 +158,11 @@ class ConsoleLog:
                 self.capped = True
                 partial = b""
             chunks.append((self.seq, complete))
-            self.full += complete
+            self.full.append(complete)
+            self.sha.update(complete)
             self.total += len(complete)
             self.seq += 1
-        self.pending = bytearray(partial)
+        self.tail = partial
         if partial:
             chunks.append((self.seq, partial.rstrip(b"\r")))
         return chunks

@@ -402,11 +402,9 @@ class Writer:
             if log.closing:
                 del self._consoles[run_id]
                 if log.full:
-                    import hashlib  # loaded lazily, as everywhere on the write path
-
-                    data = bytes(log.full)
-                    batch.artifacts.append(ArtifactEvent(run_id, "console.log", None, hashlib.sha256(data).hexdigest(),
-                                                         len(data), time.time(), data))
+                    data = log.text()
+                    batch.artifacts.append(ArtifactEvent(run_id, "console.log", None, log.sha.hexdigest(), len(data),
+                                                         time.time(), data))
 
     def _retry_due(self) -> bool:
         now = time.monotonic()
@@ -556,7 +554,7 @@ class Writer:
                     log = self._consoles.get(st.run_id)
                     if log is not None:
                         log.closing = True
-                        log.dirty = log.dirty or bool(log.pending)
+                        log.dirty = log.dirty or bool(log.tail)
                     st.finished = True
                     self._states.pop(st.run_id, None)
                     batch.status.append(StatusEvent(st.run_id, entry[2], entry[3]))

@@ -330,6 +330,10 @@ class LocalStoreSink(Sink):
             # checkpoint the WAL every ~40 MB instead of every 4 MB: checkpoints (with their fsync)
             # were half of the ingest time; commits stay durable against a crash of the process
             conn.execute("PRAGMA wal_autocheckpoint=10000")
+            # this build of SQLite zeroes every freed page (SECURE_DELETE), and the pages this connection
+            # frees are a run's live console chunks once its console.log holds the same bytes: 1-5 ms per
+            # 2 MB inside finish() here, 0.1 ms without; FAST still scrubs rows replaced inside a page
+            conn.execute("PRAGMA secure_delete=FAST")
             self._conn = conn
         return self._conn
 
@@ -416,8 +420,12 @@ class LocalStoreSink(Sink):
         if batch.metrics:
             self._write_metrics(conn, batch)
         if batch.console:
+            # a run's last chunks arrive with its console.log, which replaces the chunks below in this
+            # transaction: storing them first cost the finish an insert and a delete of the whole log
+            # (2 MB for 100 000 prints: ~20 ms of a 70 ms loop)
+            final = {a.run_id for a in batch.artifacts if a.name == "console.log"}
             conn.executemany("INSERT OR REPLACE INTO console (run_id, seq, data) VALUES (?,?,?)",
-                             [(c.run_id, c.seq, c.data) for c in batch.console])
+                             [(c.run_id, c.seq, c.data) for c in batch.console if c.run_id not in final])
         for c in batch.checkpoints:
             if c.best:
                 conn.execute("UPDATE checkpoints SET best=0 WHERE run_id=? AND monitor IS ?", (c.run_id, c.monitor))

@@ -163,6 +163,36 @@ def test_nested_runs_share_one_capture_and_the_last_finish_restores(store_path):
     assert store.run(inner.id).console() == b"both\n"
 
 
+def test_an_entry_per_write_reaches_each_run_exactly(store_path, tmp_path):
+    # unbuffered: every write is an entry of the writer's buffer, 60 000 of them wake the writer
+    # mid-loop; a drain that holds nothing but output is joined at once, and one that also holds a
+    # run's start or finish splits the output there
+    stream, _ = _stream_over_file(tmp_path / "out.log", "write-through")
+    original = sys.stdout
+    sys.stdout = stream
+    try:
+        outer = trackhooks.start_run(name="outer", capture_output=True)
+        for i in range(30_000):
+            print(f"outer {i}")
+        inner = trackhooks.start_run(name="inner", parent=outer, capture_output=True)
+        for i in range(5):
+            print(f"inner {i}")
+        inner.finish()
+        for i in range(10):
+            print(f"after {i}")
+        outer.finish()
+    finally:
+        sys.stdout = original
+        stream.close()
+    store = trackhooks.open_store(store_path)
+    assert store.run(inner.id).console() == "".join(f"inner {i}\n" for i in range(5)).encode()
+    expected = "".join([*(f"outer {i}\n" for i in range(30_000)), *(f"inner {i}\n" for i in range(5)),
+                        *(f"after {i}\n" for i in range(10))]).encode()
+    assert store.run(outer.id).console() == expected
+    with open(tmp_path / "out.log", "rb") as f:
+        assert f.read() == expected
+
+
 def test_stream_replaced_during_the_run_stays_the_users(store_path):
     original = sys.stdout
     run = trackhooks.start_run(capture_output=True)

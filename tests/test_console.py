@@ -381,6 +381,30 @@ def test_progress_bars_and_line_ends_collapse():
     assert _collapse(b"plain\n") == b"plain\n"
 
 
+def _collapse_by_lines(block: bytes) -> bytes:
+    # the rule, line by line (what _collapse computes visiting only the lines that hold a "\r")
+    out = []
+    for line in block.split(b"\n"):
+        if b"\r" in line:
+            body = line.rstrip(b"\r")
+            i = body.rfind(b"\r")
+            line = body[i + 1:] if i >= 0 else body
+        out.append(line)
+    return b"\n".join(out)
+
+
+def test_collapse_visits_only_the_overwritten_lines_with_the_same_result():
+    import random
+
+    rng = random.Random(17)
+    for _ in range(3000):
+        block = bytes(rng.choice(b"ab\r\n") for _ in range(rng.randrange(0, 40)))
+        assert _collapse(block) == _collapse_by_lines(block), block
+    many = b"".join(b"log line %d\n" % i for i in range(50_000))
+    block = many + b"epoch 1 10%\repoch 1 100%\n" + many + b"tail\r\n"
+    assert _collapse(block) == many + b"epoch 1 100%\n" + many + b"tail\n"
+
+
 def test_unfinished_line_is_rewritten_under_the_same_seq_until_it_ends():
     log = ConsoleLog("r")
     assert _feed(log, b"done\n", b"\r 10%") == [(0, b"done\n"), (1, b" 10%")]

@@ -77,16 +77,27 @@ def _encode(text: Any) -> bytes:
 
 def _collapse(block: bytes) -> bytes:
     """Keep the last state of each carriage-return-overwritten line ("10%\\r20%\\r100%\\n" -> "100%\\n")."""
-    if b"\r" not in block:
+    i = block.find(b"\r")
+    if i < 0:
         return block
+    # only the lines that hold a "\r" are visited: a progress bar among 100 000 log lines in one
+    # cycle's output cost a Python-level pass over every line (on the writer, holding the GIL)
     out = []
-    for line in block.split(b"\n"):
-        if b"\r" in line:
-            body = line.rstrip(b"\r")  # "\r\n" line ends and a bar's final "\r" overwrite nothing
-            i = body.rfind(b"\r")
-            line = body[i + 1:] if i >= 0 else body
-        out.append(line)
-    return b"\n".join(out)
+    start = 0  # block[start:] is not copied out yet
+    n = len(block)
+    while i >= 0:
+        ls = block.rfind(b"\n", start, i) + 1 or start  # the line around this "\r"
+        le = block.find(b"\n", i)
+        if le < 0:
+            le = n
+        body = block[ls:le].rstrip(b"\r")  # "\r\n" line ends and a bar's final "\r" overwrite nothing
+        j = body.rfind(b"\r")
+        out.append(block[start:ls])
+        out.append(body[j + 1:] if j >= 0 else body)
+        start = le
+        i = block.find(b"\r", le)
+    out.append(block[start:])
+    return b"".join(out)
 
 
 class ConsoleLog:

@@ -365,6 +365,25 @@ def test_the_finished_log_is_one_artifact_hashed_as_it_grew_and_no_chunk_rows(st
         conn.close()
 
 
+def test_a_console_log_that_cannot_be_stored_leaves_its_chunks(store_path, tmp_path):
+    import shutil
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = trackhooks.start_run(capture_output=True, system_metrics=False)
+        print("stored live")
+        run.flush()
+        # a real fault under the finish: the artifact directory is gone
+        shutil.rmtree(os.path.join(store_path, "artifacts"))
+        os.symlink(str(tmp_path / "nowhere"), os.path.join(store_path, "artifacts"))
+        print("only in the last chunks")
+        run.finish()
+    assert any("console.log" in str(w.message) for w in caught)
+    rec = trackhooks.open_store(store_path).run(run.id)
+    assert rec.console() == b"stored live\nonly in the last chunks\n" and rec.artifacts() == []
+
+
 # ---- the writer-side log ----------------------------------------------------------------------
 
 

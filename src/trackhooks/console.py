@@ -187,8 +187,10 @@ class _TeeLayer:
     descriptor) in both, and neither has a ``__getattr__`` hook on its type: the C text layer
     reads ``closed`` through them on every write, twice per ``print``, and a Python-level lookup
     there (a property, or a class attribute behind a ``__getattr__``) is paid 200 000 times for
-    100 000 prints. Closing the real stream underneath still makes writes fail, in the real
-    stream's write."""
+    100 000 prints. What callers ask of a binary stream is answered below (``name``, ``mode``,
+    ``raw``, ``fileno()``, ``isatty()``); other attributes of the original object are not forwarded
+    any more. Closing the real stream underneath still makes writes fail, in the real stream's
+    write."""
 
     __slots__ = ()
 

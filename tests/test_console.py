@@ -163,6 +163,36 @@ def test_nested_runs_share_one_capture_and_the_last_finish_restores(store_path):
     assert store.run(inner.id).console() == b"both\n"
 
 
+def test_an_entry_per_write_reaches_each_run_exactly(store_path, tmp_path):
+    # unbuffered: every write is an entry of the writer's buffer, 60 000 of them wake the writer
+    # mid-loop; a drain that holds nothing but output is joined at once, and one that also holds a
+    # run's start or finish splits the output there
+    stream, _ = _stream_over_file(tmp_path / "out.log", "write-through")
+    original = sys.stdout
+    sys.stdout = stream
+    try:
+        outer = trackhooks.start_run(name="outer", capture_output=True)
+        for i in range(30_000):
+            print(f"outer {i}")
+        inner = trackhooks.start_run(name="inner", parent=outer, capture_output=True)
+        for i in range(5):
+            print(f"inner {i}")
+        inner.finish()
+        for i in range(10):
+            print(f"after {i}")
+        outer.finish()
+    finally:
+        sys.stdout = original
+        stream.close()
+    store = trackhooks.open_store(store_path)
+    assert store.run(inner.id).console() == "".join(f"inner {i}\n" for i in range(5)).encode()
+    expected = "".join([*(f"outer {i}\n" for i in range(30_000)), *(f"inner {i}\n" for i in range(5)),
+                        *(f"after {i}\n" for i in range(10))]).encode()
+    assert store.run(outer.id).console() == expected
+    with open(tmp_path / "out.log", "rb") as f:
+        assert f.read() == expected
+
+
 def test_stream_replaced_during_the_run_stays_the_users(store_path):
     original = sys.stdout
     run = trackhooks.start_run(capture_output=True)
@@ -189,6 +219,74 @@ def test_closed_stdout_raises_as_before_and_capture_survives(store_path):
     finally:
         sys.stdout = original
     assert trackhooks.open_store(store_path).run(run.id).console() == b"kept\n"
+
+
+def _stream_over_file(path, buffering: str):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    raw = io.FileIO(fd, "w", closefd=True)
+    if buffering == "file":
+        return io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8"), raw
+    return io.TextIOWrapper(raw, encoding="utf-8", write_through=True), raw  # what python -u gives
+
+
+@pytest.mark.parametrize("buffering", ["file", "write-through"])
+def test_the_stand_in_answers_like_the_original_and_closes_alone(store_path, tmp_path, buffering):
+    # the stand-in's binary layers have no __getattr__ (it cost every print a Python-level lookup):
+    # what callers ask of sys.stdout and its buffer is answered explicitly, as the original does
+    def script(stream, capture):
+        original = sys.stdout
+        sys.stdout = stream
+        try:
+            run = trackhooks.start_run(capture_output=capture)
+            print("one")
+            sys.stdout.buffer.write(b"two\n")  # into the binary layer, past the text layer's buffer
+            print("three", flush=True)
+            run.finish()
+        finally:
+            sys.stdout = original
+        return run
+
+    plain, _ = _stream_over_file(tmp_path / "plain.log", buffering)
+    script(plain, False)
+    plain.close()
+    mine, raw = _stream_over_file(tmp_path / "out.log", buffering)
+    original = sys.stdout
+    sys.stdout = mine
+    try:
+        run = trackhooks.start_run(capture_output=True)
+        tee = sys.stdout
+        assert tee is not mine
+        assert tee.fileno() == raw.fileno() and tee.isatty() is False and tee.encoding == "utf-8"
+        assert tee.buffer.name == mine.buffer.name and tee.buffer.mode == mine.buffer.mode == "wb"
+        assert tee.buffer.fileno() == raw.fileno() and tee.buffer.isatty() is False and tee.buffer.writable()
+        assert (tee.buffer.raw if buffering == "write-through" else tee.buffer.raw.raw) is raw
+        run.finish()
+    finally:
+        sys.stdout = original
+    run = script(mine, True)
+    with open(tmp_path / "plain.log", "rb") as a, open(tmp_path / "out.log", "rb") as b:
+        assert b.read() == a.read()  # the same bytes in the same order as without capture
+    # the log has what reached the destination, in that order ("one" waits in the text layer's
+    # buffer of a block-buffered stream while "two" goes past it, with or without capture)
+    expected = b"two\none\nthree\n" if buffering == "file" else b"one\ntwo\nthree\n"
+    assert trackhooks.open_store(store_path).run(run.id).console() == expected
+
+    sys.stdout = mine
+    try:
+        run = trackhooks.start_run(capture_output=True)
+        tee = sys.stdout
+        tee.close()
+        assert tee.closed is True and mine.closed is False
+        with pytest.raises(ValueError):  # as after closing the original
+            print("lost with the stand-in")
+        mine.write("the real stream is still open\n")
+        run.finish()
+        assert sys.stdout is mine  # the closed stand-in was still ours: the original is back
+    finally:
+        sys.stdout = original
+        mine.close()
+    with open(tmp_path / "out.log", "rb") as f:
+        assert f.read().endswith(b"three\nthe real stream is still open\n")
 
 
 def test_logging_handlers_made_before_the_run_are_captured(store_path):
@@ -230,7 +328,60 @@ def test_resumed_run_appends_to_its_log(store_path):
         print("first session")
     with trackhooks.start_run(resume=run.id, capture_output=True):
         print("second session")
-    assert trackhooks.open_store(store_path).run(run.id).console() == b"first session\nsecond session\n"
+    rec = trackhooks.open_store(store_path).run(run.id)
+    assert rec.console() == b"first session\nsecond session\n"
+    import hashlib  # the artifact's hash covers the earlier session's log too
+
+    assert [a.sha256 for a in rec.artifacts()] == [hashlib.sha256(b"first session\nsecond session\n").hexdigest()]
+
+
+def test_the_finished_log_is_one_artifact_hashed_as_it_grew_and_no_chunk_rows(store_path):
+    import hashlib
+    import sqlite3
+
+    with trackhooks.start_run(capture_output=True) as run:
+        for cycle in range(3):  # several writer cycles: chunks stored live, the hash updated each time
+            for i in range(200):
+                print(f"cycle {cycle} line {i}")
+            print(f"\rbar {cycle} 10%\rbar {cycle} 100%", end="")
+            run.flush()
+            live = trackhooks.open_store(store_path).run(run.id).console()
+            assert live.endswith(f"cycle {cycle} line 199\nbar {cycle} 100%".encode())
+            print()
+        print("last line without a flush")
+    expected = "".join(f"cycle {c} line {i}\n" for c in range(3) for i in range(200)).encode()
+    rec = trackhooks.open_store(store_path).run(run.id)
+    log = rec.console()
+    assert log.count(b"\n") == 3 * 201 + 1 and log.endswith(b"bar 2 100%\nlast line without a flush\n")
+    assert [ln for ln in log.splitlines() if ln.startswith(b"cycle")] == expected.splitlines()
+    (art,) = rec.artifacts()
+    with open(art.path, "rb") as f:
+        assert f.read() == log
+    assert art.sha256 == hashlib.sha256(log).hexdigest() and art.size == len(log)
+    conn = sqlite3.connect(os.path.join(store_path, "trackhooks.db"))
+    try:  # the live chunks are gone, and the last ones were never stored: console.log holds it all
+        assert conn.execute("SELECT COUNT(*) FROM console WHERE run_id=?", (run.id,)).fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+def test_a_console_log_that_cannot_be_stored_leaves_its_chunks(store_path, tmp_path):
+    import shutil
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = trackhooks.start_run(capture_output=True, system_metrics=False)
+        print("stored live")
+        run.flush()
+        # a real fault under the finish: the artifact directory is gone
+        shutil.rmtree(os.path.join(store_path, "artifacts"))
+        os.symlink(str(tmp_path / "nowhere"), os.path.join(store_path, "artifacts"))
+        print("only in the last chunks")
+        run.finish()
+    assert any("console.log" in str(w.message) for w in caught)
+    rec = trackhooks.open_store(store_path).run(run.id)
+    assert rec.console() == b"stored live\nonly in the last chunks\n" and rec.artifacts() == []
 
 
 # ---- the writer-side log ----------------------------------------------------------------------
@@ -249,6 +400,30 @@ def test_progress_bars_and_line_ends_collapse():
     assert _collapse(b"plain\n") == b"plain\n"
 
 
+def _collapse_by_lines(block: bytes) -> bytes:
+    # the rule, line by line (what _collapse computes visiting only the lines that hold a "\r")
+    out = []
+    for line in block.split(b"\n"):
+        if b"\r" in line:
+            body = line.rstrip(b"\r")
+            i = body.rfind(b"\r")
+            line = body[i + 1:] if i >= 0 else body
+        out.append(line)
+    return b"\n".join(out)
+
+
+def test_collapse_visits_only_the_overwritten_lines_with_the_same_result():
+    import random
+
+    rng = random.Random(17)
+    for _ in range(3000):
+        block = bytes(rng.choice(b"ab\r\n") for _ in range(rng.randrange(0, 40)))
+        assert _collapse(block) == _collapse_by_lines(block), block
+    many = b"".join(b"log line %d\n" % i for i in range(50_000))
+    block = many + b"epoch 1 10%\repoch 1 100%\n" + many + b"tail\r\n"
+    assert _collapse(block) == many + b"epoch 1 100%\n" + many + b"tail\n"
+
+
 def test_unfinished_line_is_rewritten_under_the_same_seq_until_it_ends():
     log = ConsoleLog("r")
     assert _feed(log, b"done\n", b"\r 10%") == [(0, b"done\n"), (1, b" 10%")]
@@ -259,7 +434,7 @@ def test_unfinished_line_is_rewritten_under_the_same_seq_until_it_ends():
     log.closing = True
     log.dirty = True
     assert log.emit() == [(2, b"next")]
-    assert bytes(log.full) == b"done\n 99%\nnext"
+    assert log.text() == b"done\n 99%\nnext"
 
 
 def test_bad_capture_values_name_the_option(monkeypatch):

@@ -33,7 +33,7 @@ LIMIT_BYTES = int(float(os.environ.get("TRACKHOOKS_CONSOLE_LIMIT_MB", "10")) * 1
 PARTIAL_MAX = 64 * 1024  # a "line" without newline longer than this is stored as it is
 MARKER = "\n[trackhooks: console output reached the {mb} MB limit of this run; the rest was not recorded]\n"
 MODES = ("python", "fd")
-_OP_CONSOLE = _w.OP_CONSOLE
+_WAKE_AT = _w.WAKE_AT
 
 
 def parse_mode(value: Any, option: str = "capture_output") -> str | None:
@@ -77,32 +77,54 @@ def _encode(text: Any) -> bytes:
 
 def _collapse(block: bytes) -> bytes:
     """Keep the last state of each carriage-return-overwritten line ("10%\\r20%\\r100%\\n" -> "100%\\n")."""
-    if b"\r" not in block:
+    i = block.find(b"\r")
+    if i < 0:
         return block
+    # only the lines that hold a "\r" are visited: a progress bar among 100 000 log lines in one
+    # cycle's output cost a Python-level pass over every line (on the writer, holding the GIL)
     out = []
-    for line in block.split(b"\n"):
-        if b"\r" in line:
-            body = line.rstrip(b"\r")  # "\r\n" line ends and a bar's final "\r" overwrite nothing
-            i = body.rfind(b"\r")
-            line = body[i + 1:] if i >= 0 else body
-        out.append(line)
-    return b"\n".join(out)
+    start = 0  # block[start:] is not copied out yet
+    n = len(block)
+    while i >= 0:
+        ls = block.rfind(b"\n", start, i) + 1 or start  # the line around this "\r"
+        le = block.find(b"\n", i)
+        if le < 0:
+            le = n
+        body = block[ls:le].rstrip(b"\r")  # "\r\n" line ends and a bar's final "\r" overwrite nothing
+        j = body.rfind(b"\r")
+        out.append(block[start:ls])
+        out.append(body[j + 1:] if j >= 0 else body)
+        start = le
+        i = block.find(b"\r", le)
+    out.append(block[start:])
+    return b"".join(out)
 
 
 class ConsoleLog:
     """Writer-side log of one run. Complete lines go out as chunk ``seq`` and advance it; the
     unfinished last line goes out as chunk ``seq`` too, without advancing, so the next write
     replaces it (the sink keeps one row per (run, seq)): a progress bar overwriting itself for
-    an hour is one row, and a SIGKILL still leaves its last committed state."""
+    an hour is one row, and a SIGKILL still leaves its last committed state.
 
-    __slots__ = ("run_id", "state", "seq", "pending", "full", "total", "limit", "capped", "dirty", "closing")
+    What the finish has to do is kept small, since ``finish()`` waits for it: the bytes are held as
+    the pieces they arrived in (one join for the artifact, none per cycle when a cycle brought one
+    piece), and the artifact's sha256 is updated as complete lines are emitted, on the writer's
+    cycles during the run, with ``hashlib`` (OpenSSL: milliseconds to load) imported when the run
+    starts capturing."""
+
+    __slots__ = ("run_id", "state", "seq", "tail", "new", "full", "sha", "total", "limit", "capped", "dirty",
+                 "closing")
 
     def __init__(self, run_id: str, prefix: bytes = b"", limit: int = LIMIT_BYTES, seq: int = 0):
+        import hashlib  # the write path loads it lazily (see benchmarks/README.md); here, not in a finish
+
         self.run_id = run_id
         self.state: Any = None  # the writer's RunState of the run
         self.seq = seq  # a resumed run continues after the chunks of its earlier session
-        self.pending = bytearray()
-        self.full = bytearray(prefix)  # everything emitted, for the console.log artifact at the finish
+        self.tail = b""  # the unfinished last line, stored (under seq) but not complete yet
+        self.new: list[bytes] = []  # fed since the last emit
+        self.full: list[bytes] = [prefix] if prefix else []  # everything emitted, for console.log
+        self.sha = hashlib.sha256(prefix)
         self.total = 0
         self.limit = limit
         self.capped = False
@@ -111,18 +133,26 @@ class ConsoleLog:
 
     def feed(self, data: bytes) -> None:
         if not self.capped:
-            self.pending += data
+            self.new.append(data)
             self.dirty = True
+
+    def text(self) -> bytes:
+        """Everything emitted so far (the console.log artifact at the finish)."""
+        return b"".join(self.full)
 
     def emit(self) -> list[tuple[int, bytes]]:
         """Chunks to store now: [(seq, data)]; the unfinished line is final when ``closing``."""
         if not self.dirty:
             return []
         self.dirty = False
-        data = bytes(self.pending)
+        new, self.new = self.new, []
+        if self.tail:
+            new.insert(0, self.tail)
+        data = new[0] if len(new) == 1 else b"".join(new)
         cut = data.rfind(b"\n") + 1
         if self.closing or len(data) - cut > PARTIAL_MAX:
             cut = len(data)
+        # a slice of all of a bytes object is that object: no copy of a cycle's output that ends a line
         complete, partial = _collapse(data[:cut]), data[cut:]
         if b"\r" in partial:  # keep a trailing "\r": the next byte decides what it overwrites
             i = partial.rstrip(b"\r").rfind(b"\r")
@@ -139,10 +169,11 @@ class ConsoleLog:
                 self.capped = True
                 partial = b""
             chunks.append((self.seq, complete))
-            self.full += complete
+            self.full.append(complete)
+            self.sha.update(complete)
             self.total += len(complete)
             self.seq += 1
-        self.pending = bytearray(partial)
+        self.tail = partial
         if partial:
             chunks.append((self.seq, partial.rstrip(b"\r")))
         return chunks
@@ -151,33 +182,17 @@ class ConsoleLog:
 # ---- caller side ----------------------------------------------------------------------------
 
 
-class _TeeBinary(io.BufferedIOBase):
-    """The binary layer under the stand-in text stream: the original binary buffer first, then one
-    append. The text layer above it is a C ``io.TextIOWrapper``, so a ``print`` runs no Python code
-    until that layer flushes (at a newline on a terminal, every 8 KB into a pipe or file): threads
-    printing at once interleave exactly as they did without capture."""
+class _TeeLayer:
+    """What the two binary layers under a stand-in share. ``closed`` is a slot (a C member
+    descriptor) in both, and neither has a ``__getattr__`` hook on its type: the C text layer
+    reads ``closed`` through them on every write, twice per ``print``, and a Python-level lookup
+    there (a property, or a class attribute behind a ``__getattr__``) is paid 200 000 times for
+    100 000 prints. What callers ask of a binary stream is answered below (``name``, ``mode``,
+    ``raw``, ``fileno()``, ``isatty()``); other attributes of the original object are not forwarded
+    any more. Closing the real stream underneath still makes writes fail, in the real stream's
+    write."""
 
-    # A plain attribute, not a property: the text layer reads ``closed`` on every write, and a
-    # property (a Python call) made each print 2-3x slower. Closing the real stream underneath
-    # still makes writes fail, in the real stream's write.
-    closed = False
-
-    def __init__(self, raw: Any, capture: "_Capture"):
-        self._raw = raw
-        self._capture = capture
-
-    def write(self, b: Any) -> int:
-        n = self._raw.write(b)  # the user's output as before, errors included
-        cap = self._capture
-        if cap.on:
-            try:
-                buf = cap.buffer
-                buf.append((_OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
-                if len(buf) >= _w.WAKE_AT:
-                    cap.backpressure()
-            except Exception:  # never raise into a print
-                pass
-        return len(b) if n is None else n
+    __slots__ = ()
 
     def flush(self) -> None:
         if not self.closed:
@@ -211,18 +226,54 @@ class _TeeBinary(io.BufferedIOBase):
         return getattr(self._raw, "name", None)
 
     @property
+    def mode(self) -> Any:
+        return getattr(self._raw, "mode", "wb")
+
+    @property
     def raw(self) -> Any:
         return getattr(self._raw, "raw", self._raw)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
+
+class _TeeBinary(_TeeLayer, io.BufferedIOBase):
+    """The binary layer of the stand-in of a write-through stream (``python -u``, pytest's
+    capture): ``sys.stdout.buffer`` itself. The original binary buffer first, then one append.
+    The text layer above it is a C ``io.TextIOWrapper``, so a ``print`` runs no Python code
+    until that layer writes through: threads printing at once interleave exactly as they did
+    without capture."""
+
+    __slots__ = ("closed", "_raw", "_capture")
+
+    def __init__(self, raw: Any, capture: "_Capture"):
+        self.closed = False
+        self._raw = raw
+        self._capture = capture
+
+    def write(self, b: Any) -> int:
+        n = self._raw.write(b)  # the user's output as before, errors included
+        cap = self._capture
+        if cap.on:  # inline, not a shared method: one Python call per write is what this costs
+            try:
+                buf = cap.buffer
+                buf.append(b if type(b) is bytes else bytes(b))
+                if len(buf) >= _WAKE_AT:
+                    cap.backpressure()
+            except Exception:  # never raise into a print
+                pass
+        return len(b) if n is None else n
 
 
-class _TeeRaw(_TeeBinary, io.RawIOBase):
+class _TeeRaw(_TeeLayer, io.RawIOBase):
     """The raw layer under a C ``io.BufferedWriter`` in the stand-in of a buffered stream: each
     chunk the buffer lets go (8 KB into a file, a line on a terminal, anything on ``flush()``)
     goes to the original binary buffer and out, as the original's own flush would, then into the
     log. A C buffer between the text layer and this one keeps the per-print cost to C code."""
+
+    __slots__ = ("closed", "_raw", "_capture")
+
+    def __init__(self, raw: Any, capture: "_Capture"):
+        self.closed = False
+        self._raw = raw
+        self._capture = capture
 
     def write(self, b: Any) -> int:
         raw = self._raw
@@ -232,8 +283,8 @@ class _TeeRaw(_TeeBinary, io.RawIOBase):
         if cap.on:
             try:
                 buf = cap.buffer
-                buf.append((_OP_CONSOLE, None, b if type(b) is bytes else bytes(b)))
-                if len(buf) >= _w.WAKE_AT:
+                buf.append(b if type(b) is bytes else bytes(b))
+                if len(buf) >= _WAKE_AT:
                     cap.backpressure()
             except Exception:  # never raise into a print
                 pass
@@ -275,7 +326,7 @@ class _Tee:
             try:
                 buf = cap.buffer
                 buf.append((_w.OP_CONSOLE, None, s))
-                if len(buf) >= _w.WAKE_AT:
+                if len(buf) >= _WAKE_AT:
                     cap.backpressure()
             except Exception:  # never raise into a print
                 pass
@@ -372,7 +423,7 @@ class _FdPipes:
             cap = self._capture
             if cap.on:
                 try:
-                    cap.buffer.append((_w.OP_CONSOLE, None, data))
+                    cap.buffer.append(data)
                 except Exception:
                     pass
 

@@ -330,6 +330,10 @@ class LocalStoreSink(Sink):
             # checkpoint the WAL every ~40 MB instead of every 4 MB: checkpoints (with their fsync)
             # were half of the ingest time; commits stay durable against a crash of the process
             conn.execute("PRAGMA wal_autocheckpoint=10000")
+            # this build of SQLite zeroes every freed page (SECURE_DELETE), and the pages this connection
+            # frees are a run's live console chunks once its console.log holds the same bytes: 1-5 ms per
+            # 2 MB inside finish() here, 0.1 ms without; FAST still scrubs rows replaced inside a page
+            conn.execute("PRAGMA secure_delete=FAST")
             self._conn = conn
         return self._conn
 
@@ -415,9 +419,12 @@ class LocalStoreSink(Sink):
             conn.execute("UPDATE runs SET system=? WHERE id=?", (_dumps(merged), run_id))
         if batch.metrics:
             self._write_metrics(conn, batch)
+        # a run's last chunks arrive with its console.log, which replaces the run's chunks in this
+        # transaction: storing them first cost the finish an insert and a delete of the whole log
+        # (2 MB for 100 000 prints: ~20 ms of a 70 ms loop)
+        final = {a.run_id for a in batch.artifacts if a.name == "console.log"} if batch.console else ()
         if batch.console:
-            conn.executemany("INSERT OR REPLACE INTO console (run_id, seq, data) VALUES (?,?,?)",
-                             [(c.run_id, c.seq, c.data) for c in batch.console])
+            self._write_console(conn, [c for c in batch.console if c.run_id not in final])
         for c in batch.checkpoints:
             if c.best:
                 conn.execute("UPDATE checkpoints SET best=0 WHERE run_id=? AND monitor IS ?", (c.run_id, c.monitor))
@@ -441,6 +448,8 @@ class LocalStoreSink(Sink):
             try:
                 self._store_file(a)
             except FileNotFoundError:
+                if a.run_id in final and a.name == "console.log":  # its last chunks stay rows, as before
+                    self._write_console(conn, [c for c in batch.console if c.run_id == a.run_id])
                 # the source vanished between logging and copying: nothing left to keep
                 warnings.warn(f"trackhooks: artifact {a.name!r}: {a.source} was deleted before it could be copied",
                               RuntimeWarning, stacklevel=2)
@@ -469,6 +478,11 @@ class LocalStoreSink(Sink):
         for s in batch.status:
             conn.execute("UPDATE runs SET status=?, end_time=?, heartbeat=? WHERE id=?",
                          (s.status, s.end_time, time.time(), s.run_id))
+
+    @staticmethod
+    def _write_console(conn: sqlite3.Connection, chunks: list) -> None:
+        conn.executemany("INSERT OR REPLACE INTO console (run_id, seq, data) VALUES (?,?,?)",
+                         [(c.run_id, c.seq, c.data) for c in chunks])
 
     def _write_metrics(self, conn: sqlite3.Connection, batch: Batch) -> None:
         keys = self._keys

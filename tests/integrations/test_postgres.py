@@ -240,6 +240,67 @@ def test_a_local_store_mirrors_into_a_team_store(pg_uri, tmp_path):
     assert not os.path.exists(spool_path())  # a local store with a mirror needs no spool
 
 
+def test_a_block_that_arrives_late_counts_once_and_never_moves_last(pg_uri):
+    # blocks are sent in one statement per round; a block the team store lacks (sent again by
+    # another replayer, or re-sent after a lost cursor) is counted once and, being older than the
+    # last block there, leaves last_step/last_value alone
+    with trackhooks.start_run(store=pg_uri) as run:
+        for i in range(3000):
+            run.log_metrics({"a": float(i), "b": math.nan if i == 2999 else -1.0 - i}, step=i)
+            if i % 1000 == 999:
+                run.flush()
+    s, db = _schema_of(pg_uri), _db_of(pg_uri)
+    keys = f"{s}.metric_keys"
+    n0, seqs = psql(db, f"SELECT b.n, (SELECT count(*) FROM {s}.metric_blocks x WHERE x.key_id = k.id) "
+                        f"FROM {s}.metric_blocks b JOIN {keys} k ON k.id = b.key_id WHERE k.key = 'a' AND b.seq = 0")[0][0]
+    assert seqs >= 3
+    psql(db, f"DELETE FROM {s}.metric_blocks b USING {keys} k WHERE k.id = b.key_id AND k.key = 'a' AND b.seq = 0",
+         f"UPDATE {keys} SET n = n - {n0} WHERE key = 'a'")
+    import sqlite3
+
+    conn = sqlite3.connect(os.path.join(spool_path(), "trackhooks.db"))
+    conn.execute("DELETE FROM mirror_cursors")
+    conn.commit()
+    conn.close()
+    out = cli("sync", "--to", pg_uri, "--store", spool_path(), check=True)
+    assert f"{n0} points" in out.stdout
+    rec = trackhooks.open_store(pg_uri).run(run.id)
+    assert rec.metric("a").values == [float(i) for i in range(3000)]
+    summaries = rec.metric_summaries()
+    assert summaries["a"] == {"count": 3000, "last_step": 2999, "last": 2999.0, "min": 0.0, "max": 2999.0}
+    assert summaries["b"]["count"] == 3000 and summaries["b"]["last"] is None and summaries["b"]["min"] == -2999.0
+    assert psql(db, f"SELECT key, last_seq = (SELECT max(seq) FROM {s}.metric_blocks WHERE key_id = k.id) "
+                    f"FROM {keys} k ORDER BY key")[0] == [("a", True), ("b", True)]
+    assert json.dumps(trackhooks.open_store(pg_uri).metric_summaries_of([run.id])) == \
+        json.dumps(trackhooks.open_store(spool_path()).metric_summaries_of([run.id]))
+
+
+def test_a_store_of_schema_2_is_upgraded_with_its_metrics(pg_uri):
+    # schema 3 adds metric_keys.last_seq (filled in from the blocks there) and lz4 for the block
+    # columns; runs replicated before the upgrade keep their summaries, and go on replicating
+    # (written by another process: this one's first connection then finds the store at 2)
+    code = ("import trackhooks, sys\nwith trackhooks.start_run(store=sys.argv[1]) as r:\n"
+            "    for i in range(500):\n        r.log_metric('m', float(i))\nprint(r.id)")
+    run_id = subprocess.run([sys.executable, "-c", code, pg_uri], capture_output=True, text=True, check=True,
+                            env=dict(os.environ)).stdout.strip()
+    s, db = _schema_of(pg_uri), _db_of(pg_uri)
+    psql(db, f"ALTER TABLE {s}.metric_keys DROP COLUMN last_seq", f"UPDATE {s}.meta SET value='2' WHERE key='schema_version'")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with trackhooks.start_run(store=pg_uri, resume=run_id) as again:
+            for i in range(500, 800):
+                again.log_metric("m", float(i))
+    assert not _team_messages(record)
+    assert psql(db, f"SELECT value FROM {s}.meta WHERE key='schema_version'")[0] == [(str(schema.SCHEMA_VERSION),)]
+    rec = trackhooks.open_store(pg_uri).run(run_id)
+    assert rec.metric("m").values == [float(i) for i in range(800)]
+    assert rec.metric_summaries()["m"] == {"count": 800, "last_step": 799, "last": 799.0, "min": 0.0, "max": 799.0}
+    lz4 = psql(db, "SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = "
+                   f"'{s}.metric_blocks'::regclass AND attname IN ('steps', 'epochs', 'vals', 'times') "
+                   "AND attcompression = 'l'")[0][0][0]
+    assert lz4 in (0, 4)  # all four, or none on a server built without lz4
+
+
 WRITER = """
 import sys, trackhooks
 uri, i = sys.argv[1], int(sys.argv[2])

@@ -21,6 +21,8 @@ catches up later); a statement that times out raises ``TimeoutError``.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
 import os
 import shutil
@@ -35,6 +37,8 @@ from .housekeeping import GC_LOCK
 
 CHUNK_BYTES = 4 * 1024 * 1024  # one file_chunks row
 ROUND_BLOCKS = 512  # metric blocks read from the local store per key per round (bounds memory)
+# points per round over all keys: one statement's arrays stay far below PostgreSQL's 1 GB a value
+ROUND_POINTS = 4_000_000
 STATEMENT_TIMEOUT_MS = 60_000
 
 RUN_COLUMNS = ("id, experiment, name, status, parent_id, start_time, end_time, pid, host, pid_start, heartbeat, "
@@ -48,40 +52,56 @@ _UPSERT_RUN = (
     "note=EXCLUDED.note, archived=EXCLUDED.archived "
     # two replayers of one run (the live process and `trackhooks sync`): the older view never wins
     "WHERE runs.heartbeat IS NULL OR EXCLUDED.heartbeat IS NULL OR EXCLUDED.heartbeat >= runs.heartbeat")
-_INSERT_BLOCKS = (
-    "INSERT INTO metric_blocks (key_id, seq, n, steps, epochs, vals, times) "
-    "SELECT %s, * FROM unnest(%s::int[], %s::int[], %s::bytea[], %s::bytea[], %s::bytea[], %s::bytea[]) "
-    "ON CONFLICT DO NOTHING RETURNING seq")
-_ADVANCE_KEY = (
-    "UPDATE metric_keys SET n = n + %(n)s, min_value = LEAST(min_value, %(lo)s), "
-    "max_value = GREATEST(max_value, %(hi)s), "
-    "last_step = CASE WHEN EXISTS (SELECT 1 FROM metric_blocks WHERE key_id = %(id)s AND seq > %(seq)s) "
-    "THEN last_step ELSE %(ls)s END, "
-    "last_value = CASE WHEN EXISTS (SELECT 1 FROM metric_blocks WHERE key_id = %(id)s AND seq > %(seq)s) "
-    "THEN last_value ELSE %(lv)s END WHERE id = %(id)s")
+_NEW_KEYS = ("INSERT INTO metric_keys (run_id, key) SELECT %s, unnest(%s::text[]) "
+             "ON CONFLICT (run_id, key) DO NOTHING")
+# One statement per round for the new blocks of every key: insert what the team store lacks, then
+# advance each key's summary by exactly the blocks inserted, so a block sent again (a round whose
+# acknowledgement was lost, a `trackhooks sync` racing the live process, a spool that lost its
+# cursors) conflicts and counts nothing. Parameters travel in binary (%b): psycopg's text form of a
+# bytea[] escapes every byte in Python, which was most of a round's time. Each block brings its
+# summary (points, min, max, last step and value; NaN as NULL), computed here from the bytes at hand;
+# "last" moves only to a later block than metric_keys.last_seq, compared on the locked row.
+_SEND_BLOCKS = (
+    "WITH ins AS (INSERT INTO metric_blocks (key_id, seq, n, steps, epochs, vals, times) "
+    "SELECT (SELECT k.id FROM metric_keys k WHERE k.run_id = %(run)s AND k.key = b.key), b.seq, b.n, b.steps, "
+    "b.epochs, b.vals, b.times "
+    # unnest() in the select list streams the blocks into the insert; in FROM it would first copy
+    # them into a tuplestore (to a temporary file beyond work_mem), and a join would hash them again
+    "FROM (SELECT unnest(%(key)b::text[]) AS key, unnest(%(seq)b::int4[]) AS seq, unnest(%(n)b::int4[]) AS n, "
+    "unnest(%(steps)b::bytea[]) AS steps, unnest(%(epochs)b::bytea[]) AS epochs, unnest(%(vals)b::bytea[]) AS vals, "
+    "unnest(%(times)b::bytea[]) AS times) b "
+    "ON CONFLICT DO NOTHING RETURNING key_id, seq), "
+    # the summaries apart from the bytes: a CTE read twice is materialised, and blocks beyond
+    # work_mem would go through a temporary file. Keys are looked up by (run, key), the unique
+    # index: by key alone would visit that key of every run in the store
+    "sm AS (SELECT (SELECT k.id FROM metric_keys k WHERE k.run_id = %(run)s AND k.key = u.key) AS key_id, u.* "
+    "FROM unnest(%(key)b::text[], %(seq)b::int4[], %(n)b::int4[], %(lo)b::float8[], %(hi)b::float8[], "
+    "%(ls)b::int8[], %(lv)b::float8[]) AS u (key, seq, n, lo, hi, ls, lv)), "
+    "s AS (SELECT sm.key_id, sum(sm.n) AS n, min(sm.lo) AS lo, max(sm.hi) AS hi, max(sm.seq) AS seq, "
+    "(array_agg(sm.ls ORDER BY sm.seq DESC))[1] AS ls, (array_agg(sm.lv ORDER BY sm.seq DESC))[1] AS lv "
+    "FROM ins JOIN sm ON sm.key_id = ins.key_id AND sm.seq = ins.seq GROUP BY sm.key_id) "
+    "UPDATE metric_keys m SET n = m.n + s.n, min_value = LEAST(m.min_value, s.lo), "
+    "max_value = GREATEST(m.max_value, s.hi), "
+    "last_step = CASE WHEN m.last_seq IS NULL OR s.seq > m.last_seq THEN s.ls ELSE m.last_step END, "
+    "last_value = CASE WHEN m.last_seq IS NULL OR s.seq > m.last_seq THEN s.lv ELSE m.last_value END, "
+    "last_seq = GREATEST(m.last_seq, s.seq) FROM s WHERE m.id = s.key_id RETURNING s.n")
 
 
 def _digest(rows: Any) -> str:
     return hashlib.sha1(repr(rows).encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
-def _summary(blocks: list[tuple]) -> tuple[int, float | None, float | None]:
-    """(points, min, max) of some blocks' values, NaN ignored (stored as NULL, like SQLite)."""
-    n, lo, hi = 0, None, None
-    for _seq, bn, _s, _e, vals, _t in blocks:
-        arr = unpack("d", [bytes(vals)])
-        n += bn
-        if not len(arr):
-            continue
-        a, b = min(arr), max(arr)
-        if a != a or b != b:  # a NaN first poisons min/max
-            finite = [v for v in arr if v == v]
-            if not finite:
-                continue
-            a, b = min(finite), max(finite)
-        lo = a if lo is None else min(lo, a)
-        hi = b if hi is None else max(hi, b)
-    return n, lo, hi
+def _block_summary(n: int, steps: bytes, vals: bytes) -> tuple[float | None, float | None, int | None, float | None]:
+    """(min, max, last step, last value) of one block, NaN ignored (stored as NULL, like SQLite)."""
+    if not n:
+        return None, None, None, None
+    arr = unpack("d", [vals])
+    lo, hi = min(arr), max(arr)
+    if lo != lo or hi != hi:  # a NaN first poisons min/max
+        finite = [v for v in arr if v == v]
+        lo, hi = (min(finite), max(finite)) if finite else (None, None)
+    last = arr[-1]
+    return lo, hi, unpack("q", [steps[-8:]])[0], last if last == last else None
 
 
 class PostgresReplica(ReplaySink):
@@ -93,7 +113,7 @@ class PostgresReplica(ReplaySink):
         self._conn: Any = None
         self._conn_pid = os.getpid()
         self._store_id: str | None = None
-        self._key_ids: dict[tuple[str, str], int] = {}
+        self._keys: set[tuple[str, str]] = set()  # (run, key) rows known to exist in metric_keys
         self._verified: set[str] = set()
         self._known_files: set[str] = set()
         self._replay_lock = threading.Lock()
@@ -116,14 +136,14 @@ class PostgresReplica(ReplaySink):
             self._store_id = row[0] if row else ""
             self._conn = conn
             self._conn_pid = os.getpid()
-            self._key_ids.clear()
+            self._keys.clear()
             self._verified.clear()
             self._known_files.clear()
         return self._conn
 
     def _lost(self) -> None:
         conn, self._conn = self._conn, None
-        self._key_ids.clear()
+        self._keys.clear()
         if conn is not None:
             try:
                 conn.close()
@@ -159,12 +179,13 @@ class PostgresReplica(ReplaySink):
                 raise ConnectionError(f"lost the team store {self.target.where}: "
                                       f"{conninfo.reason(self.target, exc)}") from None
             except psycopg.Error as exc:
-                self._key_ids.clear()
+                # a pipeline that failed leaves its transaction for the server to end: start afresh
+                self._lost()
                 # the server refuses this run's data (not an outage): named once, the others go on
                 raise ValueError(f"the team store {self.target.where} refused run {view.rec.id[:8]}: "
                                  f"{conninfo.reason(self.target, exc)}") from None
             except BaseException:
-                self._key_ids.clear()
+                self._lost()
                 raise
         return stats
 
@@ -185,110 +206,143 @@ class PostgresReplica(ReplaySink):
         st["db"] = self._store_id
         self._verified.add(run_id)
 
+    @staticmethod
+    def _pipeline(conn):
+        import psycopg
+
+        # every statement of a round goes out at once and the round waits for the server twice
+        # (the deleted-run check, then the commit), where it waited once per statement before:
+        # each wait costs a GIL hand-over in a process whose training thread keeps the GIL busy
+        return conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext()
+
     def _round(self, conn, view: RunView, cursor: Cursor, stats: dict[str, Any]) -> bool:
         """One transaction: what is missing (up to ROUND_BLOCKS blocks per key). True if more is left."""
+        import psycopg
+
         local = view.store
         run_id = view.rec.id
-        st = cursor.state
+        # the round works on a copy: the cursor moves only once the team store has committed
+        st = copy.deepcopy(cursor.state)
         row = local._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
         if row is None:
             return False
-        more = False
-        with conn.transaction():
-            # shared: rounds run side by side, but never during a housekeeping change (gc, delete)
-            gone = conn.execute("SELECT nextval('changes'), pg_advisory_xact_lock_shared(%s), "
-                                "EXISTS (SELECT 1 FROM deleted_runs WHERE id = %s)", (GC_LOCK, run_id)).fetchone()[2]
-            if gone:
-                # deleted from the team store (`trackhooks rm`): a spool that still has it never
-                # brings it back (docs/team.md "Deleting runs")
-                warn_once(("pg-deleted-run", self.target.where, run_id),
-                          f"trackhooks: run {run_id[:8]} was deleted from the team store {self.target.where}; "
-                          "it is not replicated again (it stays in the local store)")
-                stats["deleted"] = True
-                return False
-            row = list(row)
-            final_status = row[3]
-            # the run exists (as running) before anything refers to it
-            if not st.get("row"):
-                first = list(row)
-                first[3], first[6] = "running", None
-                conn.execute(_UPSERT_RUN, first)
+        sent: dict[str, Any] = dict.fromkeys(("params", "tags", "artifacts", "checkpoints", "media", "datasets"), 0)
+        new_keys: list[str] = []
+        with self._pipeline(conn):
+            with conn.transaction():
+                # shared: rounds run side by side, but never during a housekeeping change (gc, delete)
+                check = conn.execute("SELECT nextval('changes'), pg_advisory_xact_lock_shared(%s), "
+                                     "EXISTS (SELECT 1 FROM deleted_runs WHERE id = %s)", (GC_LOCK, run_id))
+                row = list(row)
+                final_status = row[3]
+                # the run exists (as running) before anything refers to it
+                if not st.get("row"):
+                    first = list(row)
+                    first[3], first[6] = "running", None
+                    conn.execute(_UPSERT_RUN, first)
 
-            # params and tags: raw JSON/text as stored locally, resent whole when they changed
-            params = local._rows("SELECT key, value FROM params WHERE run_id=? ORDER BY key", (run_id,))
-            d = _digest(params)
-            if params and st.get("p") != d:
-                with conn.cursor() as cur:
-                    cur.executemany("INSERT INTO params (run_id, key, value) VALUES (%s,%s,%s) ON CONFLICT (run_id, key) "
-                                    "DO UPDATE SET value=EXCLUDED.value", [(run_id, k, v) for k, v in params])
-                stats["params"] += len(params) - len(st.get("pk", ()))
-            st["p"], st["pk"] = d, [k for k, _ in params]
-            tags = local._rows("SELECT key, value FROM tags WHERE run_id=? ORDER BY key", (run_id,))
-            d = _digest(tags)
-            if tags and st.get("t") != d:
-                with conn.cursor() as cur:
-                    cur.executemany("INSERT INTO tags (run_id, key, value) VALUES (%s,%s,%s) ON CONFLICT (run_id, key) "
-                                    "DO UPDATE SET value=EXCLUDED.value", [(run_id, k, v) for k, v in tags])
-                stats["tags"] += len(tags)
-            st["t"] = d
+                # params and tags: raw JSON/text as stored locally, resent whole when they changed
+                params = local._rows("SELECT key, value FROM params WHERE run_id=? ORDER BY key", (run_id,))
+                d = _digest(params)
+                if params and st.get("p") != d:
+                    with conn.cursor() as cur:
+                        cur.executemany("INSERT INTO params (run_id, key, value) VALUES (%s,%s,%s) "
+                                        "ON CONFLICT (run_id, key) DO UPDATE SET value=EXCLUDED.value",
+                                        [(run_id, k, v) for k, v in params])
+                    sent["params"] = len(params) - len(st.get("pk", ()))
+                st["p"], st["pk"] = d, [k for k, _ in params]
+                tags = local._rows("SELECT key, value FROM tags WHERE run_id=? ORDER BY key", (run_id,))
+                d = _digest(tags)
+                if tags and st.get("t") != d:
+                    with conn.cursor() as cur:
+                        cur.executemany("INSERT INTO tags (run_id, key, value) VALUES (%s,%s,%s) "
+                                        "ON CONFLICT (run_id, key) DO UPDATE SET value=EXCLUDED.value",
+                                        [(run_id, k, v) for k, v in tags])
+                    sent["tags"] = len(tags)
+                st["t"] = d
 
-            more = self._metrics(conn, local, run_id, st, stats)
-            self._checkpoints(conn, local, run_id, st, stats)
-            self._artifacts(conn, local, run_id, st, stats)
-            self._datasets(conn, local, run_id, st, stats)
-            self._media(conn, local, run_id, st, stats)
+                more, blocks = self._metrics(conn, local, run_id, st, new_keys)
+                self._checkpoints(conn, local, run_id, st, sent)
+                self._artifacts(conn, local, run_id, st, sent)
+                self._datasets(conn, local, run_id, st, sent)
+                self._media(conn, local, run_id, st, sent)
 
-            if more:
-                row[3], row[6] = "running", None  # a terminal status only once every point is in
-            d = _digest(row)
-            if st.get("row") != d:
-                conn.execute(_UPSERT_RUN, row)
-                if row[3] != st.get("status"):
-                    stats["status"] = row[3]
-                st["row"], st["status"] = d, row[3]
+                if more:
+                    row[3], row[6] = "running", None  # a terminal status only once every point is in
+                d = _digest(row)
+                if st.get("row") != d:
+                    conn.execute(_UPSERT_RUN, row)
+                    if row[3] != st.get("status"):
+                        sent["status"] = row[3]
+                    st["row"], st["status"] = d, row[3]
+                # asked last, so that the round's statements are on their way meanwhile; a run
+                # deleted from the team store rolls all of them back
+                gone = check.fetchone()[2]
+                if gone:
+                    raise psycopg.Rollback()
+        if gone:
+            # deleted from the team store (`trackhooks rm`): a spool that still has it never brings
+            # it back (docs/team.md "Deleting runs")
+            warn_once(("pg-deleted-run", self.target.where, run_id),
+                      f"trackhooks: run {run_id[:8]} was deleted from the team store {self.target.where}; "
+                      "it is not replicated again (it stays in the local store)")
+            stats["deleted"] = True
+            return False
+        # committed (the pipeline's end waited for it): now the cursor and the caches may move
+        self._keys.update((run_id, k) for k in new_keys)
+        if blocks is not None:
+            stats["points"] += sum(r[0] for r in blocks.fetchall())
+        for k, v in sent.items():
+            if k == "status":
+                stats["status"] = v
+            else:
+                stats[k] += v
+        cursor.state.clear()
+        cursor.state.update(st)
         cursor.commit()
         stats["complete"] = not more and final_status in TERMINAL
         return more
 
-    def _metrics(self, conn, local, run_id: str, st: dict, stats: dict) -> bool:
+    def _metrics(self, conn, local, run_id: str, st: dict, new_keys: list[str]) -> tuple[bool, Any]:
+        """Queue the blocks the team store lacks, every key in one statement. Returns (more left,
+        the statement's cursor or None)."""
         ms: dict[str, list[int]] = st.setdefault("m", {})
         more = False
+        cols: dict[str, list] = {c: [] for c in ("key", "seq", "n", "steps", "epochs", "vals", "times", "lo", "hi",
+                                                  "ls", "lv")}
+        budget = ROUND_POINTS
         for key, n in local._metric_counts(run_id).items():
-            seq0, sent = ms.get(key, [0, -1])
-            if sent >= n:
+            seq0, delivered = ms.get(key, [0, -1])
+            if delivered >= n:
                 continue
-            key_id = self._key_id(conn, run_id, key)
+            if budget <= 0:
+                more = True  # the rest next round, in a statement of its own
+                break
+            if (run_id, key) not in self._keys:
+                new_keys.append(key)
             blocks = local._metric_blocks(run_id, key, seq0, ROUND_BLOCKS)
-            if not blocks:
-                ms[key] = [seq0, max(sent, 0)]
-                continue
-            inserted = {r[0] for r in conn.execute(
-                _INSERT_BLOCKS, (key_id, [b[0] for b in blocks], [b[1] for b in blocks],
-                                 [bytes(b[2]) for b in blocks], [bytes(b[3]) for b in blocks],
-                                 [bytes(b[4]) for b in blocks], [bytes(b[5]) for b in blocks])).fetchall()}
-            new = [b for b in blocks if b[0] in inserted]
-            if new:
-                count, lo, hi = _summary(new)
-                last = max(new, key=lambda b: b[0])
-                steps = unpack("q", [bytes(last[2])])
-                vals = unpack("d", [bytes(last[4])])
-                lv = vals[-1] if len(vals) and vals[-1] == vals[-1] else None
-                conn.execute(_ADVANCE_KEY, {"n": count, "lo": lo, "hi": hi, "id": key_id, "seq": last[0],
-                                            "ls": steps[-1] if len(steps) else None, "lv": lv})
-            delivered = max(sent, 0) + sum(b[1] for b in blocks)
-            ms[key] = [blocks[-1][0] + 1, delivered]
-            stats["points"] += sum(b[1] for b in new)
-            if len(blocks) >= ROUND_BLOCKS and delivered < n:
+            delivered = max(delivered, 0)
+            taken = 0
+            for seq, bn, steps, epochs, vals, times in blocks:
+                if taken and bn > budget:
+                    break
+                steps, vals = bytes(steps), bytes(vals)
+                lo, hi, ls, lv = _block_summary(bn, steps, vals)
+                for c, v in (("key", key), ("seq", seq), ("n", bn), ("steps", steps), ("epochs", bytes(epochs)),
+                             ("vals", vals), ("times", bytes(times)), ("lo", lo), ("hi", hi), ("ls", ls), ("lv", lv)):
+                    cols[c].append(v)
+                taken += 1
+                budget -= bn
+                delivered += bn
+                seq0 = seq + 1
+            ms[key] = [seq0, delivered]
+            if taken < len(blocks) or (len(blocks) >= ROUND_BLOCKS and delivered < n):
                 more = True
-        return more
-
-    def _key_id(self, conn, run_id: str, key: str) -> int:
-        kid = self._key_ids.get((run_id, key))
-        if kid is None:
-            kid = conn.execute("INSERT INTO metric_keys (run_id, key) VALUES (%s,%s) ON CONFLICT (run_id, key) "
-                               "DO UPDATE SET key=EXCLUDED.key RETURNING id", (run_id, key)).fetchone()[0]
-            self._key_ids[(run_id, key)] = kid
-        return kid
+        if new_keys:
+            conn.execute(_NEW_KEYS, (run_id, new_keys))
+        if not cols["seq"]:
+            return more, None
+        return more, conn.execute(_SEND_BLOCKS, {"run": run_id, **cols})
 
     def _checkpoints(self, conn, local, run_id: str, st: dict, stats: dict) -> None:
         rows = local._rows("SELECT path, step, epoch, metrics, monitor, mode, best, size, sha256, deleted, time "

@@ -275,6 +275,37 @@ def test_a_block_that_arrives_late_counts_once_and_never_moves_last(pg_uri):
         json.dumps(trackhooks.open_store(spool_path()).metric_summaries_of([run.id]))
 
 
+def test_a_writer_that_dies_with_its_cursor_behind_is_caught_up_exactly(pg_uri):
+    # the live replication writes its cursor into the spool at most every CURSOR_EVERY_S: a process
+    # that dies leaves a cursor behind what the team store has, and the next sync re-sends from
+    # there, every point still once
+    code = ("import os, sys, trackhooks, trackhooks_postgres.replica as rp\n"
+            "rp.CURSOR_EVERY_S = 3600  # however slow the machine: no cursor write after the first\n"
+            "r = trackhooks.start_run(store=sys.argv[1])\n"
+            "for i in range(2000):\n    r.log_metrics({'a': float(i), 'b': 1.0}, step=i)\n"
+            "    if i % 500 == 499:\n        r.flush()\nprint(r.id, flush=True)\nos._exit(0)\n")
+    run_id = subprocess.run([sys.executable, "-c", code, pg_uri], capture_output=True, text=True, check=True,
+                            env=dict(os.environ)).stdout.strip()
+    from trackhooks.sync import cursor_state
+
+    s, db = _schema_of(pg_uri), _db_of(pg_uri)
+
+    def counts():
+        return psql(db, f"SELECT k.key, k.n, (SELECT sum(b.n) FROM {s}.metric_blocks b WHERE b.key_id = k.id), "
+                        f"k.last_step FROM {s}.metric_keys k ORDER BY k.key")[0]
+
+    assert counts() == [("a", 2000, 2000, 1999), ("b", 2000, 2000, 1999)]  # flush() waited for the team store
+    spool = trackhooks.open_store(spool_path())
+    mirror = replica.PostgresReplica(pg_uri).cursor_key
+    behind = cursor_state(spool, mirror, run_id)["m"]["a"][1]
+    assert behind < 2000
+    out = cli("sync", "--to", pg_uri, "--store", spool_path(), check=True)
+    assert "1 of 1 runs in sync" in out.stdout and " points" not in out.stdout  # all of it was there
+    assert counts() == [("a", 2000, 2000, 1999), ("b", 2000, 2000, 1999)]
+    assert cursor_state(spool, mirror, run_id)["m"]["a"][1] == 2000
+    assert trackhooks.open_store(pg_uri).run(run_id).metric("a").values == [float(i) for i in range(2000)]
+
+
 def test_a_store_of_schema_2_is_upgraded_with_its_metrics(pg_uri):
     # schema 3 adds metric_keys.last_seq (filled in from the blocks there) and lz4 for the block
     # columns; runs replicated before the upgrade keep their summaries, and go on replicating

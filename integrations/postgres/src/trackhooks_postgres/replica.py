@@ -27,9 +27,10 @@ import hashlib
 import os
 import shutil
 import threading
+import time
 from typing import Any
 
-from trackhooks.plugin import TERMINAL, Cursor, ReplaySink, RunView, unpack, warn_once
+from trackhooks.plugin import TERMINAL, Cursor, CursorConflict, ReplaySink, RunView, unpack, warn_once
 
 from . import conninfo, schema
 from .engine import shared_file
@@ -37,9 +38,18 @@ from .housekeeping import GC_LOCK
 
 CHUNK_BYTES = 4 * 1024 * 1024  # one file_chunks row
 ROUND_BLOCKS = 512  # metric blocks read from the local store per key per round (bounds memory)
-# points per round over all keys: one statement's arrays stay far below PostgreSQL's 1 GB a value
-ROUND_POINTS = 4_000_000
+ROUND_POINTS = 4_000_000  # points per round over all keys (bounds memory)
+# points per statement: the round's statements go out one after the other in a pipeline, so the
+# server stores one while the next is read and packed here (and every array stays far below
+# PostgreSQL's 1 GB a value)
+STATEMENT_POINTS = 250_000
 STATEMENT_TIMEOUT_MS = 60_000
+# The live replication writes a run's cursor into the spool at most this often (and when the run is
+# complete). The cursor only says where to read next: the team store itself makes every block and
+# record count once, so a cursor that lags after a crash only means re-reading a few seconds of the
+# spool, all of which conflicts. Writing it every round cost a write transaction on the spool per
+# round, waiting for the writer thread's own transactions there (tens of ms each on a busy machine).
+CURSOR_EVERY_S = 5.0
 
 RUN_COLUMNS = ("id, experiment, name, status, parent_id, start_time, end_time, pid, host, pid_start, heartbeat, "
                "system, note, archived")
@@ -54,13 +64,14 @@ _UPSERT_RUN = (
     "WHERE runs.heartbeat IS NULL OR EXCLUDED.heartbeat IS NULL OR EXCLUDED.heartbeat >= runs.heartbeat")
 _NEW_KEYS = ("INSERT INTO metric_keys (run_id, key) SELECT %s, unnest(%s::text[]) "
              "ON CONFLICT (run_id, key) DO NOTHING")
-# One statement per round for the new blocks of every key: insert what the team store lacks, then
-# advance each key's summary by exactly the blocks inserted, so a block sent again (a round whose
-# acknowledgement was lost, a `trackhooks sync` racing the live process, a spool that lost its
-# cursors) conflicts and counts nothing. Parameters travel in binary (%b): psycopg's text form of a
-# bytea[] escapes every byte in Python, which was most of a round's time. Each block brings its
-# summary (points, min, max, last step and value; NaN as NULL), computed here from the bytes at hand;
-# "last" moves only to a later block than metric_keys.last_seq, compared on the locked row.
+# One statement for the new blocks of several keys (up to STATEMENT_POINTS points): insert what the
+# team store lacks, then advance each key's summary by exactly the blocks inserted, so a block sent
+# again (a round whose acknowledgement was lost, a `trackhooks sync` racing the live process, a
+# spool that lost its cursors) conflicts and counts nothing. Parameters travel in binary (%b):
+# psycopg's text form of a bytea[] escapes every byte in Python, which was most of a round's time.
+# Each block brings its summary (min, max, last step and value; NaN as NULL), computed here from the
+# bytes at hand; "last" moves only to a later block than metric_keys.last_seq, compared on the row
+# the update has locked.
 _SEND_BLOCKS = (
     "WITH ins AS (INSERT INTO metric_blocks (key_id, seq, n, steps, epochs, vals, times) "
     "SELECT (SELECT k.id FROM metric_keys k WHERE k.run_id = %(run)s AND k.key = b.key), b.seq, b.n, b.steps, "
@@ -85,6 +96,9 @@ _SEND_BLOCKS = (
     "last_step = CASE WHEN m.last_seq IS NULL OR s.seq > m.last_seq THEN s.ls ELSE m.last_step END, "
     "last_value = CASE WHEN m.last_seq IS NULL OR s.seq > m.last_seq THEN s.lv ELSE m.last_value END, "
     "last_seq = GREATEST(m.last_seq, s.seq) FROM s WHERE m.id = s.key_id RETURNING s.n")
+
+
+_BLOCK_COLUMNS = ("key", "seq", "n", "steps", "epochs", "vals", "times", "lo", "hi", "ls", "lv")
 
 
 def _digest(rows: Any) -> str:
@@ -117,13 +131,18 @@ class PostgresReplica(ReplaySink):
         self._verified: set[str] = set()
         self._known_files: set[str] = set()
         self._replay_lock = threading.Lock()
+        # run id -> its cursor as the team store has it, ahead of the one in the spool
+        self._unsaved: dict[str, Cursor] = {}
+        self._saved_at: dict[str, float] = {}
 
     # ---- the connection ---------------------------------------------------------------------
     def _db(self):
         if self._conn is not None and self._conn_pid != os.getpid():
             # a forked child: the connection's socket is the parent's; closing it here would end
-            # the parent's session, so only forget it
+            # the parent's session, so only forget it (and the parent's cursors)
             self._conn = None
+            self._unsaved.clear()
+            self._saved_at.clear()
         if self._conn is None or self._conn.closed:
             conn = conninfo.connect(self.target, autocommit=False, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
             try:
@@ -156,7 +175,21 @@ class PostgresReplica(ReplaySink):
     def close(self) -> None:
         super().close()
         if self._thread is None or not self._thread.is_alive():
+            self._save_cursors()
             self._lost()
+
+    def close_run(self, run_id: str) -> None:
+        self._unsaved.pop(run_id, None)
+        self._saved_at.pop(run_id, None)
+
+    def _save_cursors(self) -> None:
+        """Write the cursors the live replication held back (the process is ending)."""
+        for run_id, cur in list(self._unsaved.items()):
+            try:
+                cur.commit()
+            except Exception:  # noqa: BLE001 - a hint only: another replayer moved it, or the spool is busy
+                pass
+            self._unsaved.pop(run_id, None)
 
     # ---- replay -------------------------------------------------------------------------------
     def replay(self, view: RunView, cursor: Cursor) -> dict[str, Any]:
@@ -165,11 +198,25 @@ class PostgresReplica(ReplaySink):
         stats: dict[str, Any] = {"points": 0, "params": 0, "tags": 0, "artifacts": 0, "checkpoints": 0,
                                  "media": 0, "datasets": 0, "status": None, "complete": False}
         with self._replay_lock:
+            run_id = view.rec.id
+            held = self._unsaved.get(run_id)
+            if held is not None and held.version == cursor.version:
+                # nobody committed the cursor since: what this process sent is further on
+                cursor.state.clear()
+                cursor.state.update(copy.deepcopy(held.state))
             try:
                 conn = self._db()
                 self._check_cursor(conn, view, cursor)
                 while self._round(conn, view, cursor, stats):
                     pass
+                live = threading.current_thread() is self._thread
+                now = time.monotonic()
+                if not live or stats["complete"] or now - self._saved_at.get(run_id, -CURSOR_EVERY_S) >= \
+                        CURSOR_EVERY_S:
+                    # `trackhooks sync` (its process ends after the run) and finished runs: now
+                    cursor.commit()
+                    self._unsaved.pop(run_id, None)
+                    self._saved_at[run_id] = now
             except psycopg.errors.QueryCanceled as exc:
                 self._lost()
                 raise TimeoutError(f"the team store {self.target.where} timed out: "
@@ -184,6 +231,8 @@ class PostgresReplica(ReplaySink):
                 # the server refuses this run's data (not an outage): named once, the others go on
                 raise ValueError(f"the team store {self.target.where} refused run {view.rec.id[:8]}: "
                                  f"{conninfo.reason(self.target, exc)}") from None
+            except CursorConflict:
+                raise  # another replayer moved the cursor: the caller reloads it and goes on
             except BaseException:
                 self._lost()
                 raise
@@ -290,8 +339,7 @@ class PostgresReplica(ReplaySink):
             return False
         # committed (the pipeline's end waited for it): now the cursor and the caches may move
         self._keys.update((run_id, k) for k in new_keys)
-        if blocks is not None:
-            stats["points"] += sum(r[0] for r in blocks.fetchall())
+        stats["points"] += sum(r[0] for cur in blocks for r in cur.fetchall())
         for k, v in sent.items():
             if k == "status":
                 stats["status"] = v
@@ -299,27 +347,27 @@ class PostgresReplica(ReplaySink):
                 stats[k] += v
         cursor.state.clear()
         cursor.state.update(st)
-        cursor.commit()
+        self._unsaved[run_id] = Cursor(local, cursor.mirror, run_id, copy.deepcopy(st), cursor.version)
         stats["complete"] = not more and final_status in TERMINAL
         return more
 
-    def _metrics(self, conn, local, run_id: str, st: dict, new_keys: list[str]) -> tuple[bool, Any]:
-        """Queue the blocks the team store lacks, every key in one statement. Returns (more left,
-        the statement's cursor or None)."""
+    def _metrics(self, conn, local, run_id: str, st: dict, new_keys: list[str]) -> tuple[bool, list]:
+        """Queue the blocks the team store lacks. Returns (more left, the statements' cursors)."""
         ms: dict[str, list[int]] = st.setdefault("m", {})
+        grown = [(key, n) for key, n in local._metric_counts(run_id).items() if ms.get(key, [0, -1])[1] < n]
+        new_keys.extend(key for key, _ in grown if (run_id, key) not in self._keys)
+        if new_keys:
+            conn.execute(_NEW_KEYS, (run_id, new_keys))
         more = False
-        cols: dict[str, list] = {c: [] for c in ("key", "seq", "n", "steps", "epochs", "vals", "times", "lo", "hi",
-                                                  "ls", "lv")}
+        sent: list = []
+        cols: dict[str, list] = {c: [] for c in _BLOCK_COLUMNS}
+        pending = 0
         budget = ROUND_POINTS
-        for key, n in local._metric_counts(run_id).items():
-            seq0, delivered = ms.get(key, [0, -1])
-            if delivered >= n:
-                continue
+        for key, n in grown:
             if budget <= 0:
-                more = True  # the rest next round, in a statement of its own
+                more = True  # the rest next round
                 break
-            if (run_id, key) not in self._keys:
-                new_keys.append(key)
+            seq0, delivered = ms.get(key, [0, -1])
             blocks = local._metric_blocks(run_id, key, seq0, ROUND_BLOCKS)
             delivered = max(delivered, 0)
             taken = 0
@@ -328,21 +376,24 @@ class PostgresReplica(ReplaySink):
                     break
                 steps, vals = bytes(steps), bytes(vals)
                 lo, hi, ls, lv = _block_summary(bn, steps, vals)
-                for c, v in (("key", key), ("seq", seq), ("n", bn), ("steps", steps), ("epochs", bytes(epochs)),
-                             ("vals", vals), ("times", bytes(times)), ("lo", lo), ("hi", hi), ("ls", ls), ("lv", lv)):
+                for c, v in zip(_BLOCK_COLUMNS, (key, seq, bn, steps, bytes(epochs), vals, bytes(times), lo, hi, ls, lv)):
                     cols[c].append(v)
                 taken += 1
                 budget -= bn
                 delivered += bn
                 seq0 = seq + 1
+                pending += bn
+                if pending >= STATEMENT_POINTS:
+                    # on its way while the next blocks are read: the server stores these meanwhile
+                    sent.append(conn.execute(_SEND_BLOCKS, {"run": run_id, **cols}))
+                    cols = {c: [] for c in _BLOCK_COLUMNS}
+                    pending = 0
             ms[key] = [seq0, delivered]
             if taken < len(blocks) or (len(blocks) >= ROUND_BLOCKS and delivered < n):
                 more = True
-        if new_keys:
-            conn.execute(_NEW_KEYS, (run_id, new_keys))
-        if not cols["seq"]:
-            return more, None
-        return more, conn.execute(_SEND_BLOCKS, {"run": run_id, **cols})
+        if cols["seq"]:
+            sent.append(conn.execute(_SEND_BLOCKS, {"run": run_id, **cols}))
+        return more, sent
 
     def _checkpoints(self, conn, local, run_id: str, st: dict, stats: dict) -> None:
         rows = local._rows("SELECT path, step, epoch, metrics, monitor, mode, best, size, sha256, deleted, time "

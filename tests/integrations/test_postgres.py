@@ -275,6 +275,50 @@ def test_a_block_that_arrives_late_counts_once_and_never_moves_last(pg_uri):
         json.dumps(trackhooks.open_store(spool_path()).metric_summaries_of([run.id]))
 
 
+def test_a_run_the_server_refuses_is_named_and_the_others_go_on(pg_uri, tmp_path, capfd):
+    # a round is one pipelined transaction: a statement the server refuses rolls the run's round
+    # back, is reported as that run's error (not an outage), and leaves nothing else on stderr
+    import sqlite3
+
+    local = str(tmp_path / "local")
+    with trackhooks.start_run("e", store=local) as bad:
+        bad.log_metric("m", 1.0)
+    with trackhooks.start_run("e", store=local) as good:
+        good.log_metric("m", 2.0)
+    conn = sqlite3.connect(os.path.join(local, "trackhooks.db"))
+    conn.execute("UPDATE runs SET archived=? WHERE id=?", (2**40, bad.id))  # the team store's column is integer
+    conn.commit()
+    conn.close()
+    reports = {r["run_id"]: r for r in sync(trackhooks.open_store(local), pg_uri)}
+    assert "refused run" in reports[bad.id]["error"] and "out of range" in reports[bad.id]["error"]
+    assert "error" not in reports[good.id] and reports[good.id]["status"] == "finished"
+    team = trackhooks.open_store(pg_uri)
+    assert [r.id for r in team.runs()] == [good.id] and team.run(good.id).metric("m").values == [2.0]
+    assert psql(_db_of(pg_uri), f"SELECT count(*) FROM {_schema_of(pg_uri)}.metric_keys")[0] == [(1,)]
+    assert "error ignored" not in capfd.readouterr().err
+
+
+def test_a_run_deleted_while_its_process_still_logs_stays_deleted(pg_uri):
+    # deleted elsewhere while this process goes on (its heartbeat looked stale there): the round
+    # finds the tombstone and rolls back everything it sent, metric keys included
+    s, db = _schema_of(pg_uri), _db_of(pg_uri)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with trackhooks.start_run(store=pg_uri) as run:
+            run.log_metrics({"a": 1.0, "b": 2.0})
+            assert run.flush()
+            psql(db, f"DELETE FROM {s}.metric_blocks WHERE key_id IN (SELECT id FROM {s}.metric_keys "
+                     f"WHERE run_id = '{run.id}')", f"DELETE FROM {s}.metric_keys WHERE run_id = '{run.id}'",
+                 f"DELETE FROM {s}.runs WHERE id = '{run.id}'",
+                 f"INSERT INTO {s}.deleted_runs (id, time) VALUES ('{run.id}', 0)")
+            run.log_metrics({"a": 3.0, "b": 4.0, "c": 5.0})
+            run.flush()
+    assert len([m for m in _team_messages(record) if "was deleted from the team store" in m]) == 1
+    assert not [m for m in _team_messages(record) if "refused" in m or "failed" in m]
+    for table, col in (("runs", "id"), ("metric_keys", "run_id"), ("params", "run_id")):
+        assert psql(db, f"SELECT count(*) FROM {s}.{table} WHERE {col} = '{run.id}'")[0] == [(0,)], table
+
+
 def test_a_writer_that_dies_with_its_cursor_behind_is_caught_up_exactly(pg_uri):
     # the live replication writes its cursor into the spool at most every CURSOR_EVERY_S: a process
     # that dies leaves a cursor behind what the team store has, and the next sync re-sends from

@@ -127,7 +127,6 @@ class PostgresReplica(ReplaySink):
         self._conn: Any = None
         self._conn_pid = os.getpid()
         self._store_id: str | None = None
-        self._keys: set[tuple[str, str]] = set()  # (run, key) rows known to exist in metric_keys
         self._verified: set[str] = set()
         self._known_files: set[str] = set()
         self._replay_lock = threading.Lock()
@@ -144,25 +143,23 @@ class PostgresReplica(ReplaySink):
             self._unsaved.clear()
             self._saved_at.clear()
         if self._conn is None or self._conn.closed:
-            conn = conninfo.connect(self.target, autocommit=False, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
+            # autocommit: rounds write BEGIN and COMMIT themselves (see _transaction)
+            conn = conninfo.connect(self.target, autocommit=True, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
             try:
                 schema.ensure(conn, self.target.where)
                 row = conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
-                conn.commit()
             except BaseException:
                 conn.close()
                 raise
             self._store_id = row[0] if row else ""
             self._conn = conn
             self._conn_pid = os.getpid()
-            self._keys.clear()
             self._verified.clear()
             self._known_files.clear()
         return self._conn
 
     def _lost(self) -> None:
         conn, self._conn = self._conn, None
-        self._keys.clear()
         if conn is not None:
             try:
                 conn.close()
@@ -247,7 +244,6 @@ class PostgresReplica(ReplaySink):
             # once per run and process: a cursor is only as good as the database's memory (restored
             # from a backup, the run deleted): if the run is not there, send everything again
             present = conn.execute("SELECT 1 FROM runs WHERE id=%s", (run_id,)).fetchone() is not None
-            conn.commit()
             if present:
                 self._verified.add(run_id)
                 return
@@ -256,13 +252,40 @@ class PostgresReplica(ReplaySink):
         self._verified.add(run_id)
 
     @staticmethod
-    def _pipeline(conn):
+    @contextlib.contextmanager
+    def _transaction(conn):
+        """One round's transaction, pipelined where libpq can: every statement goes out at once and
+        the round waits for the server twice (the deleted-run check, then the commit), where it
+        waited once per statement before; each wait costs a GIL hand-over in a process whose
+        training thread keeps the GIL busy. ``raise psycopg.Rollback()`` inside rolls back quietly."""
         import psycopg
 
-        # every statement of a round goes out at once and the round waits for the server twice
-        # (the deleted-run check, then the commit), where it waited once per statement before:
-        # each wait costs a GIL hand-over in a process whose training thread keeps the GIL busy
-        return conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext()
+        if not psycopg.Pipeline.is_supported():  # libpq before 14 (psycopg[c] on an old system)
+            with conn.transaction():
+                yield
+            return
+        # BEGIN and COMMIT by hand on the autocommit connection: psycopg's transaction() in a
+        # pipeline nests pipelines of its own, whose exit logs "error ignored terminating
+        # <Pipeline ...>" to stderr whenever the server refused a statement
+        failure: BaseException | None = None
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                try:
+                    yield
+                    conn.execute("COMMIT")
+                except psycopg.Rollback:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error as exc:
+                    failure = exc  # raised below, once out of the aborted pipeline
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except psycopg.errors.PipelineAborted:
+            if failure is None:
+                raise
+        if failure is not None:
+            raise failure
 
     def _round(self, conn, view: RunView, cursor: Cursor, stats: dict[str, Any]) -> bool:
         """One transaction: what is missing (up to ROUND_BLOCKS blocks per key). True if more is left."""
@@ -276,59 +299,57 @@ class PostgresReplica(ReplaySink):
         if row is None:
             return False
         sent: dict[str, Any] = dict.fromkeys(("params", "tags", "artifacts", "checkpoints", "media", "datasets"), 0)
-        new_keys: list[str] = []
-        with self._pipeline(conn):
-            with conn.transaction():
-                # shared: rounds run side by side, but never during a housekeeping change (gc, delete)
-                check = conn.execute("SELECT nextval('changes'), pg_advisory_xact_lock_shared(%s), "
-                                     "EXISTS (SELECT 1 FROM deleted_runs WHERE id = %s)", (GC_LOCK, run_id))
-                row = list(row)
-                final_status = row[3]
-                # the run exists (as running) before anything refers to it
-                if not st.get("row"):
-                    first = list(row)
-                    first[3], first[6] = "running", None
-                    conn.execute(_UPSERT_RUN, first)
+        with self._transaction(conn):
+            # shared: rounds run side by side, but never during a housekeeping change (gc, delete)
+            check = conn.execute("SELECT nextval('changes'), pg_advisory_xact_lock_shared(%s), "
+                                 "EXISTS (SELECT 1 FROM deleted_runs WHERE id = %s)", (GC_LOCK, run_id))
+            row = list(row)
+            final_status = row[3]
+            # the run exists (as running) before anything refers to it
+            if not st.get("row"):
+                first = list(row)
+                first[3], first[6] = "running", None
+                conn.execute(_UPSERT_RUN, first)
 
-                # params and tags: raw JSON/text as stored locally, resent whole when they changed
-                params = local._rows("SELECT key, value FROM params WHERE run_id=? ORDER BY key", (run_id,))
-                d = _digest(params)
-                if params and st.get("p") != d:
-                    with conn.cursor() as cur:
-                        cur.executemany("INSERT INTO params (run_id, key, value) VALUES (%s,%s,%s) "
-                                        "ON CONFLICT (run_id, key) DO UPDATE SET value=EXCLUDED.value",
-                                        [(run_id, k, v) for k, v in params])
-                    sent["params"] = len(params) - len(st.get("pk", ()))
-                st["p"], st["pk"] = d, [k for k, _ in params]
-                tags = local._rows("SELECT key, value FROM tags WHERE run_id=? ORDER BY key", (run_id,))
-                d = _digest(tags)
-                if tags and st.get("t") != d:
-                    with conn.cursor() as cur:
-                        cur.executemany("INSERT INTO tags (run_id, key, value) VALUES (%s,%s,%s) "
-                                        "ON CONFLICT (run_id, key) DO UPDATE SET value=EXCLUDED.value",
-                                        [(run_id, k, v) for k, v in tags])
-                    sent["tags"] = len(tags)
-                st["t"] = d
+            # params and tags: raw JSON/text as stored locally, resent whole when they changed
+            params = local._rows("SELECT key, value FROM params WHERE run_id=? ORDER BY key", (run_id,))
+            d = _digest(params)
+            if params and st.get("p") != d:
+                with conn.cursor() as cur:
+                    cur.executemany("INSERT INTO params (run_id, key, value) VALUES (%s,%s,%s) "
+                                    "ON CONFLICT (run_id, key) DO UPDATE SET value=EXCLUDED.value",
+                                    [(run_id, k, v) for k, v in params])
+                sent["params"] = len(params) - len(st.get("pk", ()))
+            st["p"], st["pk"] = d, [k for k, _ in params]
+            tags = local._rows("SELECT key, value FROM tags WHERE run_id=? ORDER BY key", (run_id,))
+            d = _digest(tags)
+            if tags and st.get("t") != d:
+                with conn.cursor() as cur:
+                    cur.executemany("INSERT INTO tags (run_id, key, value) VALUES (%s,%s,%s) "
+                                    "ON CONFLICT (run_id, key) DO UPDATE SET value=EXCLUDED.value",
+                                    [(run_id, k, v) for k, v in tags])
+                sent["tags"] = len(tags)
+            st["t"] = d
 
-                more, blocks = self._metrics(conn, local, run_id, st, new_keys)
-                self._checkpoints(conn, local, run_id, st, sent)
-                self._artifacts(conn, local, run_id, st, sent)
-                self._datasets(conn, local, run_id, st, sent)
-                self._media(conn, local, run_id, st, sent)
+            more, blocks = self._metrics(conn, local, run_id, st)
+            self._checkpoints(conn, local, run_id, st, sent)
+            self._artifacts(conn, local, run_id, st, sent)
+            self._datasets(conn, local, run_id, st, sent)
+            self._media(conn, local, run_id, st, sent)
 
-                if more:
-                    row[3], row[6] = "running", None  # a terminal status only once every point is in
-                d = _digest(row)
-                if st.get("row") != d:
-                    conn.execute(_UPSERT_RUN, row)
-                    if row[3] != st.get("status"):
-                        sent["status"] = row[3]
-                    st["row"], st["status"] = d, row[3]
-                # asked last, so that the round's statements are on their way meanwhile; a run
-                # deleted from the team store rolls all of them back
-                gone = check.fetchone()[2]
-                if gone:
-                    raise psycopg.Rollback()
+            if more:
+                row[3], row[6] = "running", None  # a terminal status only once every point is in
+            d = _digest(row)
+            if st.get("row") != d:
+                conn.execute(_UPSERT_RUN, row)
+                if row[3] != st.get("status"):
+                    sent["status"] = row[3]
+                st["row"], st["status"] = d, row[3]
+            # asked last, so that the round's statements are on their way meanwhile; a run
+            # deleted from the team store rolls all of them back
+            gone = check.fetchone()[2]
+            if gone:
+                raise psycopg.Rollback()
         if gone:
             # deleted from the team store (`trackhooks rm`): a spool that still has it never brings
             # it back (docs/team.md "Deleting runs")
@@ -338,7 +359,6 @@ class PostgresReplica(ReplaySink):
             stats["deleted"] = True
             return False
         # committed (the pipeline's end waited for it): now the cursor and the caches may move
-        self._keys.update((run_id, k) for k in new_keys)
         stats["points"] += sum(r[0] for cur in blocks for r in cur.fetchall())
         for k, v in sent.items():
             if k == "status":
@@ -351,13 +371,14 @@ class PostgresReplica(ReplaySink):
         stats["complete"] = not more and final_status in TERMINAL
         return more
 
-    def _metrics(self, conn, local, run_id: str, st: dict, new_keys: list[str]) -> tuple[bool, list]:
+    def _metrics(self, conn, local, run_id: str, st: dict) -> tuple[bool, list]:
         """Queue the blocks the team store lacks. Returns (more left, the statements' cursors)."""
         ms: dict[str, list[int]] = st.setdefault("m", {})
         grown = [(key, n) for key, n in local._metric_counts(run_id).items() if ms.get(key, [0, -1])[1] < n]
-        new_keys.extend(key for key, _ in grown if (run_id, key) not in self._keys)
-        if new_keys:
-            conn.execute(_NEW_KEYS, (run_id, new_keys))
+        if grown:
+            # every round, not once per process: a key row a cache remembered may have gone with
+            # its run (`trackhooks rm`; the round then rolls back as the run is found deleted)
+            conn.execute(_NEW_KEYS, (run_id, [key for key, _ in grown]))
         more = False
         sent: list = []
         cols: dict[str, list] = {c: [] for c in _BLOCK_COLUMNS}

@@ -3,19 +3,21 @@ mirror) into a team store.
 
 ``PostgresReplica`` is a mirror sink (``trackhooks.plugin.ReplaySink``): the writer thread only
 notes which runs changed; the sink's own thread replays each run from its cursor in the local store.
-Every write is an idempotent upsert in one transaction per round:
+Every write is an idempotent upsert in one transaction per round, pipelined (the round's statements
+go out together; it waits for the server twice):
 
-- metric blocks are copied as they are (packed bytes, the local block number as ``seq``) with
-  ``ON CONFLICT DO NOTHING``, and the key's summary (count, last, min, max) is advanced in SQL by
-  exactly the blocks that were inserted, so a round replayed after a lost acknowledgement, or by a
-  ``trackhooks sync`` racing the live process, counts nothing twice;
+- metric blocks are copied as they are (packed bytes, the local block number as ``seq``, binary
+  parameters) with ``ON CONFLICT DO NOTHING``, and the key's summary (count, last, min, max) is
+  advanced in the same statement by exactly the blocks that were inserted, so a round replayed after
+  a lost acknowledgement, or by a ``trackhooks sync`` racing the live process, counts nothing twice;
 - the run row carries the stored status, pid, host, pid start and heartbeat (so ``killed`` reads the
   same on every host), and a terminal status only once every point is in;
 - artifact and media files go into ``files``/``file_chunks`` (content-addressed, chunked, shared by
   every run) or into a shared artifact directory.
 
-The cursor (in the local store) only says where to read next; it is committed after the team store
-committed. A database that is down raises ``ConnectionError`` (an outage: the sink warns once and
+The cursor (in the local store) only says where to read next; it moves after the team store
+committed, and the live replication writes it into the local store at most every CURSOR_EVERY_S
+(``trackhooks sync`` after every run). A database that is down raises ``ConnectionError`` (an outage: the sink warns once and
 catches up later); a statement that times out raises ``TimeoutError``.
 """
 
@@ -130,8 +132,8 @@ class PostgresReplica(ReplaySink):
         self._verified: set[str] = set()
         self._known_files: set[str] = set()
         self._replay_lock = threading.Lock()
-        # run id -> its cursor as the team store has it, ahead of the one in the spool
-        self._unsaved: dict[str, Cursor] = {}
+        # run id -> (its local store, its cursor as the team store has it, ahead of the stored one)
+        self._unsaved: dict[str, tuple[Any, Cursor]] = {}
         self._saved_at: dict[str, float] = {}
 
     # ---- the connection ---------------------------------------------------------------------
@@ -181,7 +183,7 @@ class PostgresReplica(ReplaySink):
 
     def _save_cursors(self) -> None:
         """Write the cursors the live replication held back (the process is ending)."""
-        for run_id, cur in list(self._unsaved.items()):
+        for run_id, (_store, cur) in list(self._unsaved.items()):
             try:
                 cur.commit()
             except Exception:  # noqa: BLE001 - a hint only: another replayer moved it, or the spool is busy
@@ -196,8 +198,8 @@ class PostgresReplica(ReplaySink):
                                  "media": 0, "datasets": 0, "status": None, "complete": False}
         with self._replay_lock:
             run_id = view.rec.id
-            held = self._unsaved.get(run_id)
-            if held is not None and held.version == cursor.version:
+            store, held = self._unsaved.get(run_id, (None, None))
+            if held is not None and held.version == cursor.version and store is view.store:
                 # nobody committed the cursor since: what this process sent is further on
                 cursor.state.clear()
                 cursor.state.update(copy.deepcopy(held.state))
@@ -367,7 +369,7 @@ class PostgresReplica(ReplaySink):
                 stats[k] += v
         cursor.state.clear()
         cursor.state.update(st)
-        self._unsaved[run_id] = Cursor(local, cursor.mirror, run_id, copy.deepcopy(st), cursor.version)
+        self._unsaved[run_id] = (local, Cursor(local, cursor.mirror, run_id, copy.deepcopy(st), cursor.version))
         stats["complete"] = not more and final_status in TERMINAL
         return more
 

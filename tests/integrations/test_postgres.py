@@ -408,22 +408,27 @@ def test_eight_processes_write_one_team_store_at_once(pg_uri):
     env = {**os.environ, "TRACKHOOKS_MIRROR_TIMEOUT": "240"}
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, pg_uri, str(i)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for i in range(8)]
-    ids = []
+    ids, errs = [], {}
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, f"writer exited with {p.returncode}: {err}"
-        assert "team store" not in err, err  # no outage warnings: concurrent writers do not fail
+        # no outage warnings: concurrent writers do not fail. (A server at max_connections, or one
+        # that accepts a connection only after connect_timeout, would show here, by name.)
+        assert "team store" not in err, err
         ids.append(out.strip())
+        errs[out.strip()] = err
     team = trackhooks.open_store(pg_uri)
     runs = {r.id: r for r in team.runs(experiment="many")}
-    assert sorted(runs) == sorted(ids) and len(set(ids)) == 8
+    assert sorted(runs) == sorted(ids) and len(set(ids)) == 8, (sorted(runs), errs)
     for rid in ids:
-        r = runs[rid]
+        # what the writer printed goes with every assertion: a failure here once came without it
+        r, why = runs[rid], errs[rid]
         i = r.params["i"]
-        assert r.status == "finished" and r.name == f"w{i}"
-        assert r.metric("a").values == [float(s + i) for s in range(1000)]
-        assert {k: v["count"] for k, v in r.metric_summaries().items()} == {"a": 1000, "b": 1000, "c": 1000, "d": 1000}
-        assert r.metric_summaries()["c"]["min"] == -999.0
+        assert r.status == "finished" and r.name == f"w{i}", (r.status, r.stored_status, r.name, why)
+        assert r.metric("a").values == [float(s + i) for s in range(1000)], why
+        assert {k: v["count"] for k, v in r.metric_summaries().items()} == {"a": 1000, "b": 1000, "c": 1000, "d": 1000}, \
+            (r.metric_summaries(), why)
+        assert r.metric_summaries()["c"]["min"] == -999.0, why
     assert psql(_db_of(pg_uri), f"SELECT value FROM {_schema_of(pg_uri)}.meta WHERE key='schema_version'")[0] == \
         [(str(schema.SCHEMA_VERSION),)]
 

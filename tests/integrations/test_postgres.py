@@ -275,6 +275,32 @@ def test_a_block_that_arrives_late_counts_once_and_never_moves_last(pg_uri):
         json.dumps(trackhooks.open_store(spool_path()).metric_summaries_of([run.id]))
 
 
+def test_a_backlog_goes_in_several_rounds_and_statements_exactly(pg_uri, tmp_path, monkeypatch):
+    # small budgets: a catch-up takes several rounds (transactions), each of several statements, a
+    # key's blocks split across both; every point lands once and "finished" comes with the last
+    monkeypatch.setattr(replica, "ROUND_POINTS", 1500)
+    monkeypatch.setattr(replica, "STATEMENT_POINTS", 700)
+    local = str(tmp_path / "local")
+    with trackhooks.start_run("e", store=local) as run:
+        for i in range(2000):
+            run.log_metrics({"a": float(i), "b": -float(i) - 1, "c": float(i % 7)}, step=i)
+            if i % 300 == 299:
+                run.flush()
+    rounds = []
+    real_round = replica.PostgresReplica._round
+    monkeypatch.setattr(replica.PostgresReplica, "_round", lambda self, *a: rounds.append(1) or real_round(self, *a))
+    report = sync(trackhooks.open_store(local), pg_uri)[0]
+    assert report["points"] == 6000 and report["status"] == "finished", report
+    assert len(rounds) >= 4
+    rec = trackhooks.open_store(pg_uri).run(run.id)
+    assert rec.status == "finished" and rec.metric("b").values == [-float(i) - 1 for i in range(2000)]
+    assert rec.metric_summaries() == trackhooks.open_store(local).run(run.id).metric_summaries()
+    s = _schema_of(pg_uri)
+    assert psql(_db_of(pg_uri), f"SELECT k.key, k.n, (SELECT sum(b.n) FROM {s}.metric_blocks b WHERE b.key_id = k.id) "
+                                f"FROM {s}.metric_keys k ORDER BY k.key")[0] == [("a", 2000, 2000), ("b", 2000, 2000),
+                                                                              ("c", 2000, 2000)]
+
+
 def test_a_run_the_server_refuses_is_named_and_the_others_go_on(pg_uri, tmp_path, capfd):
     # a round is one pipelined transaction: a statement the server refuses rolls the run's round
     # back, is reported as that run's error (not an outage), and leaves nothing else on stderr

@@ -40,7 +40,9 @@ from .housekeeping import GC_LOCK
 
 CHUNK_BYTES = 4 * 1024 * 1024  # one file_chunks row
 ROUND_BLOCKS = 512  # metric blocks read from the local store per key per round (bounds memory)
-ROUND_POINTS = 4_000_000  # points per round over all keys (bounds memory)
+# points per round over all keys: bounds memory (their bytes here, and in libpq's buffer while the
+# pipeline sends them)
+ROUND_POINTS = 1_000_000
 # points per statement: the round's statements go out one after the other in a pipeline, so the
 # server stores one while the next is read and packed here (and every array stays far below
 # PostgreSQL's 1 GB a value)
@@ -515,8 +517,10 @@ class PostgresReplica(ReplaySink):
                 data = f.read(CHUNK_BYTES)
                 if not data and parts:
                     break
-                conn.execute("INSERT INTO file_chunks (sha256, part, data) VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
-                             (sha, parts, data))
+                # waited for chunk by chunk: in a pipeline the chunks of a big file would otherwise
+                # all sit in libpq's buffer at once
+                conn.execute("INSERT INTO file_chunks (sha256, part, data) VALUES (%s,%s,%s) ON CONFLICT DO NOTHING "
+                             "RETURNING part", (sha, parts, data)).fetchone()
                 parts += 1
                 size += len(data)
                 if not data:

@@ -292,7 +292,8 @@ class PostgresReplica(ReplaySink):
             raise failure
 
     def _round(self, conn, view: RunView, cursor: Cursor, stats: dict[str, Any]) -> bool:
-        """One transaction: what is missing (up to ROUND_BLOCKS blocks per key). True if more is left."""
+        """One transaction: what is missing (up to ROUND_BLOCKS blocks per key, ROUND_POINTS points in
+        all). True if more is left."""
         import psycopg
 
         local = view.store
@@ -362,7 +363,7 @@ class PostgresReplica(ReplaySink):
                       "it is not replicated again (it stays in the local store)")
             stats["deleted"] = True
             return False
-        # committed (the pipeline's end waited for it): now the cursor and the caches may move
+        # committed (the pipeline's end waited for it): now the cursor may move
         stats["points"] += sum(r[0] for cur in blocks for r in cur.fetchall())
         for k, v in sent.items():
             if k == "status":

@@ -240,6 +240,181 @@ def test_a_local_store_mirrors_into_a_team_store(pg_uri, tmp_path):
     assert not os.path.exists(spool_path())  # a local store with a mirror needs no spool
 
 
+def test_a_block_that_arrives_late_counts_once_and_never_moves_last(pg_uri):
+    # a block the team store lacks (sent again by another replayer, or re-sent after a lost cursor)
+    # is counted once by the statement that inserts it and, being older than the last block there,
+    # leaves last_step/last_value alone
+    with trackhooks.start_run(store=pg_uri) as run:
+        for i in range(3000):
+            run.log_metrics({"a": float(i), "b": math.nan if i == 2999 else -1.0 - i}, step=i)
+            if i % 1000 == 999:
+                run.flush()
+    s, db = _schema_of(pg_uri), _db_of(pg_uri)
+    keys = f"{s}.metric_keys"
+    n0, seqs = psql(db, f"SELECT b.n, (SELECT count(*) FROM {s}.metric_blocks x WHERE x.key_id = k.id) "
+                        f"FROM {s}.metric_blocks b JOIN {keys} k ON k.id = b.key_id WHERE k.key = 'a' AND b.seq = 0")[0][0]
+    assert seqs >= 3
+    psql(db, f"DELETE FROM {s}.metric_blocks b USING {keys} k WHERE k.id = b.key_id AND k.key = 'a' AND b.seq = 0",
+         f"UPDATE {keys} SET n = n - {n0} WHERE key = 'a'")
+    import sqlite3
+
+    conn = sqlite3.connect(os.path.join(spool_path(), "trackhooks.db"))
+    conn.execute("DELETE FROM mirror_cursors")
+    conn.commit()
+    conn.close()
+    out = cli("sync", "--to", pg_uri, "--store", spool_path(), check=True)
+    assert f"{n0} points" in out.stdout
+    rec = trackhooks.open_store(pg_uri).run(run.id)
+    assert rec.metric("a").values == [float(i) for i in range(3000)]
+    summaries = rec.metric_summaries()
+    assert summaries["a"] == {"count": 3000, "last_step": 2999, "last": 2999.0, "min": 0.0, "max": 2999.0}
+    assert summaries["b"]["count"] == 3000 and summaries["b"]["last"] is None and summaries["b"]["min"] == -2999.0
+    assert psql(db, f"SELECT key, last_seq = (SELECT max(seq) FROM {s}.metric_blocks WHERE key_id = k.id) "
+                    f"FROM {keys} k ORDER BY key")[0] == [("a", True), ("b", True)]
+    assert json.dumps(trackhooks.open_store(pg_uri).metric_summaries_of([run.id])) == \
+        json.dumps(trackhooks.open_store(spool_path()).metric_summaries_of([run.id]))
+
+
+def test_a_backlog_goes_in_several_rounds_and_statements_exactly(pg_uri, tmp_path, monkeypatch):
+    # small budgets: a catch-up takes several rounds (transactions), each of several statements, a
+    # key's blocks split across both; every point lands once and "finished" comes with the last
+    monkeypatch.setattr(replica, "ROUND_POINTS", 1500)
+    monkeypatch.setattr(replica, "STATEMENT_POINTS", 700)
+    local = str(tmp_path / "local")
+    with trackhooks.start_run("e", store=local) as run:
+        for i in range(2000):
+            run.log_metrics({"a": float(i), "b": -float(i) - 1, "c": float(i % 7)}, step=i)
+            if i % 300 == 299:
+                run.flush()
+    rounds = []
+    real_round = replica.PostgresReplica._round
+    monkeypatch.setattr(replica.PostgresReplica, "_round", lambda self, *a: rounds.append(1) or real_round(self, *a))
+    report = sync(trackhooks.open_store(local), pg_uri)[0]
+    assert report["points"] == 6000 and report["status"] == "finished", report
+    assert len(rounds) >= 4
+    rec = trackhooks.open_store(pg_uri).run(run.id)
+    assert rec.status == "finished" and rec.metric("b").values == [-float(i) - 1 for i in range(2000)]
+    assert rec.metric_summaries() == trackhooks.open_store(local).run(run.id).metric_summaries()
+    s = _schema_of(pg_uri)
+    assert psql(_db_of(pg_uri), f"SELECT k.key, k.n, (SELECT sum(b.n) FROM {s}.metric_blocks b WHERE b.key_id = k.id) "
+                                f"FROM {s}.metric_keys k ORDER BY k.key")[0] == [("a", 2000, 2000), ("b", 2000, 2000),
+                                                                              ("c", 2000, 2000)]
+
+
+def test_a_run_the_server_refuses_is_named_and_the_others_go_on(pg_uri, tmp_path, capfd):
+    # a round is one pipelined transaction: a statement the server refuses rolls the run's round
+    # back, is reported as that run's error (not an outage), and leaves nothing else on stderr
+    import sqlite3
+
+    local = str(tmp_path / "local")
+    with trackhooks.start_run("e", store=local) as bad:
+        bad.log_metric("m", 1.0)
+    with trackhooks.start_run("e", store=local) as good:
+        good.log_metric("m", 2.0)
+    conn = sqlite3.connect(os.path.join(local, "trackhooks.db"))
+    conn.execute("UPDATE runs SET archived=? WHERE id=?", (2**40, bad.id))  # the team store's column is integer
+    conn.commit()
+    conn.close()
+    reports = {r["run_id"]: r for r in sync(trackhooks.open_store(local), pg_uri)}
+    assert "refused run" in reports[bad.id]["error"] and "out of range" in reports[bad.id]["error"]
+    assert "error" not in reports[good.id] and reports[good.id]["status"] == "finished"
+    team = trackhooks.open_store(pg_uri)
+    assert [r.id for r in team.runs()] == [good.id] and team.run(good.id).metric("m").values == [2.0]
+    assert psql(_db_of(pg_uri), f"SELECT count(*) FROM {_schema_of(pg_uri)}.metric_keys")[0] == [(1,)]
+    assert "error ignored" not in capfd.readouterr().err
+
+
+def test_a_run_deleted_while_its_process_still_logs_stays_deleted(pg_uri):
+    # deleted elsewhere while this process goes on (its heartbeat looked stale there): the round
+    # finds the tombstone and rolls back everything it sent, metric keys included
+    s, db = _schema_of(pg_uri), _db_of(pg_uri)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with trackhooks.start_run(store=pg_uri) as run:
+            run.log_metrics({"a": 1.0, "b": 2.0})
+            assert run.flush()
+            psql(db, f"DELETE FROM {s}.metric_blocks WHERE key_id IN (SELECT id FROM {s}.metric_keys "
+                     f"WHERE run_id = '{run.id}')", f"DELETE FROM {s}.metric_keys WHERE run_id = '{run.id}'",
+                 f"DELETE FROM {s}.runs WHERE id = '{run.id}'",
+                 f"INSERT INTO {s}.deleted_runs (id, time) VALUES ('{run.id}', 0)")
+            run.log_metrics({"a": 3.0, "b": 4.0, "c": 5.0})
+            run.flush()
+    assert len([m for m in _team_messages(record) if "was deleted from the team store" in m]) == 1
+    assert not [m for m in _team_messages(record) if "refused" in m or "failed" in m]
+    for table, col in (("runs", "id"), ("metric_keys", "run_id"), ("params", "run_id")):
+        assert psql(db, f"SELECT count(*) FROM {s}.{table} WHERE {col} = '{run.id}'")[0] == [(0,)], table
+
+
+def test_a_writer_that_dies_with_its_cursor_behind_is_caught_up_exactly(pg_uri):
+    # the live replication writes its cursor into the spool at most every CURSOR_EVERY_S: a process
+    # that dies leaves a cursor behind what the team store has, and the next sync re-sends from
+    # there, every point still once
+    code = ("import os, sys, trackhooks, trackhooks_postgres.replica as rp\n"
+            "rp.CURSOR_EVERY_S = 3600  # however slow the machine: no cursor write after the first\n"
+            "r = trackhooks.start_run(store=sys.argv[1])\n"
+            "for i in range(2000):\n    r.log_metrics({'a': float(i), 'b': 1.0}, step=i)\n"
+            "    if i % 500 == 499:\n        r.flush()\nprint(r.id, flush=True)\nos._exit(0)\n")
+    run_id = subprocess.run([sys.executable, "-c", code, pg_uri], capture_output=True, text=True, check=True,
+                            env=dict(os.environ)).stdout.strip()
+    from trackhooks.sync import cursor_state
+
+    s, db = _schema_of(pg_uri), _db_of(pg_uri)
+
+    def counts():
+        return psql(db, f"SELECT k.key, k.n, (SELECT sum(b.n) FROM {s}.metric_blocks b WHERE b.key_id = k.id), "
+                        f"k.last_step FROM {s}.metric_keys k ORDER BY k.key")[0]
+
+    assert counts() == [("a", 2000, 2000, 1999), ("b", 2000, 2000, 1999)]  # flush() waited for the team store
+    spool = trackhooks.open_store(spool_path())
+    mirror = replica.PostgresReplica(pg_uri).cursor_key
+    behind = cursor_state(spool, mirror, run_id)["m"]["a"][1]
+    assert behind < 2000
+    out = cli("sync", "--to", pg_uri, "--store", spool_path(), check=True)
+    assert "1 of 1 runs in sync" in out.stdout and " points" not in out.stdout  # all of it was there
+    assert counts() == [("a", 2000, 2000, 1999), ("b", 2000, 2000, 1999)]
+    assert cursor_state(spool, mirror, run_id)["m"]["a"][1] == 2000
+    assert trackhooks.open_store(pg_uri).run(run_id).metric("a").values == [float(i) for i in range(2000)]
+
+
+def test_a_store_of_schema_2_is_upgraded_with_its_metrics(pg_uri):
+    # schema 3 adds metric_keys.last_seq (filled in from the blocks there) and lz4 for the block
+    # columns; runs replicated before the upgrade keep their summaries, and go on replicating
+    # (written by another process: this one's first connection then finds the store at 2)
+    code = ("import trackhooks, sys\nwith trackhooks.start_run(store=sys.argv[1]) as r:\n"
+            "    for i in range(500):\n        r.log_metric('m', float(i))\nprint(r.id)")
+    run_id = subprocess.run([sys.executable, "-c", code, pg_uri], capture_output=True, text=True, check=True,
+                            env=dict(os.environ)).stdout.strip()
+    s, db = _schema_of(pg_uri), _db_of(pg_uri)
+    new_pg = int(psql(db, "SHOW server_version_num")[0][0][0]) >= 140000  # column compression
+    old_storage = ", ".join(f"ALTER COLUMN {c} SET STORAGE EXTERNAL" + (f", ALTER COLUMN {c} SET COMPRESSION DEFAULT"
+                                                                       if new_pg else "")
+                            for c in ("steps", "epochs", "vals", "times"))
+    psql(db, f"ALTER TABLE {s}.metric_keys DROP COLUMN last_seq", f"ALTER TABLE {s}.metric_blocks {old_storage}",
+         f"UPDATE {s}.meta SET value='2' WHERE key='schema_version'")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with trackhooks.start_run(store=pg_uri, resume=run_id) as again:
+            for i in range(500, 800):
+                again.log_metric("m", float(i))
+    assert not _team_messages(record)
+    assert psql(db, f"SELECT value FROM {s}.meta WHERE key='schema_version'")[0] == [(str(schema.SCHEMA_VERSION),)]
+    rec = trackhooks.open_store(pg_uri).run(run_id)
+    assert rec.metric("m").values == [float(i) for i in range(800)]
+    assert rec.metric_summaries()["m"] == {"count": 800, "last_step": 799, "last": 799.0, "min": 0.0, "max": 799.0}
+    if new_pg:
+        import psycopg
+
+        try:
+            psql(db, "CREATE TEMP TABLE lz4_probe (b bytea COMPRESSION lz4)")
+            has_lz4 = True
+        except psycopg.errors.FeatureNotSupported:
+            has_lz4 = False  # a server built without lz4: the columns stay as they were
+        lz4 = psql(db, "SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = "
+                       f"'{s}.metric_blocks'::regclass AND attname IN ('steps', 'epochs', 'vals', 'times') "
+                       "AND attcompression = 'l'")[0][0][0]
+        assert lz4 == (4 if has_lz4 else 0)
+
+
 WRITER = """
 import sys, trackhooks
 uri, i = sys.argv[1], int(sys.argv[2])
@@ -259,22 +434,27 @@ def test_eight_processes_write_one_team_store_at_once(pg_uri):
     env = {**os.environ, "TRACKHOOKS_MIRROR_TIMEOUT": "240"}
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, pg_uri, str(i)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for i in range(8)]
-    ids = []
+    ids, errs = [], {}
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, f"writer exited with {p.returncode}: {err}"
-        assert "team store" not in err, err  # no outage warnings: concurrent writers do not fail
+        # no outage warnings: concurrent writers do not fail. (A server at max_connections, or one
+        # that accepts a connection only after connect_timeout, would show here, by name.)
+        assert "team store" not in err, err
         ids.append(out.strip())
+        errs[out.strip()] = err
     team = trackhooks.open_store(pg_uri)
     runs = {r.id: r for r in team.runs(experiment="many")}
-    assert sorted(runs) == sorted(ids) and len(set(ids)) == 8
+    assert sorted(runs) == sorted(ids) and len(set(ids)) == 8, (sorted(runs), errs)
     for rid in ids:
-        r = runs[rid]
+        # what the writer printed goes with every assertion: a failure here once came without it
+        r, why = runs[rid], errs[rid]
         i = r.params["i"]
-        assert r.status == "finished" and r.name == f"w{i}"
-        assert r.metric("a").values == [float(s + i) for s in range(1000)]
-        assert {k: v["count"] for k, v in r.metric_summaries().items()} == {"a": 1000, "b": 1000, "c": 1000, "d": 1000}
-        assert r.metric_summaries()["c"]["min"] == -999.0
+        assert r.status == "finished" and r.name == f"w{i}", (r.status, r.stored_status, r.name, why)
+        assert r.metric("a").values == [float(s + i) for s in range(1000)], why
+        assert {k: v["count"] for k, v in r.metric_summaries().items()} == {"a": 1000, "b": 1000, "c": 1000, "d": 1000}, \
+            (r.metric_summaries(), why)
+        assert r.metric_summaries()["c"]["min"] == -999.0, why
     assert psql(_db_of(pg_uri), f"SELECT value FROM {_schema_of(pg_uri)}.meta WHERE key='schema_version'")[0] == \
         [(str(schema.SCHEMA_VERSION),)]
 

@@ -76,7 +76,8 @@ def refuse(version: int | None, where: str, other_tables: bool, known: int = SCH
 
 
 def ensure(conn, where: str, schema_dir: str = SCHEMA_DIR) -> int:
-    """Create or upgrade the schema (a writer's connection, not in autocommit). Returns the version."""
+    """Create or upgrade the schema (a writer's connection; each step is a transaction of its own).
+    Returns the version."""
     sql = files(schema_dir)
     known = max(sql)
     with conn.transaction():

@@ -718,7 +718,7 @@ def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | Non
         run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _system_info_of(run)))
         # now rather than at the first interval: the writer's start-up (plugin manager, system info,
         # the sampler) then runs beside the training instead of landing in a short run's finish()
-        if not os.environ.get("XX_NOWAKE"): w.wake()
+        w.wake()
     if params:
         run.log_params(params)
     if tags:

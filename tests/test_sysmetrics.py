@@ -165,6 +165,23 @@ def test_linux_reads_proc_without_psutil_and_agrees_with_psutil(monkeypatch):
     del ballast
 
 
+def test_no_nvidia_driver_means_no_pynvml_import():
+    """Without a driver (no /dev/nvidiactl, no /proc/driver/nvidia on Linux) the sampler does not
+    import pynvml nor call nvmlInit: 5-10 ms of the writer's start-up on every such machine."""
+    code = textwrap.dedent("""
+        import sys
+        from trackhooks import sysmetrics
+        fig = sysmetrics._Figures()
+        print(sysmetrics.nvidia_driver_present(), "pynvml" in sys.modules, fig.facts.get("gpu_source"))
+    """)
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    present = os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")
+    if sys.platform.startswith("linux") and not present:
+        assert out == ["False", "False", "None"], out
+    else:  # a machine with a driver (a lent GPU): NVML is asked as before
+        assert out[0] == "True", out
+
+
 def test_without_psutil_or_proc_one_warning_and_no_process_figures(monkeypatch):
     monkeypatch.setattr(sysmetrics, "_proc_readable", lambda: False)  # not Linux, or no /proc
     monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil now raises ImportError

@@ -583,11 +583,13 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     when the store cannot be created or opened.
     """
     from .console import parse_mode
-    from .sysmetrics import parse_interval
+    from .sysmetrics import parse_interval, probe
 
+    interval = parse_interval(system_metrics)
+    if interval is not None:
+        probe()  # here, not on the writer: see sysmetrics._PROBED
     return _start(experiment, name, params=params, tags=tags, store=store, mirrors=mirrors, parent=parent,
-                  resume=resume, durable_now=True, interval=parse_interval(system_metrics),
-                  capture=parse_mode(capture_output))
+                  resume=resume, durable_now=True, interval=interval, capture=parse_mode(capture_output))
 
 
 def start_child_run(parent: Run, name: str | None = None, *, params: Mapping[str, Any] | None = None,

@@ -69,8 +69,27 @@ def parse_interval(value: Any, option: str = "system_metrics") -> float | None:
 # ---- figures ------------------------------------------------------------------------------------
 
 
+# What the machine has, asked once per process. ``probe()`` runs on the caller's thread when a run
+# asks for samples: on the writer, each of these stat calls gave up the GIL and waited up to a switch
+# interval (5 ms) to get it back from a training loop running pure Python (18 ms each, measured).
+_PROBED: dict[str, bool] = {}
+
+
+def probe() -> None:
+    """Fill the per-process facts the sampler needs (a few stat calls; idempotent)."""
+    if not _PROBED:
+        linux = sys.platform.startswith("linux")
+        _PROBED["proc"] = linux and os.path.exists("/proc/self/statm") and os.path.exists("/proc/meminfo")
+        _PROBED["proc_io"] = linux and os.path.exists("/proc/self/io")
+        # on Linux the driver creates /dev/nvidiactl and /proc/driver/nvidia (also in containers
+        # given a GPU); elsewhere only NVML itself can tell
+        _PROBED["nvidia"] = (os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")) \
+            if linux else True
+
+
 def _proc_readable() -> bool:
-    return os.path.exists("/proc/self/statm") and os.path.exists("/proc/meminfo")
+    probe()
+    return _PROBED["proc"]
 
 
 def _init_proc(collectors: list) -> bool:
@@ -104,7 +123,7 @@ def _init_proc(collectors: list) -> bool:
             out["system/memory_percent"] = 100.0 * (total - available) / total
 
     collectors += [("cpu", cpu), ("memory", memory)]
-    if os.path.exists("/proc/self/io"):  # absent where the kernel lacks task I/O accounting
+    if _PROBED.get("proc_io"):  # absent where the kernel lacks task I/O accounting
         def io(out: dict[str, float]) -> None:
             with open("/proc/self/io", "rb") as f:
                 fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
@@ -121,12 +140,10 @@ def _cpu_seconds() -> float:
 
 
 def nvidia_driver_present() -> bool:
-    """False when this machine certainly has no NVIDIA driver: on Linux the driver creates
-    /dev/nvidiactl and /proc/driver/nvidia (also inside containers given a GPU). Importing pynvml and
-    failing nvmlInit cost ~5-10 ms of the writer's start-up on every machine without one."""
-    if sys.platform.startswith("linux"):
-        return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")
-    return True  # elsewhere only NVML itself can tell
+    """False when this machine certainly has no NVIDIA driver: importing pynvml and failing
+    nvmlInit cost ~5-10 ms of the writer's start-up on every machine without one."""
+    probe()
+    return _PROBED["nvidia"]
 
 
 class _Figures:

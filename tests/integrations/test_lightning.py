@@ -370,6 +370,15 @@ def test_the_callback_imports_only_the_tree_in_use_and_adopts_the_other():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def test_plugin_knows_the_callbacks_options():
+    import inspect
+
+    from trackhooks_lightning import plugin
+
+    own = set(inspect.signature(TrackhooksCallback.__init__).parameters) - {"self", "start_run_kwargs"}
+    assert own == set(plugin.OWN_OPTIONS)  # the light plugin lists them without importing the callback
+
+
 def test_plugin_entry_point_does_not_import_lightning():
     code = ("import sys, trackhooks_lightning.plugin; "
             "assert not [m for m in sys.modules if m.startswith(('lightning', 'pytorch_lightning', 'torch'))]")

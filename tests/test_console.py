@@ -75,7 +75,11 @@ def test_user_output_unchanged_and_kept(tmp_path, mode):
     for t in range(4):  # every line once, each thread's lines in order
         lines = [ln for ln in text.splitlines() if ln.startswith(f"thread {t} ")]
         assert lines == [f"thread {t} line {i}" for i in range(50)]
-    assert "progress 100%\n" in text and "progress  90%" not in text  # the bar collapsed
+    assert "progress 100%" in text and "progress  90%" not in text  # the bar collapsed
+    if mode == "on":  # Python-level capture sees both streams' writes in program order
+        assert "progress 100%\n" in text
+    # with "fd", stdout and stderr are two pipes read by two threads: the bar's newline (stderr) and
+    # the C-level write (stdout) may be logged in either order (1 in ~10 runs here put it after)
     assert text.endswith("no newline at the end")
     if mode == "fd":  # output below Python: C extensions, subprocesses, raw bytes
         assert b"C-level write\n" in log and b"from a subprocess\n" in log

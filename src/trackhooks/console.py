@@ -194,6 +194,11 @@ class _TeeLayer:
 
     __slots__ = ()
 
+    def __init__(self, raw: Any, capture: "_Capture"):
+        self.closed = False  # the subclasses' slots: each layer holds its own three
+        self._raw = raw
+        self._capture = capture
+
     def flush(self) -> None:
         if not self.closed:
             self._raw.flush()
@@ -243,11 +248,6 @@ class _TeeBinary(_TeeLayer, io.BufferedIOBase):
 
     __slots__ = ("closed", "_raw", "_capture")
 
-    def __init__(self, raw: Any, capture: "_Capture"):
-        self.closed = False
-        self._raw = raw
-        self._capture = capture
-
     def write(self, b: Any) -> int:
         n = self._raw.write(b)  # the user's output as before, errors included
         cap = self._capture
@@ -269,11 +269,6 @@ class _TeeRaw(_TeeLayer, io.RawIOBase):
     log. A C buffer between the text layer and this one keeps the per-print cost to C code."""
 
     __slots__ = ("closed", "_raw", "_capture")
-
-    def __init__(self, raw: Any, capture: "_Capture"):
-        self.closed = False
-        self._raw = raw
-        self._capture = capture
 
     def write(self, b: Any) -> int:
         raw = self._raw

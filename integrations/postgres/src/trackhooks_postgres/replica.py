@@ -105,6 +105,14 @@ _SEND_BLOCKS = (
 _BLOCK_COLUMNS = ("key", "seq", "n", "steps", "epochs", "vals", "times", "lo", "hi", "ls", "lv")
 
 
+def _upsert_pairs(conn: Any, table: str, run_id: str, pairs: list) -> None:
+    """A run's params or tags (``table``, one of the two) as stored locally, resent whole."""
+    with conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO {table} (run_id, key, value) VALUES (%s,%s,%s) "
+                        "ON CONFLICT (run_id, key) DO UPDATE SET value=EXCLUDED.value",
+                        [(run_id, k, v) for k, v in pairs])
+
+
 def _digest(rows: Any) -> str:
     return hashlib.sha1(repr(rows).encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
@@ -320,19 +328,13 @@ class PostgresReplica(ReplaySink):
             params = local._rows("SELECT key, value FROM params WHERE run_id=? ORDER BY key", (run_id,))
             d = _digest(params)
             if params and st.get("p") != d:
-                with conn.cursor() as cur:
-                    cur.executemany("INSERT INTO params (run_id, key, value) VALUES (%s,%s,%s) "
-                                    "ON CONFLICT (run_id, key) DO UPDATE SET value=EXCLUDED.value",
-                                    [(run_id, k, v) for k, v in params])
+                _upsert_pairs(conn, "params", run_id, params)
                 sent["params"] = len(params) - len(st.get("pk", ()))
             st["p"], st["pk"] = d, [k for k, _ in params]
             tags = local._rows("SELECT key, value FROM tags WHERE run_id=? ORDER BY key", (run_id,))
             d = _digest(tags)
             if tags and st.get("t") != d:
-                with conn.cursor() as cur:
-                    cur.executemany("INSERT INTO tags (run_id, key, value) VALUES (%s,%s,%s) "
-                                    "ON CONFLICT (run_id, key) DO UPDATE SET value=EXCLUDED.value",
-                                    [(run_id, k, v) for k, v in tags])
+                _upsert_pairs(conn, "tags", run_id, tags)
                 sent["tags"] = len(tags)
             st["t"] = d
 

@@ -72,6 +72,66 @@ def test_entry_points_are_loaded_in_a_fresh_process(tmp_path):
     assert out.stdout.split() == ["False", "None"]
 
 
+def test_system_info_plugins_without_the_plugin_manager(tmp_path):
+    # a run that only needs trackhooks_collect_system_info reads the built-ins and the entry points
+    # directly: pluggy is never imported, and every implementation is still called (a broken one warns)
+    for name, body in {"sysone": "return {'sysone': 1, 'shared': 'one'}",
+                       "systwo": "return {'systwo': 2, 'shared': 'two'}",
+                       "sysbad": "raise RuntimeError('plugin bug')"}.items():
+        dist = tmp_path / f"{name}-0.1.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+        (dist / "entry_points.txt").write_text(f"[trackhooks]\n{name} = {name}_plugin\n")
+        (tmp_path / f"{name}_plugin.py").write_text(
+            "from trackhooks.plugin import hookimpl\n@hookimpl\n"
+            f"def trackhooks_collect_system_info(run):\n    {body}\n")
+    code = ("import sys, warnings, trackhooks; warnings.simplefilter('always'); r = trackhooks.start_run(); r.finish(); "
+            "s = trackhooks.open_store().run(r.id).system; "
+            "print('pluggy' in sys.modules, s.get('sysone'), s.get('systwo'), s.get('python') is not None)")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "TRACKHOOKS_URI": str(tmp_path / "store"),
+           "TRACKHOOKS_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["False", "1", "2", "True"], out.stderr
+    assert "sysbad" in out.stderr and "plugin bug" in out.stderr
+    env["TRACKHOOKS_DISABLE_PLUGINS"] = "sysone,sysinfo"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["False", "None", "2", "False"], out.stderr
+
+
+def test_hook_functions_order_is_pluggys(monkeypatch):
+    # the light reading orders implementations exactly as the plugin manager calls them
+    from trackhooks import plugins
+
+    def impl(tag, **opts):
+        @trackhooks.hookimpl(**opts)
+        def trackhooks_collect_system_info(run):
+            return {"order": tag}
+        return type(sys)(f"mod_{tag}"), trackhooks_collect_system_info
+
+    specs = [("a", {}), ("b", {"tryfirst": True}), ("c", {"trylast": True}), ("d", {}), ("e", {"tryfirst": True}),
+             ("w", {"hookwrapper": True})]
+    mods = {}
+    for tag, opts in specs:
+        mod, fn = impl(tag, **opts)
+        if opts.get("hookwrapper"):
+            def fn(run):  # noqa: F811 - a wrapper is never called as an implementation
+                yield
+            fn = trackhooks.hookimpl(hookwrapper=True)(fn)
+            fn.__name__ = "trackhooks_collect_system_info"
+        mod.trackhooks_collect_system_info = fn
+        mods[tag] = mod
+    monkeypatch.setattr(plugins, "BUILTIN_PLUGINS", {})
+    monkeypatch.setattr(plugins, "_entry_points",
+                        lambda: [type("EP", (), {"name": t, "value": t, "load": lambda self, t=t: mods[t]})()
+                                 for t in mods])
+    monkeypatch.setattr(plugins, "_pm", None)
+    light = [name for name, _ in plugins.hook_functions("trackhooks_collect_system_info")]
+    pm = plugins.make_plugin_manager()
+    monkeypatch.setattr(plugins, "_pm", pm)
+    heavy = [name for name, _ in plugins.hook_functions("trackhooks_collect_system_info")]
+    assert light == heavy == ["e", "b", "d", "a", "c"]
+
+
 def test_entry_point_cache_follows_installs_and_removals(tmp_path):
     # the scan is cached per installed state: a distribution added or removed later is seen at once
     site, cache = tmp_path / "site", tmp_path / "cache"

@@ -154,6 +154,57 @@ def _entry_points() -> list:
     return [_EntryPoint(n, v) for n, v in found]
 
 
+def hook_functions(hook: str) -> list:
+    """``(plugin name, function)`` of every implementation of ``hook``, in pluggy's call order.
+
+    With the plugin manager built, it is the one source. Without it, the built-in modules and the
+    entry points (cached, minus the disable list) are read the way ``trackhooks.autolog()`` reads them:
+    each plugin's attribute named ``hook`` carrying the ``trackhooks_impl`` marker, ordered as pluggy
+    orders hook implementations (``tryfirst`` first, ``trylast`` last, later registrations first),
+    wrappers left out. A run that only needs ``trackhooks_collect_system_info`` then never imports
+    pluggy nor builds the manager: 12-15 ms of the writer's CPU and ~1 400 objects in every process
+    (see benchmarks/README.md), which a training loop that holds the GIL waits for.
+    """
+    pm = _pm
+    if pm is not None:
+        return [(impl.plugin_name, impl.function) for impl in reversed(getattr(pm.hook, hook).get_hookimpls())
+                if not (impl.hookwrapper or getattr(impl, "wrapper", False))]
+    import importlib
+
+    disabled = disabled_plugins()
+    plugins: list = [(name, importlib.import_module(mod)) for name, mod in BUILTIN_PLUGINS.items()
+                     if name not in disabled]
+    seen = {name for name, _ in plugins} | disabled
+    entry_points = _entry_points()
+    for ep in entry_points:
+        if ep.name in seen:
+            continue
+        seen.add(ep.name)
+        try:
+            plugins.append((ep.name, ep.load()))
+        except Exception as exc:  # a broken third-party plugin must not break tracking
+            import warnings
+
+            warnings.warn(f"trackhooks: plugin {ep.name!r} ({ep.value}) failed to load: {exc}",
+                          RuntimeWarning, stacklevel=2)
+    ordered: list = []  # pluggy's _add_hookimpl, for implementations that are not wrappers
+    for name, plugin in plugins:
+        fn = getattr(plugin, hook, None)
+        opts = getattr(fn, "trackhooks_impl", None) if callable(fn) else None
+        if not isinstance(opts, dict) or opts.get("hookwrapper") or opts.get("wrapper"):
+            continue
+        if opts.get("trylast"):
+            ordered.insert(0, (name, fn, False))
+        elif opts.get("tryfirst"):
+            ordered.append((name, fn, True))
+        else:
+            i = len(ordered) - 1
+            while i >= 0 and ordered[i][2]:
+                i -= 1
+            ordered.insert(i + 1, (name, fn, False))
+    return [(name, fn) for name, fn, _ in reversed(ordered)]
+
+
 def plugin_manager() -> pluggy.PluginManager:
     """The process-wide pluggy PluginManager ("trackhooks"). Register or unregister plugins on it."""
     global _pm

@@ -752,15 +752,15 @@ def _first_records(run: Run, params: Mapping[str, Any] | None, tags: Mapping[str
 
 def _collect_system_info(run: Run) -> dict[str, Any]:
     """What every ``trackhooks_collect_system_info`` implementation says (writer thread)."""
-    from .plugins import plugin_manager
+    from .plugins import hook_functions
 
     info: dict[str, Any] = {}
-    for impl in reversed(plugin_manager().hook.trackhooks_collect_system_info.get_hookimpls()):
+    for plugin_name, function in hook_functions("trackhooks_collect_system_info"):
         try:
-            result = impl.function(run=run)
+            result = function(run=run)
         except Exception as exc:
-            _w.warn_once(("sysinfo", impl.plugin_name),
-                         f"system-info plugin {impl.plugin_name!r} failed: {type(exc).__name__}: {exc}")
+            _w.warn_once(("sysinfo", plugin_name),
+                         f"system-info plugin {plugin_name!r} failed: {type(exc).__name__}: {exc}")
             continue
         if isinstance(result, Mapping):
             info.update(result)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hookspecs import hookimpl
+from ..plugin import hookimpl
 from ..store import is_local_uri, resolve_uri
 from ..store.sqlite import LocalStoreSink
 

@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Any
 
-from ..hookspecs import hookimpl
+from ..plugin import hookimpl
 from ..store import redact_uri
 
 KEY_PACKAGES = ("torch", "lightning", "pytorch-lightning", "keras", "scikit-learn", "xgboost", "xgboost-cpu",
@@ -27,10 +27,15 @@ GIT_TIMEOUT_S = 3.0
 DIFF_LIMIT_BYTES = 1 << 20
 UNTRACKED_LIMIT = 1000  # names listed in the system record; the count is always exact
 DIFF_MARKER = b"\n# trackhooks: the diff is longer than 1 MB; the rest was not recorded\n"
-_SECRET_FLAG = re.compile(r"^--?[\w.-]*(pass(word|wd)?|token|secret|api[-_]?key|access[-_]?key|auth|credential|"
-                          r"private[-_]?key)[\w.-]*$", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.IGNORECASE)
+_SECRET_FLAG = (r"^--?[\w.-]*(pass(word|wd)?|token|secret|api[-_]?key|access[-_]?key|auth|credential|"
+                r"private[-_]?key)[\w.-]*$")
+_URL_PASSWORD = r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@"
 REDACTED = "***"
+
+
+def _secret_flag(flag: str) -> bool:
+    # compiled on first use (re caches it): a command line without flags never compiles it (~1 ms)
+    return flag.startswith("-") and re.match(_SECRET_FLAG, flag, re.IGNORECASE) is not None
 
 _packages_cache: dict[str, str] | None = None
 
@@ -46,14 +51,16 @@ def redact_argv(argv: list[str]) -> list[str]:
             hide_next = False
             continue
         flag, eq, _value = arg.partition("=")
-        if _SECRET_FLAG.match(flag):
+        if _secret_flag(flag):
             if eq:
                 out.append(f"{flag}={REDACTED}")
             else:
                 out.append(arg)
                 hide_next = True
             continue
-        out.append(redact_uri(_URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", arg)))
+        if "@" in arg:
+            arg = re.sub(_URL_PASSWORD, lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", arg, flags=re.IGNORECASE)
+        out.append(redact_uri(arg))
     return out
 
 
@@ -224,7 +231,7 @@ def allowed_env() -> dict[str, str]:
     names = [n.strip() for n in os.environ.get("TRACKHOOKS_CAPTURE_ENV", "").split(",") if n.strip()]
     # a captured variable may hold a store URI or a secret: URI passwords are hidden, and so are
     # variables named like secrets (PGPASSWORD, *_TOKEN, ...)
-    return {n: REDACTED if _SECRET_FLAG.match("--" + n) else redact_uri(os.environ[n])
+    return {n: REDACTED if _secret_flag("--" + n) else redact_uri(os.environ[n])
             for n in names if n in os.environ}
 
 

@@ -275,6 +275,30 @@ def test_resume_continues_steps_params_and_status(any_store):
     assert rec.params == {"lr": 0.1}
 
 
+def test_keys_first_seen_in_later_cycles_and_after_resume(store_path):
+    # the local store reads a run's new keys in one query per cycle, keeps their block numbers while
+    # the run is open and forgets them when it ends: every point lands once, in order, across all three
+    run = trackhooks.start_run(name="keys")
+    sink = run._state.channel.sinks[0]
+    for step in range(3):
+        run.log_metrics({f"k{i}": float(step * 10 + i) for i in range(step + 2)}, step=step)
+        run.flush()
+    assert sorted(sink._keys[run.id]) == ["k0", "k1", "k2", "k3"]
+    run.finish()
+    assert run.id not in sink._keys
+    again = trackhooks.start_run(resume=run.id)
+    again.log_metrics({"k0": 100.0, "k4": 104.0}, step=3)
+    again.flush()
+    again.log_metrics({"k0": 200.0, "k1": 201.0}, step=4)
+    again.finish()
+    rec = read(run)
+    assert rec.metric("k0").steps == [0, 1, 2, 3, 4] and rec.metric("k0").values == [0.0, 10.0, 20.0, 100.0, 200.0]
+    assert rec.metric("k1").steps == [0, 1, 2, 4] and rec.metric("k3").values == [23.0]
+    assert rec.metric("k4").values == [104.0]
+    summaries = rec.metric_summaries()
+    assert summaries["k0"] == {"count": 5, "last_step": 4, "last": 200.0, "min": 0.0, "max": 200.0}
+
+
 def test_resume_unknown_run(store_path):
     trackhooks.start_run().finish()
     with pytest.raises(trackhooks.RunNotFoundError, match="nope"):

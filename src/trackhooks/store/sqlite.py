@@ -320,7 +320,9 @@ class LocalStoreSink(Sink):
         self._conn: sqlite3.Connection | None = None
         self._caller_conn: sqlite3.Connection | None = None
         self._caller_lock = threading.Lock()
-        self._keys: dict[tuple[str, str], list[int]] = {}  # (run_id, key) -> [key_id, next_seq, n]
+        # run_id -> key -> [key_id, next_seq, n], for the runs still open in this process: a run's
+        # entry is dropped when its end is written (a resumed run reads its state again)
+        self._keys: dict[str, dict[str, list[int]]] = {}
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -478,29 +480,46 @@ class LocalStoreSink(Sink):
         for s in batch.status:
             conn.execute("UPDATE runs SET status=?, end_time=?, heartbeat=? WHERE id=?",
                          (s.status, s.end_time, time.time(), s.run_id))
+            if s.end_time is not None:
+                self._keys.pop(s.run_id, None)
 
     @staticmethod
     def _write_console(conn: sqlite3.Connection, chunks: list) -> None:
         conn.executemany("INSERT OR REPLACE INTO console (run_id, seq, data) VALUES (?,?,?)",
                          [(c.run_id, c.seq, c.data) for c in chunks])
 
+    @staticmethod
+    def _load_keys(conn: sqlite3.Connection, run_id: str, new: list[str], known: dict[str, list[int]]) -> None:
+        """Create the run's keys not seen yet and read their ids, counts and next block numbers.
+
+        Three statements per run and writer cycle, whatever the number of keys (not three per key):
+        a search's candidate runs each bring several new keys, and every statement is a round of the
+        writer giving up and taking back the GIL beside a training loop.
+        """
+        conn.executemany("INSERT OR IGNORE INTO metric_keys (run_id, key) VALUES (?,?)", [(run_id, k) for k in new])
+        for i in range(0, len(new), 500):  # far below SQLite's limit on bound parameters
+            part = new[i:i + 500]
+            for key_id, key, count, seq in conn.execute(
+                    "SELECT k.id, k.key, k.n, (SELECT COALESCE(MAX(b.seq), -1) + 1 FROM metric_blocks b "
+                    f"WHERE b.key_id = k.id) FROM metric_keys k WHERE k.run_id=? AND k.key IN ({','.join('?' * len(part))})",
+                    (run_id, *part)):
+                known[key] = [key_id, seq, count]
+
     def _write_metrics(self, conn: sqlite3.Connection, batch: Batch) -> None:
-        keys = self._keys
         rows = []
         key_updates = []
         for run_id, per_key in batch.metrics.items():
+            known = self._keys.get(run_id)
+            if known is None:
+                known = self._keys[run_id] = {}
+            new = [k for k, cols in per_key.items() if cols.values and k not in known]
+            if new:
+                self._load_keys(conn, run_id, new, known)
             for key, cols in per_key.items():
                 n = len(cols.values)
                 if not n:
                     continue
-                state = keys.get((run_id, key))
-                if state is None:
-                    conn.execute("INSERT OR IGNORE INTO metric_keys (run_id, key) VALUES (?,?)", (run_id, key))
-                    key_id, count = conn.execute("SELECT id, n FROM metric_keys WHERE run_id=? AND key=?",
-                                                 (run_id, key)).fetchone()
-                    seq = conn.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM metric_blocks WHERE key_id=?",
-                                       (key_id,)).fetchone()[0]
-                    state = keys[(run_id, key)] = [key_id, seq, count]
+                state = known[key]
                 epochs = cols.epochs
                 if epochs[0] is None and epochs.count(None) == n:
                     epoch_blob = NO_EPOCH_BYTES * n  # the common case: no epochs at all

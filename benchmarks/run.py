@@ -303,12 +303,12 @@ def framework_table(w: Workload, rows: list[dict[str, Any]], targets: list[dict[
     b_tot = _med([r["setup_s"] + r["fit_s"] for r in ok_base]) if ok_base else None
     ref = "none" if baseline == "none" else "first"
     out = [f"| config | n | setup s (median) | fit s (median) | total s (median) | total min–max | fit × {ref} "
-           f"| total × {ref} | target |", "|---|---|---|---|---|---|---|---|---|"]
+           f"| total × {ref} | full GCs | target |", "|---|---|---|---|---|---|---|---|---|---|"]
     for c, rs in by.items():
         ok = [r for r in rs if r.get("status") == "ok"]
         status = _status_text(rs)
         if status:
-            out.append(f"| {c} | 0 | {status} | | | | | | |")
+            out.append(f"| {c} | 0 | {status} | | | | | | | |")
             continue
         setup = _med([r["setup_s"] for r in ok])
         fit = _med([r["fit_s"] for r in ok])
@@ -348,8 +348,12 @@ def framework_table(w: Workload, rows: list[dict[str, Any]], targets: list[dict[
                                 "met": ok_step})
         failed = len(rs) - len(ok)
         n = f"{len(ok)}" + (f" (+{failed} failed)" if failed else "")
+        gcs = [r for r in ok if "gc_full" in r]
+        paid = [r["gc_full_s"] for r in gcs if r["gc_full"]]
+        # in how many measurements a full collection ran inside setup + fit, and its median duration
+        full_gc = f"{len(paid)}/{len(gcs)}" + (f", {_med(paid) * 1000:.0f} ms" if paid else "") if gcs else "–"
         out.append(f"| {c} | {n} | {fmt_s(setup)} | {fmt_s(fit)} | {fmt_s(tot)} | {fmt_s(min(tots))}–{fmt_s(max(tots))} "
-                   f"| {rf} | {rt} | {target} |")
+                   f"| {rf} | {rt} | {full_gc} | {target} |")
     return out
 
 

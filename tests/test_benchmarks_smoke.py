@@ -41,6 +41,7 @@ def _run_workload(script: str, configs: list[str], *extra: str) -> list[dict]:
         assert r["status"] in ("ok", "not installed"), (r, proc.stderr[-3000:])
         if r["status"] == "ok":
             assert r["setup_s"] >= 0 and r["fit_s"] > 0
+            assert r["gc_full"] >= 0 and (r["gc_full_s"] > 0) == (r["gc_full"] > 0), r
     return rows
 
 
@@ -166,7 +167,12 @@ def test_report_medians_ratios_and_targets():
             + [{"config": "wandb", "status": "not installed", "detail": "missing wandb", "repeat": 0}])
     targets: list[dict] = []
     table = "\n".join(harness.framework_table(w, rows, targets))
-    assert "| trackhooks | 3 | 0.100 | 1.000 | 1.100 | 1.000–1.300 | 1.00× | 1.00× | ≤ 1.05×: met (1.000×) |" in table
+    assert "| trackhooks | 3 | 0.100 | 1.000 | 1.100 | 1.000–1.300 | 1.00× | 1.00× | – | ≤ 1.05×: met (1.000×) |" in table
+    # rows that counted full collections in their window say in how many of them one ran, and for how long
+    for i, r in enumerate(rows[:3]):
+        r.update(gc_full=int(i == 1), gc_full_s=0.075 * (i == 1))
+    table = "\n".join(harness.framework_table(w, rows, []))
+    assert "| none | 3 | 0.100 | 1.000 | 1.100 | 0.900–1.300 | 1.00× | 1.00× | 1/3, 75 ms |  |" in table
     assert "| CSVLogger | 3 | 0.100 | 2.000 | 2.100 |" in table and "1.91×" in table
     assert "| wandb | 0 | not installed (missing wandb) |" in table
     assert targets == [{"what": "lightning: trackhooks total vs none", "target": "≤ 1.05×",

@@ -146,14 +146,29 @@ def measure(workload: Any, config: str, p: dict[str, Any]) -> dict[str, Any]:
     os.environ["WANDB_DIR"] = tmp
     cwd = os.getcwd()
     os.chdir(tmp)  # peers that write next to the working directory (./mlruns, ./lightning_logs) write here
+    full: list[float] = []  # durations of the full (generation-2) collections in the measured window
+
+    def on_gc(phase: str, info: dict[str, Any], _t: list[float] = [0.0]) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                _t[0] = time.perf_counter()
+            else:
+                full.append(time.perf_counter() - _t[0])
+
+    import gc
+
+    gc.callbacks.append(on_gc)
     try:
         clock = Clock()
         extra = workload.run(config, p, tmp, clock) or {}
-        row = {"status": "ok", **clock.result(), **extra}
+        gc.callbacks.remove(on_gc)
+        row = {"status": "ok", **clock.result(), **extra, "gc_full": len(full), "gc_full_s": sum(full)}
     except Exception as exc:
         row = {"status": "error", "detail": f"{type(exc).__name__}: {exc}"[:300]}
         traceback.print_exc(file=sys.stderr)
     finally:
+        if on_gc in gc.callbacks:
+            gc.callbacks.remove(on_gc)
         os.chdir(cwd)
         shutil.rmtree(tmp, ignore_errors=True)
     return row
@@ -255,6 +270,17 @@ def main(workload: Any, argv: list[str] | None = None) -> int:
             emit({**base, "config": c, "repeat": 0, "status": "error", "detail": f"import failed: {exc}"[:300]})
         return 0
     import_s = time.perf_counter() - t
+    if a.fork:
+        # Every forked child starts from this process's collector state. After the imports a full
+        # collection is often overdue (survivors of the young generations exceed a quarter of the
+        # old one): the first child to allocate a few thousand objects pays it, 70-100 ms in a
+        # forked child (each object header written copies its page), and which configuration that is
+        # depends on how much it allocates, not on what it costs. Collected here, no child inherits
+        # that debt; a fresh interpreter (--spawn, full mode) keeps the one its imports leave, and the
+        # rows say how many full collections ran in the measured window (gc_full, gc_full_s).
+        import gc
+
+        gc.collect()
     for rep in range(a.repeats):
         for c in runnable:
             row = _forked(workload, c, p) if a.fork else measure(workload, c, p)

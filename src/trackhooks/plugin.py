@@ -15,6 +15,9 @@ this one changes only with a note in ``docs/plugins.md``.
   or None), ``decide``, ``suppressed``, ``container``, ``mark_container``, ``mark_owned``.
 - ``start_child_run(parent, name, *, params, tags)``: a child run in the parent's experiment, store
   and sinks, without the caller-side store transaction of ``start_run`` (many short children).
+- ``collector_paused()``: a context manager holding the cyclic garbage collector off during a
+  one-time burst of allocations that all stay alive (an autolog patching hundreds of methods), so
+  that it costs one young collection instead of several (``trackhooks/collector.py``).
 - the mirror replay base: ``ReplaySink``, ``ReplayTarget``, ``RunView``, ``Cursor``,
   ``CursorConflict``, ``replay_run``, ``TERMINAL``.
 - the store engine base: ``Store`` (subclass it, see ``trackhooks/store/api.py``), the packed
@@ -99,6 +102,8 @@ def __getattr__(name: str) -> Any:
         from .run import start_child_run
 
         return start_child_run
+    elif name == "collector_paused":
+        from .collector import paused as value
     else:
         raise AttributeError(f"module 'trackhooks.plugin' has no attribute {name!r}")
     globals()[name] = value
@@ -106,5 +111,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", *_NESTING, "start_child_run",
-           "ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack",
+           "collector_paused", "ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack",
            "unpack", "NO_EPOCH", "redact_uri", "spool_path", "Housekeeping", "GcResult", "QueryResult", "view_ddl", "VIEWS"]

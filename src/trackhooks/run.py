@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -582,6 +583,11 @@ def start_run(experiment: str = "default", name: str | None = None, *, params: M
     ``$TRACKHOOKS_CAPTURE_OUTPUT``, else True). Raises StoreError (an OSError) naming the path
     when the store cannot be created or opened.
     """
+    if "trackhooks.sysmetrics" not in sys.modules:  # the first run of the process: see collector.py
+        from .collector import paused
+
+        with paused():
+            from . import console, sysmetrics  # noqa: F401
     from .console import parse_mode
     from .sysmetrics import parse_interval, probe
 

@@ -203,6 +203,7 @@ class Writer:
         # finalizer or signal handler that runs on that thread meanwhile (gc frees an estimator inside
         # a sink's write) and finishes a run must not wait for the drain it interrupted
         self._draining = threading.local()
+        self._warm = False  # a drain has handled records: the start-up imports are done
         self._states: dict[str, RunState] = {}  # running runs, for heartbeats
         self._channels: list[Channel] = []
         self._last_heartbeat = time.time()
@@ -318,7 +319,19 @@ class Writer:
         d.depth = getattr(d, "depth", 0) + 1  # before the lock: see __init__
         try:
             with self._write_lock:
-                self._drain_locked()
+                if self._warm:
+                    self._drain_locked()
+                else:
+                    # the process's first drain imports the plugins, the system-info and sampler
+                    # modules and opens the store: ~2 000 objects that all stay, allocated beside the
+                    # training. With the collector held off they cost one young collection, not
+                    # several that push the process toward a full one (see trackhooks/collector.py)
+                    from .collector import paused
+
+                    busy = bool(self.buffer)
+                    with paused():
+                        self._drain_locked()
+                    self._warm = busy
         finally:
             d.depth -= 1
 

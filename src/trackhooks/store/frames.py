@@ -144,25 +144,6 @@ def _metric_columns(store: Any, d: dict[str, str], ids: Sequence[str]) -> dict[s
     return {f"metrics.{keys[j]}": table[j] for j in sorted(range(len(keys)), key=keys.__getitem__)}
 
 
-class _NoGC:
-    """Holds the cyclic garbage collector off while a frame is built: everything allocated
-    (hundreds of thousands of tuples, lists and values) stays alive, so the collections that
-    their allocation triggers find nothing to free, yet each walks all of them (about a quarter
-    of the time of a 10 000-run frame in a fresh process). Re-enabled on exit only if it was on."""
-
-    def __enter__(self) -> None:
-        import gc
-
-        self.was = gc.isenabled()
-        gc.disable()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.was:
-            import gc
-
-            gc.enable()
-
-
 def runs_frame(store: Any, d: dict[str, str], rows: list[tuple], now: float) -> Any:
     """Build the frame from the rows of ``SELECT <_LIST_COLUMNS>, <frame_columns> FROM runs r ...``."""
     pd = _pandas("runs_frame()")

@@ -141,13 +141,14 @@ class QueryMethods:
                    order_by: str | Sequence[str] | None = None, limit: int | None = None,
                    archived: bool | str = False) -> Any:
         """``runs(...)`` as a pandas DataFrame, one row per run (columns in docs/api.md)."""
-        from .frames import _NoGC, _pandas, frame_columns, runs_frame
+        from ..collector import paused
+        from .frames import _pandas, frame_columns, runs_frame
 
         _pandas("runs_frame()")
         d = _dialects()[self._dialect]
         sql, args = self._run_select(_LIST_COLUMNS + ", " + frame_columns(d), experiment, status, where, order_by,
                                      limit, archived)
-        with _NoGC():
+        with paused():  # the frame's hundreds of thousands of objects all stay alive
             return runs_frame(self, d, self._rows(sql, args), time.time())
 
     def metrics_frame(self, run_ids: Any, keys: str | Sequence[str] | None = None) -> Any:

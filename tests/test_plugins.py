@@ -98,6 +98,39 @@ def test_system_info_plugins_without_the_plugin_manager(tmp_path):
     assert out.stdout.split() == ["False", "None", "2", "False"], out.stderr
 
 
+def test_plugins_without_the_hook_are_not_imported_once_known(tmp_path):
+    # which hooks an entry-point module implements is remembered with the stamp of its files: a
+    # module known not to implement trackhooks_collect_system_info is not imported for it, until it changes
+    pkg = tmp_path / "lazyplug"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    plugin = pkg / "plugin.py"
+    plugin.write_text("from trackhooks.plugin import hookimpl\n@hookimpl\ndef trackhooks_autolog(options):\n    pass\n")
+    dist = tmp_path / "lazyplug-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lazyplug\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[trackhooks]\nlazyplug = lazyplug.plugin\n")
+    code = ("import sys, trackhooks; r = trackhooks.start_run(); r.finish(); "
+            "print('lazyplug.plugin' in sys.modules, trackhooks.open_store().run(r.id).system.get('lazy'))")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "TRACKHOOKS_URI": str(tmp_path / "store"),
+           "TRACKHOOKS_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run():
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                              check=True).stdout.split()
+
+    assert run() == ["True", "None"]  # not known yet: imported, and its hooks remembered
+    assert run() == ["False", "None"]  # known not to have the hook
+    plugin.write_text("from trackhooks.plugin import hookimpl\n@hookimpl\n"
+                      "def trackhooks_collect_system_info(run):\n    return {'lazy': 'yes'}\n")
+    assert run() == ["True", "yes"]  # its file changed: imported again, and now it has the hook
+    assert run() == ["True", "yes"]
+    (pkg / "extra.py").write_text("x = 1\n")  # a new file beside it also counts as a change
+    plugin.write_text("from trackhooks.plugin import hookimpl\nfrom .extra import x\n")
+    assert run() == ["True", "None"]
+    assert run() == ["False", "None"]
+
+
 def test_hook_functions_order_is_pluggys(monkeypatch):
     # the light reading orders implementations exactly as the plugin manager calls them
     from trackhooks import plugins
@@ -125,6 +158,7 @@ def test_hook_functions_order_is_pluggys(monkeypatch):
                         lambda: [type("EP", (), {"name": t, "value": t, "load": lambda self, t=t: mods[t]})()
                                  for t in mods])
     monkeypatch.setattr(plugins, "_pm", None)
+    monkeypatch.setattr(plugins, "_light_hooks", {})
     light = [name for name, _ in plugins.hook_functions("trackhooks_collect_system_info")]
     pm = plugins.make_plugin_manager()
     monkeypatch.setattr(plugins, "_pm", pm)

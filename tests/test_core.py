@@ -299,6 +299,38 @@ def test_keys_first_seen_in_later_cycles_and_after_resume(store_path):
     assert summaries["k0"] == {"count": 5, "last_step": 4, "last": 200.0, "min": 0.0, "max": 200.0}
 
 
+def test_a_writer_cycle_leaves_late_arrivals_to_the_next(store_path):
+    # entries that arrive while the writer's own cycle drains wait for its next cycle (unless they
+    # reach WAKE_AT); flush() still writes everything appended before it
+    from trackhooks import writer as _w
+
+    run = trackhooks.start_run()
+    run.flush()
+    w = _w.get_writer()
+    real = w._process
+    late = []
+
+    def process(entries):
+        if not late:  # a caller logs while the first pass is being written
+            late.append(True)
+            run.log_metric("late", 1.0, step=0)
+        return real(entries)
+
+    w._process = process
+    try:
+        run.log_metric("early", 1.0, step=0)
+        with w._write_lock:
+            w._drain_locked(until_empty=False)
+        assert len(w.buffer) == 1  # the late entry: below WAKE_AT, left for the next cycle
+        run.log_metric("early", 2.0, step=1)
+        assert run.flush()  # everything appended before it, the entry left behind included
+        assert read(run).metric("early").values == [1.0, 2.0] and read(run).metric("late").values == [1.0]
+    finally:
+        w._process = real
+    run.finish()
+    assert read(run).metric("late").values == [1.0]
+
+
 def test_resume_unknown_run(store_path):
     trackhooks.start_run().finish()
     with pytest.raises(trackhooks.RunNotFoundError, match="nope"):

@@ -19,7 +19,12 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'trackhooks_sklearn' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    from trackhooks.plugin import collector_paused
+
+    # the integration and the core's write path, imported once: objects that all stay, whose young
+    # collections would bring a full one of the whole process closer (see trackhooks/collector.py)
+    with collector_paused():
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 

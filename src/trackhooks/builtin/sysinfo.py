@@ -37,6 +37,7 @@ def _secret_flag(flag: str) -> bool:
     # compiled on first use (re caches it): a command line without flags never compiles it (~1 ms)
     return flag.startswith("-") and re.match(_SECRET_FLAG, flag, re.IGNORECASE) is not None
 
+
 _packages_cache: dict[str, str] | None = None
 
 

@@ -175,13 +175,19 @@ run.finish()
 """
 
 
-def test_ui_in_headless_chromium(tmp_path):
+def _browser():
+    """(chromium, node) for the browser tests, or skip saying what is missing."""
     chromium = os.environ.get("TRACKHOOKS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     node = shutil.which("node")
     if chromium is None:
         pytest.skip("chromium not found (apt-get install chromium, or set TRACKHOOKS_CHROMIUM)")
     if node is None or not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
         pytest.skip("node or playwright-core missing: run `npm ci` in tests/browser")
+    return chromium, node
+
+
+def test_ui_in_headless_chromium(tmp_path):
+    chromium, node = _browser()
     store = str(tmp_path / "store")
     _fill(store)
     env = {**os.environ, "TRACKHOOKS_URI": store}
@@ -318,16 +324,6 @@ def test_media_files_by_content_address(media_client):
     assert '<script src="/shared/media.js"></script>' in page
 
 
-def _browser():
-    chromium = os.environ.get("TRACKHOOKS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    node = shutil.which("node")
-    if chromium is None:
-        pytest.skip("chromium not found (apt-get install chromium, or set TRACKHOOKS_CHROMIUM)")
-    if node is None or not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
-        pytest.skip("node or playwright-core missing: run `npm ci` in tests/browser")
-    return chromium, node
-
-
 LIVE_MEDIA = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
@@ -409,12 +405,7 @@ def test_ui_where_box_in_headless_chromium(tmp_path):
     """The where box in a real browser: exactly the matching runs (also when an unfiltered poll
     answers after the filtered one), a malformed expression shows the QueryError with its caret
     and leaves the table alone, and clearing the box brings every run back."""
-    chromium = os.environ.get("TRACKHOOKS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    node = shutil.which("node")
-    if chromium is None:
-        pytest.skip("chromium not found (apt-get install chromium, or set TRACKHOOKS_CHROMIUM)")
-    if node is None or not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
-        pytest.skip("node or playwright-core missing: run `npm ci` in tests/browser")
+    chromium, node = _browser()
     store = str(tmp_path / "store")
     for name, lr, opt, loss in WHERE_RUNS:
         with trackhooks.start_run(store=store, experiment="sweep", name=name, params={"lr": lr, "optimizer": opt}) as r:

@@ -319,9 +319,9 @@ def test_a_writer_cycle_leaves_late_arrivals_to_the_next(store_path):
     w._process = process
     try:
         run.log_metric("early", 1.0, step=0)
-        with w._write_lock:
+        with w._write_lock:  # checked under the lock: the writer's own cycle cannot take it meanwhile
             w._drain_locked(until_empty=False)
-        assert len(w.buffer) == 1  # the late entry: below WAKE_AT, left for the next cycle
+            assert len(w.buffer) == 1  # the late entry: below WAKE_AT, left for the next cycle
         run.log_metric("early", 2.0, step=1)
         assert run.flush()  # everything appended before it, the entry left behind included
         assert read(run).metric("early").values == [1.0, 2.0] and read(run).metric("late").values == [1.0]

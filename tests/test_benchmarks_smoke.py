@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -248,3 +249,17 @@ def test_report_media_benchmark_runs():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "report: 6 images embedded" in proc.stdout and "target first paint < 1000 ms:" in proc.stdout
     assert "| images attached |" in proc.stdout
+
+
+def test_instruction_counts_of_a_configuration():
+    # benchmarks/instructions.py: each configuration's instructions under callgrind, minus a process
+    # stopped after the same preload; capturing 200 prints costs more than not capturing them
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind not found (apt-get install valgrind)")
+    cmd = [sys.executable, os.path.join(BENCH, "instructions.py"), "console_bench", "capture on", "capture off",
+           "--params", json.dumps({"destination": "file", "size": "tiny"})]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["config"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert rows["stop (preload only)"]["instructions"] > 0
+    assert rows["capture on"]["minus_stop"] > rows["capture off"]["minus_stop"] > 0

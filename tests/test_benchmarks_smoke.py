@@ -263,3 +263,18 @@ def test_instruction_counts_of_a_configuration():
     rows = {r["config"]: r for r in map(json.loads, proc.stdout.splitlines())}
     assert rows["stop (preload only)"]["instructions"] > 0
     assert rows["capture on"]["minus_stop"] > rows["capture off"]["minus_stop"] > 0
+
+
+def test_gil_handoff_probe():
+    # benchmarks/gil_handoffs.py: a thread that works in bursts beside the loop makes the other
+    # threads' voluntary switches (GIL waits) counted; every mode asked for gets its row
+    cmd = [sys.executable, os.path.join(BENCH, "gil_handoffs.py"), "--repeats", "1", "--modes", "none,thread-bursts,run-open"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line.split("|") for line in proc.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| mode")}
+    assert set(rows) == {"none", "thread-bursts", "run-open"}
+    assert int(rows["thread-bursts"][5]) > 100 * max(1, int(rows["none"][5]))
+    bad = subprocess.run([sys.executable, os.path.join(BENCH, "gil_handoffs.py"), "--modes", "nope"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "nope" in bad.stderr

@@ -4,6 +4,7 @@ import inspect
 import os
 import subprocess
 import sys
+import time
 
 import pluggy
 import pytest
@@ -102,10 +103,20 @@ def test_plugins_without_the_hook_are_not_imported_once_known(tmp_path):
     # which hooks an entry-point module implements is remembered with the stamp of its files: a
     # module known not to implement trackhooks_collect_system_info is not imported for it, until it changes
     pkg = tmp_path / "lazyplug"
+    clock = [time.time() - 100]
+
+    def write(path, text):
+        # date each change as made a while ago (a little later than the one before): a file changed
+        # less than two seconds before it is stamped is looked at again, its mtime may not have ticked
+        path.write_text(text)
+        clock[0] += 1
+        for p in (path, path.parent):
+            os.utime(p, (clock[0], clock[0]))
+
     pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
+    write(pkg / "__init__.py", "")
     plugin = pkg / "plugin.py"
-    plugin.write_text("from trackhooks.plugin import hookimpl\n@hookimpl\ndef trackhooks_autolog(options):\n    pass\n")
+    write(plugin, "from trackhooks.plugin import hookimpl\n@hookimpl\ndef trackhooks_autolog(options):\n    pass\n")
     dist = tmp_path / "lazyplug-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lazyplug\nVersion: 0.1\n")
@@ -113,7 +124,7 @@ def test_plugins_without_the_hook_are_not_imported_once_known(tmp_path):
     code = ("import sys, trackhooks; r = trackhooks.start_run(); r.finish(); "
             "print('lazyplug.plugin' in sys.modules, trackhooks.open_store().run(r.id).system.get('lazy'))")
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "TRACKHOOKS_URI": str(tmp_path / "store"),
-           "TRACKHOOKS_CACHE_DIR": str(tmp_path / "cache")}
+           "TRACKHOOKS_CACHE_DIR": str(tmp_path / "cache"), "PYTHONDONTWRITEBYTECODE": "1"}
 
     def run():
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
@@ -121,14 +132,20 @@ def test_plugins_without_the_hook_are_not_imported_once_known(tmp_path):
 
     assert run() == ["True", "None"]  # not known yet: imported, and its hooks remembered
     assert run() == ["False", "None"]  # known not to have the hook
-    plugin.write_text("from trackhooks.plugin import hookimpl\n@hookimpl\n"
-                      "def trackhooks_collect_system_info(run):\n    return {'lazy': 'yes'}\n")
+    write(plugin, "from trackhooks.plugin import hookimpl\n@hookimpl\n"
+                  "def trackhooks_collect_system_info(run):\n    return {'lazy': 'yes'}\n")
     assert run() == ["True", "yes"]  # its file changed: imported again, and now it has the hook
     assert run() == ["True", "yes"]
-    (pkg / "extra.py").write_text("x = 1\n")  # a new file beside it also counts as a change
-    plugin.write_text("from trackhooks.plugin import hookimpl\nfrom .extra import x\n")
+    write(pkg / "extra.py", "x = 1\n")  # a new file beside it also counts as a change
+    write(plugin, "from trackhooks.plugin import hookimpl\nfrom .extra import x\n")
     assert run() == ["True", "None"]
     assert run() == ["False", "None"]
+    write(pkg / "extra.py", "x = 2\n")  # so does a change of a file beside it, made in place
+    assert run() == ["True", "None"]
+    write(plugin, "from trackhooks.plugin import hookimpl\nfrom .extra import x\n")
+    plugin.write_text("from trackhooks.plugin import hookimpl\nfrom .extra import x\n")  # just now
+    assert run() == ["True", "None"]
+    assert run() == ["True", "None"]  # changed a moment before it was stamped: looked at again
 
 
 def test_hook_functions_order_is_pluggys(monkeypatch):
@@ -504,3 +521,46 @@ def test_sysinfo_env_only_when_allow_listed(store_path, monkeypatch):
     with trackhooks.start_run() as run:
         pass
     assert trackhooks.open_store().run(run.id).system["env"] == {"MY_VISIBLE": "1"}
+
+
+def test_installed_distributions_list_a_folder_again_only_when_it_changed(tmp_path, monkeypatch):
+    # one stat per sys.path entry instead of a listing of site-packages (a GIL release per entry)
+    from trackhooks import plugins
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "one-0.1.dist-info").mkdir()
+    (site / "notes.txt").write_text("")
+    old = time.time() - 100
+    os.utime(site, (old, old))
+    monkeypatch.setenv("TRACKHOOKS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sys, "path", [str(site), str(tmp_path / "missing")])
+
+    def listing():
+        plugins.reset_plugin_manager()  # forgets the process's memo, not the cache file
+        return plugins.installed_distributions()
+
+    assert listing() == [(str(site), ["one-0.1.dist-info"]), (str(tmp_path / "missing"), [])]
+    assert len(list((tmp_path / "cache").glob("sys-path-*.json"))) == 1
+    (site / "two-0.1.dist-info").mkdir()
+    os.utime(site, (old, old))  # the folder's mtime as recorded: the recorded listing is used
+    assert listing()[0] == (str(site), ["one-0.1.dist-info"])
+    os.utime(site, (old + 1, old + 1))  # any change of the folder: listed again
+    assert listing()[0] == (str(site), ["one-0.1.dist-info", "two-0.1.dist-info"])
+    (site / "three-0.1.egg-info").mkdir()  # a folder changed just now is listed every time
+    assert "three-0.1.egg-info" in listing()[0][1]
+    (site / "four-0.1.dist-info").mkdir()
+    assert listing()[0][1] == ["four-0.1.dist-info", "one-0.1.dist-info", "three-0.1.egg-info",
+                               "two-0.1.dist-info"]
+    plugins.reset_plugin_manager()
+
+
+def test_os_name_is_platforms_without_a_subprocess(monkeypatch):
+    import platform
+    import subprocess as sp
+
+    from trackhooks.builtin import sysinfo
+
+    expected = platform.platform(terse=True)
+    monkeypatch.setattr(sp, "Popen", None)  # any subprocess would now fail
+    assert sysinfo.os_name() == expected

@@ -18,6 +18,8 @@ this one changes only with a note in ``docs/plugins.md``.
 - ``collector_paused()``: a context manager holding the cyclic garbage collector off during a
   one-time burst of allocations that all stay alive (an autolog patching hundreds of methods), so
   that it costs one young collection instead of several (``trackhooks/collector.py``).
+- ``wake_writer()``: the writer's next cycle now rather than at its interval, for a framework whose
+  training releases the GIL for long stretches (XGBoost's rounds): its start-up then runs beside it.
 - the mirror replay base: ``ReplaySink``, ``ReplayTarget``, ``RunView``, ``Cursor``,
   ``CursorConflict``, ``replay_run``, ``TERMINAL``.
 - the store engine base: ``Store`` (subclass it, see ``trackhooks/store/api.py``), the packed
@@ -104,6 +106,8 @@ def __getattr__(name: str) -> Any:
         return start_child_run
     elif name == "collector_paused":
         from .collector import paused as value
+    elif name == "wake_writer":
+        from .writer import wake_writer as value
     else:
         raise AttributeError(f"module 'trackhooks.plugin' has no attribute {name!r}")
     globals()[name] = value
@@ -111,5 +115,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", *_NESTING, "start_child_run",
-           "collector_paused", "ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack",
+           "collector_paused", "wake_writer", "ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack",
            "unpack", "NO_EPOCH", "redact_uri", "spool_path", "Housekeeping", "GcResult", "QueryResult", "view_ddl", "VIEWS"]

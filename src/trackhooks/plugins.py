@@ -78,50 +78,166 @@ class _EntryPoint:
         return obj
 
 
-def _installed_state() -> list:
-    """What decides the entry points: the distributions on sys.path and their entry_points.txt.
+#: a listing or stamp taken this close (seconds) to the mtime it records is not trusted later: file
+#: times tick coarsely (a few ms), so a change in the same tick as the reading would go unseen
+_RACY_S = 2.0
 
-    Installing, removing or upgrading a package adds, removes or renames a .dist-info (or .egg-info)
-    directory; reinstalling one or rewriting an .egg-info in place changes its entry_points.txt's
-    mtime. One listing per path entry and one stat per distribution (~1 ms), against tens of ms for
-    importlib.metadata's scan, which reads and parses the metadata of every distribution. The
-    directories' own mtimes are not used: a script's directory changes whenever a file is written.
+
+def _crc_key(text: str) -> str:
+    import zlib  # not hashlib: loading OpenSSL costs more than the check; the text is compared exactly
+
+    return f"{zlib.crc32(text.encode('utf-8', 'surrogateescape')):08x}{len(text):x}"
+
+
+def installed_distributions() -> list[tuple[str, list[str]]]:
+    """The ``.dist-info``/``.egg-info`` directory names of each ``sys.path`` entry, in its order.
+
+    Installing, removing, upgrading or reinstalling a package adds, removes or renames a
+    ``.dist-info`` directory, which changes the mtime of the directory holding it: a directory whose
+    mtime is the one recorded (in the cache directory, per ``sys.path``) is not listed again. Listing
+    site-packages is one GIL release per entry (~500), and a stat per distribution was one more
+    each: on the writer thread beside a training loop every release is a hand-over of the GIL, which
+    cost the loop ~55 us each (benchmarks/README.md, "Fourth pass"). Now: one stat per entry.
+    A listing taken within two seconds of the directory's last change is checked again next time.
     """
-    state: list = [sys.version]
-    for entry in sys.path:
-        path = entry or "."
+    key = tuple(sys.path)
+    memo = _dists_memo.get(key)
+    if memo is not None:
+        return memo
+    import json
+
+    path = os.path.join(_cache_dir(), f"sys-path-{_crc_key(repr((sys.version, key)))}.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            cached = json.load(f)
+        if not isinstance(cached, dict) or cached.get("sys_path") != list(key):
+            cached = {}
+    except (OSError, ValueError):
+        cached = {}
+    known = cached.get("entries") or {}
+    entries: dict = {}
+    out: list[tuple[str, list[str]]] = []
+    changed = False
+    now = time.time()
+    for entry in key:
+        folder = entry or "."
         try:
-            names = sorted(n for n in os.listdir(path) if n.endswith((".dist-info", ".egg-info")))
-        except OSError:  # a zip file (its mtime says it all), or nothing
+            mtime = os.stat(folder).st_mtime_ns
+        except OSError:
+            mtime = None
+        rec = known.get(entry)
+        if isinstance(rec, list) and len(rec) == 3 and rec[0] == mtime and rec[2]:  # (a missing one stays missing)
+            names = rec[1]
+        else:
             try:
-                state.append((entry, os.stat(path).st_mtime_ns))
-            except OSError:
-                state.append((entry, None))
-            continue
+                names = sorted(n for n in os.listdir(folder) if n.endswith((".dist-info", ".egg-info")))
+            except OSError:  # a zip file (its mtime says it all), or nothing
+                names = []
+            trusted = mtime is None or now - mtime / 1e9 > _RACY_S
+            rec = [mtime, names, trusted]
+            changed = True
+        entries[entry] = rec
+        out.append((entry, list(names)))
+    if changed:
+        _write_json(path, {"sys_path": list(key), "entries": entries})
+    _dists_memo[key] = out
+    return out
+
+
+_dists_memo: dict = {}
+
+
+def _write_json(path: str, data: object) -> None:
+    """Best effort, atomically: a read-only home only means doing the work again next time."""
+    import json
+
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _installed_state() -> list:
+    """What decides the entry points: the distributions on sys.path (see installed_distributions).
+
+    An ``.egg-info`` (``setup.py develop``) is rewritten in place, so its ``entry_points.txt``'s
+    mtime is part of the state too; a ``.dist-info`` is always written anew. Once per process and
+    sys.path, like the listing.
+    """
+    key = ("state", tuple(sys.path))
+    if key not in _state_memo:
+        _state_memo[key] = _read_installed_state()
+    return _state_memo[key]
+
+
+def _read_installed_state() -> list:
+    state: list = [sys.version]
+    for entry, names in installed_distributions():
         dists = []
         for n in names:
-            try:
-                dists.append((n, os.stat(os.path.join(path, n, "entry_points.txt")).st_mtime_ns))
-            except OSError:
-                dists.append((n, None))
+            if n.endswith(".egg-info"):
+                try:
+                    dists.append((n, os.stat(os.path.join(entry or ".", n, "entry_points.txt")).st_mtime_ns))
+                except OSError:
+                    dists.append((n, None))
+            else:
+                dists.append(n)
         state.append((entry, dists))
     return state
+
+
+def _state_text() -> str | None:
+    """``repr(_installed_state())``, once per process and sys.path (None if it cannot be read)."""
+    key = ("text", tuple(sys.path))
+    if key not in _state_memo:
+        try:
+            _state_memo[key] = repr(_installed_state())
+        except Exception:
+            _state_memo[key] = None
+    return _state_memo[key]
+
+
+_state_memo: dict = {}
+
+
+def _index_state() -> str | None:
+    """The installed state the hook index is valid for: that of ``sys.path`` after its first entry.
+
+    The first entry is the script's own folder, different for every script: with it, two programs
+    would take turns rewriting the index, and each import every plugin again. A plugin module that a
+    script's folder shadows is caught by ``_shadowed`` instead."""
+    key = ("index", tuple(sys.path))
+    if key not in _state_memo:
+        try:
+            state = _installed_state()
+            _state_memo[key] = _crc_key(repr([state[0], *state[2:]]))
+        except Exception:
+            _state_memo[key] = None
+    return _state_memo[key]
+
+
+def _shadowed(modname: str) -> bool:
+    """Whether the script's folder (``sys.path[0]``) holds a module or package of that top-level name."""
+    top = modname.partition(".")[0]
+    first = (sys.path[0] or ".") if sys.path else None
+    if first is None:
+        return False
+    return os.path.exists(os.path.join(first, top + ".py")) or os.path.isdir(os.path.join(first, top))
 
 
 def _entry_points() -> list:
     """The ``trackhooks`` entry points, from a cache keyed by the installed state when it is current."""
     import json
-    import zlib  # not hashlib: loading OpenSSL costs more than the check; the state is compared exactly
 
     cache_dir = _cache_dir()
-    try:
-        state = repr(_installed_state())
-    except Exception:
-        state = None
+    state = _state_text()
     path = None
     if state is not None:
-        key = f"{zlib.crc32(state.encode('utf-8', 'surrogateescape')):08x}{len(state):x}"
-        path = os.path.join(cache_dir, f"entry-points-{ENTRY_POINT_GROUP}-{key}.json")
+        path = os.path.join(cache_dir, f"entry-points-{ENTRY_POINT_GROUP}-{_crc_key(state)}.json")
         try:
             with open(path, encoding="utf-8") as f:
                 cached = json.load(f)
@@ -136,17 +252,13 @@ def _entry_points() -> list:
 
     found = [(ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)]
     if path is not None:
-        try:  # best effort: a read-only home only means scanning again next time
-            os.makedirs(cache_dir, exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"state": state, "entry_points": found}, f)
-            os.replace(tmp, path)
+        _write_json(path, {"state": state, "entry_points": found})
+        try:
             # one file per installed state (per venv, per sys.path): forget states unused for a month
             cutoff = time.time() - 30 * 86400
             for name in os.listdir(cache_dir):
                 old = os.path.join(cache_dir, name)
-                if name.startswith("entry-points-") and os.stat(old).st_mtime < cutoff:
+                if name.startswith(("entry-points-", "sys-path-")) and os.stat(old).st_mtime < cutoff:
                     os.unlink(old)
         except OSError:
             pass
@@ -186,10 +298,11 @@ def _cache_dir() -> str:
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "trackhooks")
 
 
-def _module_stamp(modname: str) -> list | None:
-    """``[path, mtime_ns, size]`` of the files an entry-point module is made of, found without
-    importing it: the ``__init__.py`` of its packages, its own file and the other ``.py`` files beside
-    it (what it may re-export hooks from). None for anything else (an extension, a zip, a namespace)."""
+def _module_stamp(modname: str) -> dict | None:
+    """The files an entry-point module is made of, found without importing it — the ``__init__.py``
+    of its packages, its own file and the other ``.py`` files beside it (what it may re-export hooks
+    from) — as ``{"files": [[path, mtime_ns, size]], "dirs": [[folder, mtime_ns]]}`` (a new file
+    beside them changes the folder's mtime). None for anything else (an extension, a zip, a namespace)."""
     import importlib.util
 
     parts = modname.split(".")
@@ -210,15 +323,44 @@ def _module_stamp(modname: str) -> list | None:
                 break
         else:
             return None
+    dirs = []
     if spec.submodule_search_locations:
         folder = os.path.dirname(files[-1])
+        dirs.append(folder)
         files += sorted(os.path.join(folder, n) for n in os.listdir(folder)
                         if n.endswith(".py") and os.path.join(folder, n) not in files)
-    stamp = []
-    for f in files:
+    return _restamp({"files": [[f] for f in files], "dirs": [[d] for d in dirs]})
+
+
+def _restamp(stamp: dict) -> dict:
+    """The same files and folders with their current mtimes (and sizes); raises OSError if one is gone."""
+    files = []
+    for f, *_ in stamp["files"]:
         st = os.stat(f)
-        stamp.append([f, st.st_mtime_ns, st.st_size])
+        files.append([f, st.st_mtime_ns, st.st_size])
+    return {"files": files, "dirs": [[d, os.stat(d).st_mtime_ns] for d, *_ in stamp["dirs"]]}
+
+
+def _stamp_is_current(stamp: object) -> bool:
+    """Whether a recorded stamp still describes the files: one stat per file and folder, instead of
+    finding the module again (a stat of every sys.path entry, a listing of its folder)."""
+    if not isinstance(stamp, dict) or stamp.get("racy") or not isinstance(stamp.get("files"), list) \
+            or not isinstance(stamp.get("dirs"), list):
+        return False
+    try:
+        return _restamp(stamp) == {"files": stamp["files"], "dirs": stamp["dirs"]}
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def _mark_racy(stamp: dict) -> dict:
+    newest = max([f[1] for f in stamp["files"]] + [d[1] for d in stamp["dirs"]], default=0)
+    if time.time() - newest / 1e9 <= _RACY_S:
+        stamp["racy"] = True  # changed a moment ago: look again next time
     return stamp
+
+
+_INDEX_MAX = 512  # modules x installed states kept in the hook index
 
 
 def _hook_index_path() -> str:
@@ -237,26 +379,18 @@ def _load_hook_index() -> dict:
 
 
 def _save_hook_index(index: dict) -> None:
-    import json
-
-    path = _hook_index_path()
-    try:  # best effort, like the entry-point cache
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(index, f)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    _write_json(_hook_index_path(), index)
 
 
 def _read_hook_functions(hook: str, disabled: set[str]) -> list:
     """Import the built-ins, and the entry-point modules that may implement ``hook``.
 
-    Which ``trackhooks_*`` hooks an entry-point module implements is remembered per module
-    (``plugin-hooks-trackhooks.json`` in the cache directory) with the stamp of its files: a module
-    known not to implement ``hook`` whose files have not changed since is not imported (the eight
-    first-party plugins: ~3.5 ms of CPU on the writer of every process for a hook none of them has).
+    Which ``trackhooks_*`` hooks an entry-point module implements is remembered per module and
+    installed state (``plugin-hooks-trackhooks.json`` in the cache directory) with the stamp of its
+    files: a module known not to implement ``hook`` whose files and folder have not changed since
+    (one stat each) is not imported (the eight first-party plugins: ~3.5 ms of CPU on the writer of
+    every process for a hook none of them has). A stamp taken within two seconds of a change of
+    its files is not trusted: the module is imported again next time.
     """
     import importlib
 
@@ -265,17 +399,16 @@ def _read_hook_functions(hook: str, disabled: set[str]) -> list:
     seen = {name for name, _ in plugins} | disabled
     index = _load_hook_index()
     changed = False
+    state = _index_state()
     for ep in _entry_points():
         if ep.name in seen:
             continue
         seen.add(ep.name)
-        try:
-            stamp = _module_stamp(ep.value.partition("[")[0].partition(":")[0].strip())
-        except Exception:  # anything unusual: import it, as without the index
-            stamp = None
-        known = index.get(ep.value)
-        if stamp is not None and isinstance(known, dict) and known.get("stamp") == stamp \
-                and hook not in (known.get("hooks") or ()):
+        # per installed state: two virtual environments (or PYTHONPATHs) share the cache directory
+        slot = f"{state}:{ep.value}"
+        known = index.get(slot)
+        if isinstance(known, dict) and hook not in (known.get("hooks") or ()) \
+                and _stamp_is_current(known.get("stamp")) and not _shadowed(ep.value):
             continue
         try:
             obj = ep.load()
@@ -286,12 +419,19 @@ def _read_hook_functions(hook: str, disabled: set[str]) -> list:
                           RuntimeWarning, stacklevel=2)
             continue
         plugins.append((ep.name, obj))
-        if stamp is not None:
+        try:  # after the import, which may have written a __pycache__ beside the files
+            stamp = _module_stamp(ep.value.partition("[")[0].partition(":")[0].strip())
+        except Exception:  # anything unusual: import it next time too, as without the index
+            stamp = None
+        if stamp is not None and state is not None:
             hooks = sorted(n for n in dir(obj) if n.startswith("trackhooks_")
                            and isinstance(getattr(getattr(obj, n, None), "trackhooks_impl", None), dict))
-            entry = {"stamp": stamp, "hooks": hooks}
+            entry = {"stamp": _mark_racy(stamp), "hooks": hooks}
             if known != entry:
-                index[ep.value] = entry
+                index.pop(slot, None)
+                index[slot] = entry  # last: the oldest entries are the first to go
+                while len(index) > _INDEX_MAX:
+                    index.pop(next(iter(index)))
                 changed = True
     if changed:
         _save_hook_index(index)
@@ -328,4 +468,6 @@ def reset_plugin_manager() -> None:
     global _pm
     with _lock:
         _pm = None
+        _dists_memo.clear()  # and look at what is installed again
+        _state_memo.clear()
         _light_hooks.clear()

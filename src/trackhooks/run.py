@@ -724,9 +724,12 @@ def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | Non
     else:
         run._sysinfo_pending = True
         run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _system_info_of(run)))
-        # now rather than at the first interval: the writer's start-up (plugin manager, system info,
-        # the sampler) then runs beside the training instead of landing in a short run's finish()
-        w.wake()
+        # the writer is not woken for it: its start-up (system info, sampler, first statements) then
+        # runs at its first interval, or in the finish() of a shorter run. Beside a training loop that
+        # holds the GIL between short C calls (scikit-learn, Lightning, Keras) each of its ~300
+        # GIL-releasing calls is a hand-over that cost the loop ~55 us, three times the work itself
+        # (benchmarks/README.md, "Fourth pass"); a framework whose training lets the GIL go for long
+        # stretches asks for it beside the training with trackhooks.plugin.wake_writer() (XGBoost)
     if params:
         run.log_params(params)
     if tags:

@@ -70,13 +70,11 @@ def installed_versions() -> dict[str, str]:
     global _packages_cache
     if _packages_cache is not None:
         return dict(_packages_cache)
+    from ..plugins import installed_distributions  # the listing the entry-point cache keeps
+
     wanted = {p.replace("-", "_").lower(): p for p in KEY_PACKAGES}
     found: dict[str, str] = {}
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:
-            continue
+    for _entry, names in installed_distributions():
         for name in names:
             if not name.endswith(".dist-info"):
                 continue
@@ -86,6 +84,23 @@ def installed_versions() -> dict[str, str]:
                 found[wanted[key]] = version
     _packages_cache = found
     return dict(found)
+
+
+def os_name() -> str:
+    """``platform.platform(terse=True)`` without its ``uname -p`` subprocess on Linux (a fork of the
+    whole training process on the writer thread, for a field that is blank on Linux anyway)."""
+    if not sys.platform.startswith("linux"):
+        return platform.platform(terse=True)
+    u = os.uname()
+    lib, version = platform.libc_ver()
+    text = "-".join(p.strip() for p in (u.sysname, u.release, u.machine, "with", lib + version) if p)
+    text = text.replace(" ", "_")
+    for ch in '/\\:;"()':
+        text = text.replace(ch, "-")  # platform's own clean-up, for a string that is also a file name
+    text = text.replace("unknown", "")
+    while "--" in text:
+        text = text.replace("--", "-")
+    return text.rstrip("-")
 
 
 def _find_git_dir(start: str) -> str | None:
@@ -242,7 +257,7 @@ def trackhooks_collect_system_info(run) -> dict[str, Any]:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "platform": sys.platform,
-        "os": platform.platform(terse=True),
+        "os": os_name(),
         "machine": platform.machine(),
         "host": socket.gethostname(),
         "pid": os.getpid(),

@@ -10,7 +10,7 @@ from typing import Any
 import xgboost
 from xgboost.callback import TrainingCallback
 
-from trackhooks.plugin import open_run, split_options, warn_once
+from trackhooks.plugin import open_run, split_options, wake_writer, warn_once
 
 from . import patch
 from .data import log_data, log_dmatrix
@@ -130,6 +130,8 @@ class TrackhooksCallback(TrainingCallback):
     def before_training(self, model: Any) -> Any:
         try:
             self._begin(model)
+            if self._logging:
+                wake_writer()  # the rounds run in C++ without the GIL: the writer's start-up is free beside them
         except Exception as exc:
             self._logging = False
             self._broken = True  # one warning for this training, not one per hook

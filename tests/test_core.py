@@ -8,6 +8,7 @@ import threading
 import pytest
 
 import trackhooks
+from trackhooks.plugin import start_child_run
 from trackhooks import (
     InvalidKeyError,
     InvalidShapeError,
@@ -297,6 +298,51 @@ def test_keys_first_seen_in_later_cycles_and_after_resume(store_path):
     assert rec.metric("k4").values == [104.0]
     summaries = rec.metric_summaries()
     assert summaries["k0"] == {"count": 5, "last_step": 4, "last": 200.0, "min": 0.0, "max": 200.0}
+
+
+def test_many_runs_in_one_writer_batch(store_path):
+    # a search's children arrive in one batch: their rows, params, tags, system records, keys and
+    # ends are written with one statement per kind for all of them; a run that already has keys
+    # (resumed, with an old key and a new one) shares the batch with fresh ones
+    old = trackhooks.start_run(name="old")
+    old.log_metrics({"loss": 1.0, "acc": 0.5}, step=0)
+    old.finish()
+    parent = trackhooks.start_run(name="parent")
+    parent.flush()
+    w = parent._writer
+    sink = parent._state.channel.sinks[0]
+    batches = []
+    write = sink.write
+
+    def counting(batch):
+        batches.append(len(batch.metrics))
+        return write(batch)
+
+    sink.write = counting
+    with w._write_lock:  # hold the writer off so that everything below lands in one batch
+        again = trackhooks.start_run(resume=old.id)
+        again.log_metrics({"loss": 2.0, "new": 7.0}, step=1)
+        kids = []
+        for i in range(5):
+            kid = start_child_run(parent, f"kid{i}", params={"i": i}, tags={"fold": str(i)})
+            kid.log_metrics({"loss": float(i), "acc": i / 10, f"only{i}": 1.0}, step=0)
+            kid.log_metric("loss", float(i) + 0.5, step=1)
+            kid.finish(timeout=0)
+            kids.append(kid)
+    again.finish()
+    parent.finish()
+    del sink.write
+    assert max(batches) == 6  # the five children and the resumed run, in one batch
+    for i, kid in enumerate(kids):
+        rec = read(kid)
+        assert rec.status == "finished" and rec.params["i"] == i and rec.tags["fold"] == str(i)
+        assert rec.metric("loss").steps == [0, 1] and rec.metric("loss").values == [float(i), i + 0.5]
+        assert rec.metric(f"only{i}").values == [1.0] and set(rec.metric_summaries()) == {"loss", "acc", f"only{i}"}
+        assert rec.system.get("python") == read(parent).system.get("python") is not None
+    rec = read(old)
+    assert rec.metric("loss").steps == [0, 1] and rec.metric("loss").values == [1.0, 2.0]
+    assert rec.metric("new").values == [7.0] and rec.metric("acc").values == [0.5]
+    assert rec.metric_summaries()["loss"]["count"] == 2
 
 
 def test_a_writer_cycle_leaves_late_arrivals_to_the_next(store_path):

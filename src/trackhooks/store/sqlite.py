@@ -397,28 +397,42 @@ class LocalStoreSink(Sink):
         self.db_path = init_store(self.path)
 
     def _apply(self, conn: sqlite3.Connection, batch: Batch) -> None:
+        # one statement per kind of record for all the batch's runs, not one per run: a search's
+        # finish() writes its twenty-odd candidates in one batch (each statement prepared and stepped
+        # is Python and SQLite work the finish() waits for)
+        fresh = set()
+        inserts = []
         for r in batch.runs:
             if r.resumed:
                 conn.execute(
                     "UPDATE runs SET status='running', end_time=NULL, pid=?, host=?, pid_start=?, heartbeat=? "
                     "WHERE id=?", (r.pid, r.host, r.pid_start, time.time(), r.run_id))
             else:
-                conn.execute(
-                    "INSERT OR IGNORE INTO runs (id, experiment, name, status, parent_id, start_time, pid, host, "
-                    "pid_start, heartbeat) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (r.run_id, r.experiment, r.name, "running", r.parent_id, r.start_time, r.pid, r.host,
-                     r.pid_start, time.time()))
-        for run_id, params in batch.params.items():
+                fresh.add(r.run_id)
+                inserts.append((r.run_id, r.experiment, r.name, "running", r.parent_id, r.start_time, r.pid, r.host,
+                                r.pid_start, time.time()))
+        if inserts:
+            conn.executemany(
+                "INSERT OR IGNORE INTO runs (id, experiment, name, status, parent_id, start_time, pid, host, "
+                "pid_start, heartbeat) VALUES (?,?,?,?,?,?,?,?,?,?)", inserts)
+        if batch.params:
             conn.executemany("INSERT OR REPLACE INTO params (run_id, key, value) VALUES (?,?,?)",
-                             [(run_id, k, _dumps(v)) for k, v in params.items()])
-        for run_id, tags in batch.tags.items():
+                             [(run_id, k, _dumps(v)) for run_id, params in batch.params.items()
+                              for k, v in params.items()])
+        if batch.tags:
             conn.executemany("INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?,?,?)",
-                             [(run_id, k, v) for k, v in tags.items()])
+                             [(run_id, k, v) for run_id, tags in batch.tags.items() for k, v in tags.items()])
+        first_system = []
         for run_id, system in batch.system.items():
+            if run_id in fresh:  # started in this batch: nothing recorded to merge with yet
+                first_system.append((_dumps(system), run_id))
+                continue
             row = conn.execute("SELECT system FROM runs WHERE id=?", (run_id,)).fetchone()
             merged = _loads(row[0]) if row and row[0] else {}
             merged.update(system)
             conn.execute("UPDATE runs SET system=? WHERE id=?", (_dumps(merged), run_id))
+        if first_system:
+            conn.executemany("UPDATE runs SET system=? WHERE id=?", first_system)
         if batch.metrics:
             self._write_metrics(conn, batch)
         # a run's last chunks arrive with its console.log, which replaces the run's chunks in this
@@ -460,28 +474,32 @@ class LocalStoreSink(Sink):
                          (a.run_id, a.name, a.sha256, a.size, a.time))
             if a.name == "console.log":  # the finished log replaces its live chunks
                 conn.execute("DELETE FROM console WHERE run_id=?", (a.run_id,))
-        for d in batch.datasets:
-            conn.execute(
+        if batch.datasets:
+            conn.executemany(
                 "INSERT OR REPLACE INTO datasets (run_id, name, context, digest, schema, n_rows, source, sampled, time)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
-                (d.run_id, d.name, d.context, d.digest, _dumps(d.schema), d.n_rows, d.source, int(d.sampled), d.time))
-        for m in batch.media:
-            if m.file is not None and m.sha256:
-                self._store_bytes(m.sha256, m.file)
-            conn.execute(
+                [(d.run_id, d.name, d.context, d.digest, _dumps(d.schema), d.n_rows, d.source, int(d.sampled), d.time)
+                 for d in batch.datasets])
+        if batch.media:
+            for m in batch.media:
+                if m.file is not None and m.sha256:
+                    self._store_bytes(m.sha256, m.file)
+            conn.executemany(
                 "INSERT INTO media (run_id, key, kind, step, epoch, time, data, sha256, ext, width, height) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (m.run_id, m.key, m.kind, m.step, m.epoch, m.time, _dumps(m.data), m.sha256, m.ext, m.width,
-                 m.height))
-        for run_id, note in batch.notes.items():
-            conn.execute("UPDATE runs SET note=? WHERE id=?", (note, run_id))
-        for run_id, hb in batch.heartbeats.items():
-            conn.execute("UPDATE runs SET heartbeat=? WHERE id=?", (hb, run_id))
-        for s in batch.status:
-            conn.execute("UPDATE runs SET status=?, end_time=?, heartbeat=? WHERE id=?",
-                         (s.status, s.end_time, time.time(), s.run_id))
-            if s.end_time is not None:
-                self._keys.pop(s.run_id, None)
+                [(m.run_id, m.key, m.kind, m.step, m.epoch, m.time, _dumps(m.data), m.sha256, m.ext, m.width,
+                  m.height) for m in batch.media])
+        if batch.notes:
+            conn.executemany("UPDATE runs SET note=? WHERE id=?", [(note, run_id) for run_id, note in batch.notes.items()])
+        if batch.heartbeats:
+            conn.executemany("UPDATE runs SET heartbeat=? WHERE id=?", [(hb, run_id) for run_id, hb in batch.heartbeats.items()])
+        if batch.status:
+            now = time.time()
+            conn.executemany("UPDATE runs SET status=?, end_time=?, heartbeat=? WHERE id=?",
+                             [(s.status, s.end_time, now, s.run_id) for s in batch.status])
+            for s in batch.status:
+                if s.end_time is not None:
+                    self._keys.pop(s.run_id, None)
 
     @staticmethod
     def _write_console(conn: sqlite3.Connection, chunks: list) -> None:
@@ -505,16 +523,45 @@ class LocalStoreSink(Sink):
                     (run_id, *part)):
                 known[key] = [key_id, seq, count]
 
+    @staticmethod
+    def _load_keys_of_runs(conn: sqlite3.Connection, new: dict[str, list[str]], keys: dict) -> None:
+        """``_load_keys`` for several runs in two statements per ~500 runs and keys (a search's
+        candidates, all started in one batch): the runs x keys cross product is looked up through the
+        (run_id, key) index and filtered here."""
+        conn.executemany("INSERT OR IGNORE INTO metric_keys (run_id, key) VALUES (?,?)",
+                         [(run_id, k) for run_id, ks in new.items() for k in ks])
+        wanted = {(run_id, k) for run_id, ks in new.items() for k in ks}
+        runs = list(new)
+        names = sorted({k for ks in new.values() for k in ks})
+        for i in range(0, len(runs), 250):
+            part_runs = runs[i:i + 250]
+            for j in range(0, len(names), 250):
+                part_keys = names[j:j + 250]
+                for key_id, run_id, key, count, seq in conn.execute(
+                        "SELECT k.id, k.run_id, k.key, k.n, (SELECT COALESCE(MAX(b.seq), -1) + 1 FROM metric_blocks b "
+                        f"WHERE b.key_id = k.id) FROM metric_keys k WHERE k.run_id IN ({','.join('?' * len(part_runs))}) "
+                        f"AND k.key IN ({','.join('?' * len(part_keys))})", (*part_runs, *part_keys)):
+                    if (run_id, key) in wanted:
+                        keys[run_id][key] = [key_id, seq, count]
+
     def _write_metrics(self, conn: sqlite3.Connection, batch: Batch) -> None:
         rows = []
         key_updates = []
+        new_keys: dict[str, list[str]] = {}
         for run_id, per_key in batch.metrics.items():
             known = self._keys.get(run_id)
             if known is None:
                 known = self._keys[run_id] = {}
             new = [k for k, cols in per_key.items() if cols.values and k not in known]
             if new:
-                self._load_keys(conn, run_id, new, known)
+                new_keys[run_id] = new
+        if len(new_keys) == 1:
+            (run_id, new), = new_keys.items()
+            self._load_keys(conn, run_id, new, self._keys[run_id])
+        elif new_keys:
+            self._load_keys_of_runs(conn, new_keys, self._keys)
+        for run_id, per_key in batch.metrics.items():
+            known = self._keys[run_id]
             for key, cols in per_key.items():
                 n = len(cols.values)
                 if not n:

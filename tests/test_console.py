@@ -496,3 +496,48 @@ def test_resuming_a_killed_run_keeps_its_log_and_appends(store_path):
         # while the second session runs: the first one's chunks, then the new ones after them
         assert trackhooks.open_store(store_path).run(run_id).console() == f"{run_id}\nhalf and the rest\n".encode()
     assert trackhooks.open_store(store_path).run(run_id).console() == f"{run_id}\nhalf and the rest\n".encode()
+
+
+SHORT = r"""
+import os, sys, trackhooks
+if sys.argv[2] == "git":
+    import subprocess
+    subprocess.run(["git", "init", "-q", "."], check=True)
+    open("tracked.txt", "w").write("x\n")
+    subprocess.run(["git", "add", "tracked.txt"], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], check=True)
+    open("tracked.txt", "a").write("dirty\n")
+run = trackhooks.start_run(capture_output=True)
+sink = run._state.channel.sinks[0]
+rows = []
+write = sink.write
+# chunks that are stored as rows: those of a batch without the run's console.log (which replaces them)
+sink.write = lambda batch: (rows.append(0 if any(a.name == "console.log" for a in batch.artifacts)
+                                        else len(batch.console)), write(batch))[1]
+for i in range(3000):
+    print(f"line {i}")
+run.finish()
+sys.stdout = sys.__stdout__
+rec = trackhooks.open_store().run(run.id)
+log = rec.console()
+ok = log == "".join(f"line {i}\n" for i in range(3000)).encode()
+print("ROWS", sum(rows), ok, rec.system.get("git.dirty"), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("where", ["plain", "git"])
+def test_a_run_shorter_than_a_writer_cycle_stores_its_log_once(tmp_path, where):
+    # all of its output is still in the buffer at finish(): without a git probe to wait for, the
+    # writer holds it through the environment's flush and stores it once, as console.log (no chunk
+    # rows first); with one (a dirty work tree), the chunks are stored before the wait, as before
+    env = {**os.environ, "TRACKHOOKS_URI": str(tmp_path / "store"), "TRACKHOOKS_FLUSH_INTERVAL": "60",
+           "TRACKHOOKS_GIT_DIFF": "0", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path)}
+    out = subprocess.run([PY, "-c", SHORT, "x", where], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    line = [ln for ln in out.stderr.splitlines() if ln.startswith("ROWS")][-1].split()
+    assert line[2] == "True"  # the log is complete and in order either way
+    if where == "plain":
+        assert line[1] == "0" and line[3] == "None"
+    else:
+        assert int(line[1]) > 0 and line[3] == "True"

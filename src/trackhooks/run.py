@@ -416,7 +416,17 @@ class Run:
         if status not in STATUSES or status == "running":
             raise InvalidValueError(f"status must be one of finished, failed, killed; got {status!r}")
         if self._sysinfo_pending and self.status == "running":
-            self._writer.flush(timeout=5.0)  # the environment is described (and git started) first
+            # the environment is described (and git started) first. A run shorter than the writer's
+            # first cycle has all its console output still in the buffer: unless a git probe is
+            # left to wait for, the writer holds it through this flush, so that the flush below
+            # stores it once, as console.log, instead of as chunks first (2 MB: ~10 ms more)
+            self._state.hold_console = self._capturing
+            try:
+                self._writer.flush(timeout=5.0)
+            finally:
+                self._state.hold_console = False
+            if self._pending_info and self._capturing:
+                self._writer.flush(timeout=5.0)  # anything held after all is stored before the wait
         if self._pending_info:
             self._wait_for_info()
         with self._finish_lock:
@@ -773,6 +783,8 @@ def _collect_system_info(run: Run) -> dict[str, Any]:
             continue
         if isinstance(result, Mapping):
             info.update(result)
+    if run._pending_info:  # finish() waits for the git probe: its console output is not held meanwhile
+        run._state.hold_console = False
     run._sysinfo_pending = False
     return info
 

@@ -117,7 +117,7 @@ class Channel:
 class RunState:
     """Writer-side state of one run: where it goes and the last step per key (for step=None)."""
 
-    __slots__ = ("run_id", "channel", "last_step", "media_step", "finished", "owner_pid")
+    __slots__ = ("run_id", "channel", "last_step", "media_step", "finished", "owner_pid", "hold_console")
 
     def __init__(self, run_id: str, channel: Channel, last_step: dict[str, int] | None = None,
                  media_step: dict[str, int] | None = None):
@@ -128,6 +128,8 @@ class RunState:
         self.media_step: dict[str, int] = dict(media_step or {})
         self.finished = False
         self.owner_pid = os.getpid()
+        # set by finish() for its first flush when the run's end follows at once (see Run.finish)
+        self.hold_console = False
 
 
 def file_digest(path: str) -> tuple[str, int]:
@@ -421,6 +423,8 @@ class Writer:
     def _console_emit(self, batches: dict) -> None:
         for run_id, log in list(self._consoles.items()):
             st = log.state
+            if st.hold_console and not log.closing:
+                continue  # its end is next: stored once, as console.log, in the next cycle
             chunks = log.emit()
             if chunks or log.closing:
                 batch = batches.get(st.channel)

@@ -65,3 +65,64 @@ def test_start_run_leaves_the_writer_asleep_and_wake_writer_wakes_it(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "True"]
+
+
+def test_log_step_metrics_records_checked_values_and_checks_new_keys(store_path):
+    import math
+    import warnings
+
+    import pytest
+    import torch
+
+    import trackhooks
+    from trackhooks import InvalidKeyError, RunFinishedError
+    from trackhooks.plugin import log_step_metrics
+
+    run = trackhooks.start_run(system_metrics=False, capture_output=False)
+    for step in range(3):
+        log_step_metrics(run, {"train_loss": torch.tensor(0.5 + step), "lr-SGD": 0.1}, step, 0)
+    with pytest.raises(InvalidKeyError):  # a key not seen before is checked like log_metrics checks it
+        log_step_metrics(run, {"": torch.tensor(1.0)}, 3, 0)
+    with pytest.raises(TypeError):
+        log_step_metrics(run, {"train_loss": 1.0}, "four", 0)
+    with warnings.catch_warnings(record=True) as caught:  # a value the framework got wrong after all: NaN
+        warnings.simplefilter("always")
+        log_step_metrics(run, {"train_loss": torch.tensor([1.0, 2.0])}, 4, 0)
+        run.flush()
+    assert any("train_loss" in str(w.message) and "NaN" in str(w.message) for w in caught)
+    run.finish()
+    with pytest.raises(RunFinishedError):
+        log_step_metrics(run, {"train_loss": 1.0}, 5, 0)
+    rec = trackhooks.open_store(store_path).run(run.id)
+    loss = rec.metric("train_loss")
+    assert loss.steps == [0, 1, 2, 4] and loss.values[:3] == [0.5, 1.5, 2.5] and math.isnan(loss.values[3])
+    assert rec.metric("lr-SGD").values == [0.1, 0.1, 0.1] and loss.epochs == [0, 0, 0, 0]
+
+
+def test_settle_run_describes_the_environment_now(tmp_path):
+    # before a GIL-holding training loop: the writer's start-up while the caller waits, not beside it
+    import os
+    import subprocess
+    import sys
+
+    code = """if True:
+        import time, trackhooks
+        from trackhooks.plugin import settle_run, start_child_run
+        run = trackhooks.start_run()
+        pending_before = run._sysinfo_pending
+        t = time.monotonic()
+        settle_run(run)
+        waited = time.monotonic() - t
+        t = time.monotonic()
+        settle_run(run)  # done already: returns at once
+        again = time.monotonic() - t
+        kid = start_child_run(run, "kid")
+        settle_run(kid)  # a child has its parent's record: nothing to wait for
+        print(pending_before, run._sysinfo_pending, waited < 30, again < 0.01, run._system.get("python") is not None)
+        kid.finish(timeout=0)
+        run.finish()
+    """
+    env = {**os.environ, "TRACKHOOKS_URI": str(tmp_path / "store"), "TRACKHOOKS_FLUSH_INTERVAL": "60"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False", "True", "True", "True"]

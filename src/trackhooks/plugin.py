@@ -20,6 +20,11 @@ this one changes only with a note in ``docs/plugins.md``.
   that it costs one young collection instead of several (``trackhooks/collector.py``).
 - ``wake_writer()``: the writer's next cycle now rather than at its interval, for a framework whose
   training releases the GIL for long stretches (XGBoost's rounds): its start-up then runs beside it.
+- ``settle_run(run, timeout=5.0)``: the writer's start-up for the run (its environment
+  description) now, waiting for it: before a training loop that holds the GIL between short C calls.
+- ``log_step_metrics(run, metrics, step, epoch)``: ``run.log_metrics`` for the per-step values of a
+  framework that has checked them already (Lightning's ``self.log``: one-element real tensors): the
+  dict is taken over, not copied, and only new keys are checked.
 - the mirror replay base: ``ReplaySink``, ``ReplayTarget``, ``RunView``, ``Cursor``,
   ``CursorConflict``, ``replay_run``, ``TERMINAL``.
 - the store engine base: ``Store`` (subclass it, see ``trackhooks/store/api.py``), the packed
@@ -58,6 +63,11 @@ def hookimpl(function: "_F | None" = None, *, hookwrapper: bool = False, optiona
         return func
 
     return mark if function is None else mark(function)
+
+
+def _log_step_metrics(run: Any, metrics: dict, step: int, epoch: "int | None" = None) -> None:
+    """See the module docstring: the caller gives up ``metrics`` (a dict it built for this call)."""
+    run._log_checked(metrics, step, epoch)
 
 
 _NESTING = ("open_run", "Opened", "decide", "suppressed", "container", "mark_container", "mark_owned",
@@ -108,6 +118,10 @@ def __getattr__(name: str) -> Any:
         from .collector import paused as value
     elif name == "wake_writer":
         from .writer import wake_writer as value
+    elif name == "log_step_metrics":
+        value = _log_step_metrics
+    elif name == "settle_run":
+        from .run import settle_run as value
     else:
         raise AttributeError(f"module 'trackhooks.plugin' has no attribute {name!r}")
     globals()[name] = value
@@ -115,5 +129,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", *_NESTING, "start_child_run",
-           "collector_paused", "wake_writer", "ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack",
+           "collector_paused", "wake_writer", "settle_run", "log_step_metrics", "ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack",
            "unpack", "NO_EPOCH", "redact_uri", "spool_path", "Housekeeping", "GcResult", "QueryResult", "view_ddl", "VIEWS"]

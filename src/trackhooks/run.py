@@ -125,6 +125,7 @@ class Run:
         self._capturing = False  # this run holds a share of the process's console capture
         self._pending_info: list[threading.Thread] = []  # system-info work still running (git diff)
         self._sysinfo_pending = False  # the writer has not described the environment yet
+        self._sysinfo_done: threading.Event | None = None  # set once it has (trackhooks.plugin.settle_run)
         self._media_kinds: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -149,6 +150,23 @@ class Run:
             for k, v in m.items():
                 self._check_metric(k, v)
         if step is not None and (type(step) is not int or not _IMIN <= step <= _IMAX):
+            step = check_index(step, "step")
+        if epoch is not None and (type(epoch) is not int or not _IMIN <= epoch <= _IMAX):
+            epoch = check_index(epoch, "epoch")
+        buf = self._buffer
+        buf.append((_OP_METRICS, self._state, m, step, epoch, _now()))
+        if len(buf) >= _WAKE_AT:
+            self._backpressure(buf)
+
+    def _log_checked(self, m: dict, step: int, epoch: int | None) -> None:
+        """``log_metrics`` for values a framework has checked already (``trackhooks.plugin.log_step_metrics``):
+        the dict is taken over, keys are checked once each, values not at all (see docs/plugins.md)."""
+        if self.status != "running":
+            raise RunFinishedError(f"run {self.id[:8]} is {self.status}; start or resume a run to log into it")
+        if not self._known.issuperset(m):
+            for k, v in m.items():
+                self._check_metric(k, v)
+        if type(step) is not int or not _IMIN <= step <= _IMAX:
             step = check_index(step, "step")
         if epoch is not None and (type(epoch) is not int or not _IMIN <= epoch <= _IMAX):
             epoch = check_index(epoch, "epoch")
@@ -733,6 +751,7 @@ def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | Non
         run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _inherited_system_info(run, system_from)))
     else:
         run._sysinfo_pending = True
+        run._sysinfo_done = threading.Event()
         run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _system_info_of(run)))
         # the writer is not woken for it: its start-up (system info, sampler, first statements) then
         # runs at its first interval, or in the finish() of a shorter run. Beside a training loop that
@@ -790,9 +809,23 @@ def _collect_system_info(run: Run) -> dict[str, Any]:
 
 
 def _system_info_of(run: Run) -> dict[str, Any]:
-    info = _collect_system_info(run)
-    run._system = info  # kept for its children (start_child_run)
-    return info
+    try:
+        info = _collect_system_info(run)
+        run._system = info  # kept for its children (start_child_run)
+        return info
+    finally:
+        if run._sysinfo_done is not None:
+            run._sysinfo_done.set()
+
+
+def settle_run(run: Run, timeout: float = 5.0) -> None:
+    """The writer's start-up for ``run`` (describing its environment) now, the caller waiting for it:
+    the plugin surface's ``settle_run``. Returns at once if it is done (or was never due)."""
+    done = run._sysinfo_done
+    if done is None or done.is_set() or run._state.owner_pid != os.getpid():
+        return
+    run._writer.wake()
+    done.wait(timeout)
 
 
 def _inherited_system_info(run: Run, parent: Run) -> dict[str, Any]:

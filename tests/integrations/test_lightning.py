@@ -250,16 +250,19 @@ def test_resume_from_checkpoint_continues_the_run(store_path, tmp_path):
     assert rec.metric("train_loss_epoch").epochs == [0, 1]
 
 
-def test_run_argument_is_left_open_and_gets_tensors(store_path, tmp_path):
+def test_run_argument_is_left_open_and_gets_tensors(store_path, tmp_path, monkeypatch):
+    import trackhooks_lightning.callback as callback_module
+
     with trackhooks.start_run(experiment="mine") as run:
         seen = []
-        original = run.log_metrics
+        original = callback_module.log_step_metrics  # the per-step path (trackhooks.plugin)
 
-        def spy(values, **kw):
+        def spy(into, values, step, epoch=None):
+            assert into is run
             seen.extend(type(v) for k, v in values.items() if k == "train_loss_step")
-            original(values, **kw)
+            original(into, values, step, epoch)
 
-        run.log_metrics = spy
+        monkeypatch.setattr(callback_module, "log_step_metrics", spy)
         trainer(callbacks=[TrackhooksCallback(run)], max_epochs=1, default_root_dir=tmp_path).fit(
             DigitsMLP(), *loaders())
         assert run.status == "running"
@@ -457,3 +460,55 @@ def test_subclass_hooks_the_callback_skips_are_still_called(store_path, tmp_path
             max_epochs=1, limit_val_batches=0).fit(module, loaders()[0])
     assert calls == [s for step in range(TRAIN_BATCHES) for s in (step, "opt")]
     assert only_run(store_path).metric("train_loss_step").steps == list(range(TRAIN_BATCHES))
+
+
+SETTLED = r"""
+import sys, warnings
+warnings.filterwarnings("ignore")
+import torch
+import lightning.pytorch as L
+from torch.utils.data import DataLoader, TensorDataset
+from trackhooks_lightning import TrackhooksCallback
+
+
+class Tiny(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.layer(x), y)
+        self.log("loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+ours = TrackhooksCallback(name="settled")
+seen = []
+
+
+class Probe(L.Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0:
+            seen.append(ours._run._sysinfo_pending)
+
+
+data = DataLoader(TensorDataset(torch.randn(16, 4), torch.randn(16, 1)), batch_size=8)
+L.Trainer(max_epochs=1, callbacks=[ours, Probe()], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+          enable_model_summary=False, accelerator="cpu", devices=1).fit(Tiny(), data)
+print("PENDING", seen)
+"""
+
+
+def test_the_writer_start_up_is_done_before_the_first_batch(tmp_path):
+    # settle_run at on_train_start: the environment is described before the loop, not beside it
+    # (a writer that would otherwise sleep through the whole fit: interval 60 s)
+    env = {**os.environ, "TRACKHOOKS_URI": str(tmp_path / "store"), "TRACKHOOKS_FLUSH_INTERVAL": "60"}
+    out = subprocess.run([sys.executable, "-c", SETTLED], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "PENDING [False]" in out.stdout
+    assert trackhooks.open_store(str(tmp_path / "store")).runs()[0].system.get("python")

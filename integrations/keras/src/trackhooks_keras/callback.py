@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import trackhooks
-from trackhooks.plugin import START_RUN_OPTIONS, flatten_params, open_run, same_param, split_options
+from trackhooks.plugin import START_RUN_OPTIONS, flatten_params, open_run, same_param, settle_run, split_options
 from trackhooks.plugin import warn_once
 
 from .fitdata import DataInfo
@@ -303,6 +303,10 @@ class TrackhooksCallback(keras.callbacks.Callback):
             self._watch_checkpoints()
         except Exception as exc:
             _warn("watching ModelCheckpoint", exc)
+        try:
+            settle_run(run)  # the writer's start-up now, not beside the training loop (docs/plugins.md)
+        except Exception as exc:
+            _warn("starting the run", exc)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch

@@ -149,14 +149,7 @@ class Run:
         else:
             for k, v in m.items():
                 self._check_metric(k, v)
-        if step is not None and (type(step) is not int or not _IMIN <= step <= _IMAX):
-            step = check_index(step, "step")
-        if epoch is not None and (type(epoch) is not int or not _IMIN <= epoch <= _IMAX):
-            epoch = check_index(epoch, "epoch")
-        buf = self._buffer
-        buf.append((_OP_METRICS, self._state, m, step, epoch, _now()))
-        if len(buf) >= _WAKE_AT:
-            self._backpressure(buf)
+        self._enqueue_metrics(m, step, epoch)
 
     def _log_checked(self, m: dict, step: int, epoch: int | None) -> None:
         """``log_metrics`` for values a framework has checked already (``trackhooks.plugin.log_step_metrics``):
@@ -166,7 +159,10 @@ class Run:
         if not self._known.issuperset(m):
             for k, v in m.items():
                 self._check_metric(k, v)
-        if type(step) is not int or not _IMIN <= step <= _IMAX:
+        self._enqueue_metrics(m, step, epoch)
+
+    def _enqueue_metrics(self, m: dict, step: int | None, epoch: int | None) -> None:
+        if step is not None and (type(step) is not int or not _IMIN <= step <= _IMAX):
             step = check_index(step, "step")
         if epoch is not None and (type(epoch) is not int or not _IMIN <= epoch <= _IMAX):
             epoch = check_index(epoch, "epoch")

@@ -564,3 +564,24 @@ def test_os_name_is_platforms_without_a_subprocess(monkeypatch):
     expected = platform.platform(terse=True)
     monkeypatch.setattr(sp, "Popen", None)  # any subprocess would now fail
     assert sysinfo.os_name() == expected
+
+
+def test_a_zip_on_sys_path_is_part_of_the_installed_state_by_its_mtime(tmp_path, monkeypatch):
+    import zipfile
+
+    from trackhooks import plugins
+
+    archive = tmp_path / "plugins.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("zipped_mod.py", "x = 1\n")
+    old = time.time() - 100
+    os.utime(archive, (old, old))
+    monkeypatch.setenv("TRACKHOOKS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sys, "path", [str(archive)])
+    plugins.reset_plugin_manager()
+    before = plugins._installed_state()
+    assert plugins.installed_distributions() == [(str(archive), [])]
+    os.utime(archive, (old + 1, old + 1))  # a rewritten zip: its entry points may differ
+    plugins.reset_plugin_manager()
+    assert plugins._installed_state() != before
+    plugins.reset_plugin_manager()

@@ -100,13 +100,19 @@ def installed_distributions() -> list[tuple[str, list[str]]]:
     cost the loop ~55 us each (benchmarks/README.md, "Fourth pass"). Now: one stat per entry.
     A listing taken within two seconds of the directory's last change is checked again next time.
     """
+    return [(entry, list(names or ())) for entry, names, _ in _listing()]
+
+
+def _listing() -> list[tuple[str, list[str] | None, int | None]]:
+    """``(entry, names, mtime_ns)`` per sys.path entry; names is None for what is not a folder (a zip
+    file, whose mtime then says it all, or nothing)."""
     key = tuple(sys.path)
     memo = _dists_memo.get(key)
     if memo is not None:
         return memo
     import json
 
-    path = os.path.join(_cache_dir(), f"sys-path-{_crc_key(repr((sys.version, key)))}.json")
+    path = os.path.join(_cache_dir(), f"sys-path-v2-{_crc_key(repr((sys.version, key)))}.json")
     try:
         with open(path, encoding="utf-8") as f:
             cached = json.load(f)
@@ -116,7 +122,7 @@ def installed_distributions() -> list[tuple[str, list[str]]]:
         cached = {}
     known = cached.get("entries") or {}
     entries: dict = {}
-    out: list[tuple[str, list[str]]] = []
+    out: list[tuple[str, list[str] | None, int | None]] = []
     changed = False
     now = time.time()
     for entry in key:
@@ -132,12 +138,12 @@ def installed_distributions() -> list[tuple[str, list[str]]]:
             try:
                 names = sorted(n for n in os.listdir(folder) if n.endswith((".dist-info", ".egg-info")))
             except OSError:  # a zip file (its mtime says it all), or nothing
-                names = []
+                names = None
             trusted = mtime is None or now - mtime / 1e9 > _RACY_S
             rec = [mtime, names, trusted]
             changed = True
         entries[entry] = rec
-        out.append((entry, list(names)))
+        out.append((entry, names, mtime))
     if changed:
         _write_json(path, {"sys_path": list(key), "entries": entries})
     _dists_memo[key] = out
@@ -176,7 +182,10 @@ def _installed_state() -> list:
 
 def _read_installed_state() -> list:
     state: list = [sys.version]
-    for entry, names in installed_distributions():
+    for entry, names, mtime in _listing():
+        if names is None:
+            state.append((entry, mtime))
+            continue
         dists = []
         for n in names:
             if n.endswith(".egg-info"):

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any, Callable, Iterator, NamedTuple, Union
 
-from .errors import InvalidValueError, UnsafePathError, short_repr
+from .errors import InvalidValueError, short_repr
 from .store.records import DatasetRecord
 from .sink import DatasetEvent
 from .values import check_key, check_source

@@ -20,7 +20,6 @@ from .errors import (
     RunFinishedError,
     RunNotFoundError,
     StoreError,
-    TrackhooksError,
     UnknownPluginError,
     UnsafePathError,
     short_repr,

@@ -29,12 +29,9 @@ from .sink import (
     ArtifactEvent,
     Batch,
     CheckpointEvent,
-    CheckpointUpdate,
     ConsoleChunk,
-    DatasetEvent,
     MediaEvent,
     MetricColumns,
-    RunStart,
     Sink,
     StatusEvent,
 )

@@ -13,7 +13,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Sequence
 
-from ..errors import InvalidValueError, RunNotFoundError, short_repr
+    from .readonly import QueryResult
+
+from ..errors import InvalidValueError, short_repr
 # the query language, frames, notebook display and read-only SQL are loaded by the first read that
 # needs them: the write path imports this module (start_run), and they cost ~70 ms to import
 

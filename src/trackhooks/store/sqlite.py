@@ -507,33 +507,20 @@ class LocalStoreSink(Sink):
                          [(c.run_id, c.seq, c.data) for c in chunks])
 
     @staticmethod
-    def _load_keys(conn: sqlite3.Connection, run_id: str, new: list[str], known: dict[str, list[int]]) -> None:
-        """Create the run's keys not seen yet and read their ids, counts and next block numbers.
+    def _load_keys(conn: sqlite3.Connection, new: dict[str, list[str]], keys: dict) -> None:
+        """Create the runs' keys not seen yet and read their ids, counts and next block numbers.
 
-        Three statements per run and writer cycle, whatever the number of keys (not three per key):
-        a search's candidate runs each bring several new keys, and every statement is a round of the
-        writer giving up and taking back the GIL beside a training loop.
+        Two statements per writer cycle for all of its runs (per ~250 runs and ~250 keys), whatever
+        the number of keys: a search's candidates, all started in one batch, each bring several new
+        keys, and every statement is Python and SQLite work (and GIL hand-overs) the writer does. The
+        runs x keys cross product is looked up through the (run_id, key) index and filtered here.
         """
-        conn.executemany("INSERT OR IGNORE INTO metric_keys (run_id, key) VALUES (?,?)", [(run_id, k) for k in new])
-        for i in range(0, len(new), 500):  # far below SQLite's limit on bound parameters
-            part = new[i:i + 500]
-            for key_id, key, count, seq in conn.execute(
-                    "SELECT k.id, k.key, k.n, (SELECT COALESCE(MAX(b.seq), -1) + 1 FROM metric_blocks b "
-                    f"WHERE b.key_id = k.id) FROM metric_keys k WHERE k.run_id=? AND k.key IN ({','.join('?' * len(part))})",
-                    (run_id, *part)):
-                known[key] = [key_id, seq, count]
-
-    @staticmethod
-    def _load_keys_of_runs(conn: sqlite3.Connection, new: dict[str, list[str]], keys: dict) -> None:
-        """``_load_keys`` for several runs in two statements per ~500 runs and keys (a search's
-        candidates, all started in one batch): the runs x keys cross product is looked up through the
-        (run_id, key) index and filtered here."""
         conn.executemany("INSERT OR IGNORE INTO metric_keys (run_id, key) VALUES (?,?)",
                          [(run_id, k) for run_id, ks in new.items() for k in ks])
         wanted = {(run_id, k) for run_id, ks in new.items() for k in ks}
         runs = list(new)
         names = sorted({k for ks in new.values() for k in ks})
-        for i in range(0, len(runs), 250):
+        for i in range(0, len(runs), 250):  # far below SQLite's limit on bound parameters
             part_runs = runs[i:i + 250]
             for j in range(0, len(names), 250):
                 part_keys = names[j:j + 250]
@@ -555,11 +542,8 @@ class LocalStoreSink(Sink):
             new = [k for k, cols in per_key.items() if cols.values and k not in known]
             if new:
                 new_keys[run_id] = new
-        if len(new_keys) == 1:
-            (run_id, new), = new_keys.items()
-            self._load_keys(conn, run_id, new, self._keys[run_id])
-        elif new_keys:
-            self._load_keys_of_runs(conn, new_keys, self._keys)
+        if new_keys:
+            self._load_keys(conn, new_keys, self._keys)
         for run_id, per_key in batch.metrics.items():
             known = self._keys[run_id]
             for key, cols in per_key.items():

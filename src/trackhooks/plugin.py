@@ -65,11 +65,6 @@ def hookimpl(function: "_F | None" = None, *, hookwrapper: bool = False, optiona
     return mark if function is None else mark(function)
 
 
-def _log_step_metrics(run: Any, metrics: dict, step: int, epoch: "int | None" = None) -> None:
-    """See the module docstring: the caller gives up ``metrics`` (a dict it built for this call)."""
-    run._log_checked(metrics, step, epoch)
-
-
 _NESTING = ("open_run", "Opened", "decide", "suppressed", "container", "mark_container", "mark_owned",
             "split_options", "InvalidOptionError")
 
@@ -118,8 +113,10 @@ def __getattr__(name: str) -> Any:
         from .collector import paused as value
     elif name == "wake_writer":
         from .writer import wake_writer as value
-    elif name == "log_step_metrics":
-        value = _log_step_metrics
+    elif name == "log_step_metrics":  # the method itself, unbound: no wrapper call on the per-step path
+        from .run import Run
+
+        value = Run._log_checked
     elif name == "settle_run":
         from .run import settle_run as value
     else:

@@ -150,9 +150,10 @@ class Run:
                 self._check_metric(k, v)
         self._enqueue_metrics(m, step, epoch)
 
-    def _log_checked(self, m: dict, step: int, epoch: int | None) -> None:
-        """``log_metrics`` for values a framework has checked already (``trackhooks.plugin.log_step_metrics``):
-        the dict is taken over, keys are checked once each, values not at all (see docs/plugins.md)."""
+    def _log_checked(self, m: dict, step: int, epoch: int | None = None) -> None:
+        """``trackhooks.plugin.log_step_metrics(run, metrics, step, epoch)``: ``log_metrics`` for values a
+        framework has checked already; the dict is taken over, keys are checked once each, values not
+        at all (see docs/plugins.md)."""
         if self.status != "running":
             raise RunFinishedError(f"run {self.id[:8]} is {self.status}; start or resume a run to log into it")
         if not self._known.issuperset(m):

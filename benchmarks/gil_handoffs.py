@@ -16,6 +16,7 @@ the other threads (each one a wait for the GIL, or a sleep):
 - ``autolog``: ``trackhooks_sklearn.autolog()``.
 
     .venv/bin/python benchmarks/gil_handoffs.py [--repeats 8] [--modes none,run-open,...]
+    strace -f -o /tmp/st.txt .venv/bin/python benchmarks/gil_handoffs.py --child run-open   # one fit, here
 
 See benchmarks/README.md, "Fourth pass".
 """
@@ -113,7 +114,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--child", choices=MODES, help="run one measurement in this process (under strace, say)")
     args = ap.parse_args()
+    if args.child:
+        sys.argv = [sys.argv[0], args.child]
+        exec(compile(CHILD, "gil_handoffs-child", "exec"), {"__name__": "__main__"})
+        return
     modes = [m for m in args.modes.split(",") if m]
     unknown = set(modes) - set(MODES)
     if unknown:

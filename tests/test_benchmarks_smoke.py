@@ -278,3 +278,16 @@ def test_gil_handoff_probe():
     bad = subprocess.run([sys.executable, os.path.join(BENCH, "gil_handoffs.py"), "--modes", "nope"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+def test_lightning_hook_probe():
+    # benchmarks/lightning_hooks.py: every per-step hook of the callback and the pieces of its
+    # batch-end hook are timed once per step of a real (tiny) fit
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "lightning_hooks.py"), "--steps", "20"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "KERAS_BACKEND": "torch"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line.split("|") for line in proc.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| hook")}
+    for name in ("on_train_batch_start", "on_train_batch_end", "batch length", "step values", "log_step_metrics"):
+        assert int(rows[name][2]) == 20 and float(rows[name][3]) > 0, name

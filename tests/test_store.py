@@ -134,3 +134,33 @@ def test_runs_lists_many_runs_with_params_in_bulk(any_store):
 ])
 def test_redact_uri(uri, shown):
     assert redact_uri(uri) == shown
+
+
+_KEEPS_CONNECTION = r"""
+import os, sys, time
+from trackhooks.sink import RunStart
+from trackhooks.store.sqlite import LocalStoreSink, SQLiteStore, init_store
+
+path = sys.argv[1]
+wal = os.path.join(path, "trackhooks.db-wal")
+init_store(path)
+assert not os.path.exists(wal), "init_store left a connection open"
+sink = LocalStoreSink(path)
+os.link(wal, wal + ".probe")  # holds the inode: a re-created WAL cannot come back with its number
+assert sink.write_run_start_now(RunStart("r" * 32, "default", "first", None, time.time(), os.getpid(), "h", None))
+assert os.stat(wal).st_ino == os.stat(wal + ".probe").st_ino, "the WAL was deleted and created again"
+sink.close()
+print(SQLiteStore(path).run("r" * 32).name)
+"""
+
+
+def test_a_new_sink_writes_through_the_connection_that_checked_the_store(tmp_path):
+    # the first start_run of a process: closing the check's connection deleted the WAL files, and the
+    # caller's connection created them again right after (2-4 ms)
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _KEEPS_CONNECTION, str(tmp_path / "store")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "first"

@@ -256,6 +256,18 @@ def init_store(path: str) -> str:
     Raises StoreError naming ``path`` when the directory cannot be created or written, or when it
     holds something that is not a trackhooks store.
     """
+    db_path, conn = _open_store(path)
+    conn.close()
+    return db_path
+
+
+def _open_store(path: str) -> tuple[str, sqlite3.Connection]:
+    """``init_store``, handing over the connection it checked the store with (open, in autocommit).
+
+    The first connection of a process to a WAL database creates its -wal and -shm files, and the
+    last one to close deletes them again: closing the check's connection and opening the next one
+    at once cost a delete and a re-create of both (2-4 ms of the first ``start_run`` on this disk).
+    """
     if os.path.exists(path) and not os.path.isdir(path):
         raise StoreError(f"store path {path} exists and is not a directory")
     try:
@@ -276,7 +288,7 @@ def init_store(path: str) -> str:
                     if not os.access(where, os.W_OK):
                         raise StoreError(f"the store {path} cannot be written ({where} is read-only for this "
                                          "process); check its permissions or point store= elsewhere")
-                return db_path
+                return db_path, conn
             conn.execute("PRAGMA journal_mode=WAL")
             _upgrade(conn)
             conn.execute("BEGIN IMMEDIATE")
@@ -289,8 +301,10 @@ def init_store(path: str) -> str:
                 raise
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             _check_db(conn, db_path)
-        finally:
+            return db_path, conn
+        except BaseException:
             conn.close()
+            raise
     except StoreError:
         raise
     except sqlite3.DatabaseError as exc:
@@ -298,16 +312,20 @@ def init_store(path: str) -> str:
             f"{db_path} is not a valid trackhooks store or cannot be written ({exc}); "
             "check permissions and free space, or point store= elsewhere"
         ) from exc
-    return db_path
 
 
 # --------------------------------------------------------------------------------------------
 # write side
 
 
-
-# --------------------------------------------------------------------------------------------
-# write side
+def _caller_settings(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """The connection ``start_run`` writes a run's row through, on the caller's thread."""
+    conn.execute("PRAGMA busy_timeout=2000")  # busy: give up and let the writer record the run
+    # as on the writer's connection: in WAL mode a commit survives the process being killed without
+    # an fsync (only power loss can take it); FULL cost an fsync per start_run, 2-100 ms of the
+    # caller's time on a busy disk
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
 
 
 class LocalStoreSink(Sink):
@@ -316,9 +334,10 @@ class LocalStoreSink(Sink):
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
         self.name = f"local store {self.path}"
-        self.db_path = init_store(self.path)
+        self.db_path, conn = _open_store(self.path)
         self._conn: sqlite3.Connection | None = None
-        self._caller_conn: sqlite3.Connection | None = None
+        # the check's connection becomes the caller's (see _open_store and write_run_start_now)
+        self._caller_conn: sqlite3.Connection | None = _caller_settings(conn)
         self._caller_lock = threading.Lock()
         # run_id -> key -> [key_id, next_seq, n], for the runs still open in this process: a run's
         # entry is dropped when its end is written (a resumed run reads its state again)
@@ -351,13 +370,7 @@ class LocalStoreSink(Sink):
         with self._caller_lock:
             try:
                 if self._caller_conn is None:
-                    conn = sqlite3.connect(self.db_path, timeout=2.0, isolation_level=None, check_same_thread=False)
-                    conn.execute("PRAGMA busy_timeout=2000")
-                    # as on the writer's connection: in WAL mode a commit survives the process being
-                    # killed without an fsync (only power loss can take it); FULL cost an fsync per
-                    # start_run, 2-100 ms of the caller's time on a busy disk
-                    conn.execute("PRAGMA synchronous=NORMAL")
-                    self._caller_conn = conn
+                    self._caller_conn = _caller_settings(_connect(self.db_path))
                 conn = self._caller_conn
                 conn.execute("BEGIN IMMEDIATE")
                 try:

@@ -39,6 +39,23 @@ def test_importance_table_has_every_type(store_path):
     assert gains == sorted(gains, reverse=True)
 
 
+@pytest.mark.parametrize("params", [
+    {"objective": "reg:squarederror", "max_depth": 6},
+    {"objective": "multi:softprob", "num_class": 3, "max_depth": 4},
+])
+def test_gain_and_cover_derived_from_the_totals_are_xgboosts_own_bit_for_bit(params):
+    from sklearn.datasets import load_wine
+
+    from trackhooks_xgboost.media import IMPORTANCE_TYPES, importance_scores
+
+    X, y = (load_diabetes if params["objective"].startswith("reg") else load_wine)(return_X_y=True)
+    bst = xgb.train({**params, "nthread": 1}, xgb.DMatrix(X, label=y), 40)
+    scores = importance_scores(bst)
+    assert list(scores) == list(IMPORTANCE_TYPES)
+    for kind in IMPORTANCE_TYPES:
+        assert scores[kind] == bst.get_score(importance_type=kind), kind  # ==, not approx
+
+
 def test_gblinear_has_only_weight(store_path):
     X, y = load_diabetes(return_X_y=True)
     cap = Capture()

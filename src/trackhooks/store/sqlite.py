@@ -337,7 +337,11 @@ class LocalStoreSink(Sink):
         self.db_path, conn = _open_store(self.path)
         self._conn: sqlite3.Connection | None = None
         # the check's connection becomes the caller's (see _open_store and write_run_start_now)
-        self._caller_conn: sqlite3.Connection | None = _caller_settings(conn)
+        self._caller_conn: sqlite3.Connection | None = None
+        try:
+            self._caller_conn = _caller_settings(conn)
+        except sqlite3.Error:  # write_run_start_now connects again, or leaves the row to the writer
+            conn.close()
         self._caller_lock = threading.Lock()
         # run_id -> key -> [key_id, next_seq, n], for the runs still open in this process: a run's
         # entry is dropped when its end is written (a resumed run reads its state again)

@@ -22,6 +22,21 @@ def store_path(tmp_path, monkeypatch):
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test():
+    """A run a failing test left active would be every later test's parent (nesting): end it here,
+    as failed, so that one failure stays one failure."""
+    from trackhooks import run as _run
+
+    before = {id(r) for r in _run._active}
+    yield
+    for leftover in [r for r in _run._active if id(r) not in before]:
+        try:
+            leftover.finish("failed", timeout=5)
+        except Exception:
+            pass
+
+
 # PostgreSQL fixtures (pg_server, pg_db, pg_uri, private_pg): tests/pgserver.py
 from tests.pgserver import pg_db, pg_server, pg_uri, private_pg  # noqa: E402,F401
 

@@ -46,13 +46,20 @@ def _child(module: str, config: str, params: dict) -> None:
     os._exit(0)
 
 
-def count(module: str, config: str, params: dict, code: str | None) -> int:
+def code_env(code: str | None) -> dict[str, str]:
+    """The environment of a measured child: quiet thread pools, and ``code``'s trackhooks first on the
+    path when given (a checkout: its ``src`` and ``integrations/*/src``)."""
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "KERAS_BACKEND": "torch", "TRACKHOOKS_GIT_DIFF": "0"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     if code:
         paths = [os.path.join(code, "src"), *sorted(glob.glob(os.path.join(code, "integrations", "*", "src")))]
         env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")])
+    return env
+
+
+def count(module: str, config: str, params: dict, code: str | None) -> int:
+    env = code_env(code)
     out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
                           os.path.abspath(__file__), "--child", module, config, json.dumps(params)],
                          capture_output=True, text=True, env=env)

@@ -291,3 +291,23 @@ def test_lightning_hook_probe():
             if line.startswith("| ") and not line.startswith("| hook")}
     for name in ("on_train_batch_start", "on_train_batch_end", "batch length", "step values", "log_step_metrics"):
         assert int(rows[name][2]) == 20 and float(rows[name][3]) > 0, name
+
+
+def test_first_fit_phases_probe(tmp_path):
+    # benchmarks/first_fit_phases.py: each sub-command prints its table with one row per variant/process
+    script = os.path.join(BENCH, "first_fit_phases.py")
+    proc = subprocess.run([sys.executable, script, "start-run", "--repeats", "2", "--code", ROOT],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| ") and "median" not in line]
+    assert [r[1].strip() for r in rows] == ["this checkout", f"--code {ROOT}"]
+    assert all(int(r[2]) == 2 and float(r[3]) > 0 for r in rows)
+    proc = subprocess.run([sys.executable, script, "sklearn-plots", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| 1 ")]
+    assert all(float(v) > 0 for v in row[2:9]), row  # every phase ran: fit, run, params, data, metrics, plots, finish
+    if _installed("xgboost"):
+        proc = subprocess.run([sys.executable, script, "xgb-importance"], capture_output=True, text=True,
+                              timeout=300, cwd=ROOT)
+        assert proc.returncode == 0 and "importance_scores" in proc.stdout, proc.stderr[-3000:]

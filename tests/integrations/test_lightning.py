@@ -285,6 +285,63 @@ def test_log_every_n_steps_follows_trainer_unless_overridden(store_path, tmp_pat
     assert runs["trainer"].metric("train_loss_epoch").epochs == [0, 1]  # epoch values always
 
 
+class _RateProbe(L.LightningModule):
+    """Logs every step and keeps the rate each optimizer step used (read inside training_step)."""
+
+    def __init__(self, schedule: str):
+        super().__init__()
+        self.schedule = schedule
+        self.layer = torch.nn.Linear(64, 10)
+        self.used: list[float] = []
+
+    def training_step(self, batch, batch_idx):
+        self.used.append(self.optimizers().param_groups[0]["lr"])
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.layer(x), y)
+        self.log("loss", loss)
+        self.log("flat", 1.0)  # never improves: the plateau scheduler halves the rate every step
+        return loss
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.1)
+        if self.schedule == "step":
+            sched = {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 / (k + 1)), "interval": "step"}
+        elif self.schedule == "plateau":
+            sched = {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5),
+                     "interval": "step", "monitor": "flat"}
+        else:
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+        return {"optimizer": opt, "lr_scheduler": sched}
+
+
+@pytest.mark.parametrize("schedule", ["step", "plateau", "epoch"])
+@pytest.mark.parametrize("every", [1, 3])
+def test_recorded_rate_is_the_rate_each_step_used(store_path, tmp_path, schedule, every):
+    # the step's rate is read when the step before it ends (one Lightning hook per step), or at its
+    # start when a plateau scheduler steps per step; either way it is the rate the update used
+    cb = TrackhooksCallback(name=f"{schedule}-{every}")
+    module = _RateProbe(schedule)
+    trainer(callbacks=[cb], default_root_dir=tmp_path, log_every_n_steps=every, limit_val_batches=0,
+            max_epochs=3).fit(module, loaders()[0])
+    rec = only_run(store_path).metric("lr")
+    due = [s for s in range(3 * TRAIN_BATCHES) if (s + 1) % every == 0]
+    assert rec.steps == due
+    assert rec.values == [module.used[s] for s in due]
+    assert len(set(module.used)) > 2  # the schedule did change the rate
+    assert only_run(store_path).metric("loss").steps == due
+    # Lightning skips the hooks this fit does not need: the plateau fit keeps the batch start
+    assert callable(cb.on_train_batch_start) is (schedule == "plateau")
+    assert cb.on_before_optimizer_step is None
+
+
+def test_gradient_histograms_keep_the_optimizer_hook(store_path, tmp_path):
+    cb = TrackhooksCallback(name="grads", log_gradient_histograms=2)
+    trainer(callbacks=[cb], default_root_dir=tmp_path, limit_val_batches=0, max_epochs=1).fit(DigitsMLP(), loaders()[0])
+    assert callable(cb.on_before_optimizer_step) and cb.on_train_batch_start is None
+    hist = [k for k in only_run(store_path).media_keys() if k.startswith("gradients/")]
+    assert hist and [m.step for m in only_run(store_path).media(hist[0])] == [0, 2]
+
+
 def test_autolog_injects_callback_into_both_trees_and_disable_restores(store_path, tmp_path):
     import trackhooks_lightning
 

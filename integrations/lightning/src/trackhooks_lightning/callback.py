@@ -100,6 +100,10 @@ def _batch_len(batch: Any) -> int:
         return 0
 
 
+def _rates(groups: list[tuple[str, dict]]) -> dict[str, Any]:
+    return {k: g["lr"] for k, g in groups}
+
+
 def _as_array(x: Any) -> Any:
     """A numpy view of a CPU tensor (a copy for other devices); arrays pass through."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):
@@ -421,6 +425,7 @@ class _TrackhooksCallback:
             self._accumulates = trainer.accumulate_grad_batches != 1
             groups = [g for opt in trainer.optimizers for g in opt.param_groups]
             self._lr_groups = [("lr" if len(groups) == 1 else f"lr.{i}", g) for i, g in enumerate(groups)]
+            self._install_step_hooks(trainer)
             self._log_params({"per_step_every_n_steps": self._every})
             loader = trainer.train_dataloader
             batch_size = getattr(loader, "batch_size", None)
@@ -435,41 +440,72 @@ class _TrackhooksCallback:
             self._fail("training setup", exc)
 
     # ---- the per-step path (keep it cheap: it runs on every batch) -------------------------------
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if self._run is None:
-            return
-        try:
-            step = trainer.global_step
-            self._step = step
-            every = self._every
-            due = self._due = every > 0 and (step + 1) % every == 0
-            if due and self._lr_groups:
-                # the rate this step's optimizer update uses (schedulers step after the update)
-                self._lr = {k: g["lr"] for k, g in self._lr_groups}
-        except Exception as exc:
-            self._due = False
-            self._fail("learning rates", exc)
-
+    # One Lightning hook per step: Lightning dispatches every callable hook of every callback inside a
+    # profiler context (~2 us each before the hook's own work), so the step number and the learning
+    # rates a step starts with are read when the step before it ends (or at the epoch's start), after
+    # that step's scheduler updates: what ``trainer.global_step`` and the optimizer hold when the next
+    # batch begins. A plateau scheduler stepped per step changes the rate after the batch ends; with
+    # one, ``on_train_batch_start`` stays callable and reads the rates there (_install_step_hooks).
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         run = self._run
         if run is None:
             return
         try:
             self._samples += _batch_len(batch)
-            if not self._due:
-                return
-            if self._accumulates and trainer.global_step == self._step:
+            step = self._step
+            now = trainer.global_step
+            if self._accumulates and now == step:
                 return  # an accumulating batch: Lightning's loggers skip it too
-            values = self._step_values()
-            lr = self._lr
-            if lr:
-                values.update(lr)
-                self._lr = None
-            if values:
-                # values: a dict built for this call, of Lightning's checked one-element tensors (and floats)
-                log_step_metrics(run, values, self._step, self._epoch)
+            self._step = now
+            if self._due:
+                values = self._step_values()
+                lr = self._lr
+                if lr:
+                    values.update(lr)
+                    self._lr = None
+                if values:
+                    # values: a dict built for this call, of Lightning's checked one-element tensors (and floats)
+                    log_step_metrics(run, values, step, self._epoch)
+            every = self._every
+            if every > 0 and (now + 1) % every == 0:  # _next_step(now), inline on the per-step path
+                self._due = True
+                groups = self._lr_groups
+                if groups:
+                    self._lr = {groups[0][0]: groups[0][1]["lr"]} if len(groups) == 1 else _rates(groups)
+            else:
+                self._due = False
         except Exception as exc:
+            self._due = False
             self._fail("per-step metrics", exc)
+
+    def _next_step(self, step: int) -> None:
+        """The batch that starts at optimizer step ``step``: is it due, and if so the rates it uses."""
+        every = self._every
+        due = self._due = every > 0 and (step + 1) % every == 0
+        if due and self._lr_groups:
+            self._lr = _rates(self._lr_groups)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        # called only with a per-step plateau scheduler (_install_step_hooks)
+        if self._due and self._lr_groups:
+            try:
+                self._lr = _rates(self._lr_groups)
+            except Exception as exc:
+                self._fail("learning rates", exc)
+
+    def _install_step_hooks(self, trainer: Any) -> None:
+        """Hide the per-step hooks this fit does not need from Lightning (an instance attribute None
+        shadows the method; ``_call_callback_hooks`` skips what is not callable). A subclass's own
+        definition of one is never hidden."""
+        configs = getattr(trainer, "lr_scheduler_configs", None) or []
+        plateau = any(getattr(c, "reduce_on_plateau", False) and getattr(c, "interval", "epoch") == "step"
+                      for c in configs)
+        for hook, wanted in (("on_train_batch_start", plateau and bool(self._lr_groups)),
+                             ("on_before_optimizer_step", bool(self._grad_hist_every))):
+            if wanted or getattr(type(self), hook) is not getattr(_TrackhooksCallback, hook):
+                self.__dict__.pop(hook, None)
+            else:
+                self.__dict__[hook] = None
 
     # ---- epochs -------------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
@@ -477,6 +513,13 @@ class _TrackhooksCallback:
             return
         self._record_epoch_aggregates()
         self._epoch = trainer.current_epoch
+        try:
+            # after the epoch-end (plateau) scheduler updates: the first batch's step and rates
+            self._step = trainer.global_step
+            self._next_step(self._step)
+        except Exception as exc:
+            self._due = False
+            self._fail("learning rates", exc)
         self._samples = 0
         self._val_time = 0.0
         self._t_epoch = time.perf_counter()
@@ -506,6 +549,7 @@ class _TrackhooksCallback:
                 self._fail("weight histograms", exc)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        # called only when gradient histograms are asked for (_install_step_hooks)
         every = self._grad_hist_every
         run = self._run
         if not every or run is None or trainer.global_step % every:
@@ -767,13 +811,13 @@ class _TrackhooksCallback:
         self._log_params({f"data.{context}": info})
 
 
-# Per-step hooks of Callback that this callback does not use. Lightning calls every callable hook of
-# every callback inside a profiler context (~2 us each, four times per training step for these
+# Per-step hooks of Callback that this class leaves None. Lightning calls every callable hook of
+# every callback inside a profiler context (~2 us each, three times per training step for these
 # alone); a hook that is None is skipped (``_call_callback_hooks`` checks ``callable``). Lightning
-# calls no hook of this list any other way, and a subclass that defines one gets it called.
-_UNUSED_STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad",
-                      "on_validation_batch_start", "on_test_batch_start", "on_predict_batch_start",
-                      "on_predict_batch_end")
+# calls no hook of this list any other way, and a subclass that defines one gets it called. Two
+# more are hidden per instance when a fit does not need them (``_install_step_hooks``).
+_UNUSED_STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_zero_grad", "on_validation_batch_start",
+                      "on_test_batch_start", "on_predict_batch_start", "on_predict_batch_end")
 
 if TYPE_CHECKING:
     TrackhooksCallback = _TrackhooksCallback

@@ -126,3 +126,52 @@ def test_settle_run_describes_the_environment_now(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "False", "True", "True", "True"]
+
+
+def test_prepare_runs_imports_what_a_first_run_loads_with_the_collector_as_found():
+    # an integration's set-up call pays for the core modules its first recorded fit would import
+    import subprocess
+    import sys
+
+    code = """if True:
+        import gc, sys
+        from trackhooks.plugin import prepare_runs
+        mods = ("trackhooks.console", "trackhooks.sysmetrics", "trackhooks.datasets", "trackhooks.media")
+        before = [m in sys.modules for m in mods]
+        prepare_runs(data=False, media=False)
+        some = [m in sys.modules for m in mods]
+        gc.disable()
+        prepare_runs()
+        print(before, some, [m in sys.modules for m in mods], gc.isenabled())
+        gc.enable()
+        prepare_runs()  # loaded already: nothing to do
+        print(gc.isenabled())
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[False, False, False, False] [True, True, False, False] "
+                                       "[True, True, True, True] False", "True"]
+
+
+def test_flatten_params_leaves_no_abc_cache_entries_for_builtin_values():
+    # a first isinstance(value, Mapping) per type adds weak references to the ABC caches (lasting
+    # objects that push a fresh process toward a full collection inside the fit being recorded)
+    import subprocess
+    import sys
+
+    code = """if True:
+        import abc, collections.abc
+        from trackhooks.plugin import flatten_params
+        def cached():
+            return {r() for c in (collections.abc.Mapping, collections.abc.MutableMapping)
+                    for r in abc._get_dump(c)[2]}
+        n = cached()
+        out = flatten_params({"a": None, "b": 1, "c": 2.5, "d": True, "e": "x", "f": [1, 2], "g": (3,), "h": b"y",
+                              "nested": {"i": 1}})
+        print(len(cached() - n), sorted(out.items()))
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    grown, _, items = out.stdout.partition(" ")
+    assert grown == "0", out.stdout
+    assert "('nested.i', 1)" in items and "('a', None)" in items

@@ -11,7 +11,8 @@ collections during the fit, one of them a 75-80 ms full collection, against 6 an
 
 ``paused()`` nests, also across threads: the collector is disabled by the first entrant if it was
 enabled, and enabled again when the last one leaves. If it was already off, nothing is changed.
-Keep the windows short and rare (one-time work): a program that calls ``gc.disable()`` itself from
+Keep the windows short (one-time work, or an integration's milliseconds of bookkeeping around a fit,
+never the user's code): a program that calls ``gc.disable()`` itself from
 another thread while a window is open has its choice undone when the window closes.
 """
 

@@ -278,6 +278,8 @@ def _column_copy(key: str, name: str, col: Any) -> Any:
     to_numpy = getattr(col, "to_numpy", None)
     if callable(to_numpy) and not hasattr(col, "columns"):
         return to_numpy().copy()
+    if type(col) is list or type(col) is tuple:  # before the ABC checks: see values._flatten
+        return list(col)
     if isinstance(col, (str, bytes, bytearray, Mapping)) or not isinstance(col, (Sequence, range)):
         raise InvalidValueError(f"table {key!r}: column {name!r} must be a sequence or array of cells, got "
                                 f"{type(col).__name__}: {short_repr(col)}")

@@ -16,12 +16,16 @@ this one changes only with a note in ``docs/plugins.md``.
 - ``start_child_run(parent, name, *, params, tags)``: a child run in the parent's experiment, store
   and sinks, without the caller-side store transaction of ``start_run`` (many short children).
 - ``collector_paused()``: a context manager holding the cyclic garbage collector off during a
-  one-time burst of allocations that all stay alive (an autolog patching hundreds of methods), so
-  that it costs one young collection instead of several (``trackhooks/collector.py``).
+  burst of allocations that stay alive (an autolog patching hundreds of methods; an integration's
+  own bookkeeping around a short fit, never the user's code), so that it costs one young
+  collection instead of several (``trackhooks/collector.py``).
 - ``wake_writer()``: the writer's next cycle now rather than at its interval, for a framework whose
   training releases the GIL for long stretches (XGBoost's rounds): its start-up then runs beside it.
 - ``settle_run(run, timeout=5.0)``: the writer's start-up for the run (its environment
   description) now, waiting for it: before a training loop that holds the GIL between short C calls.
+- ``prepare_runs(*, data=True, media=True)``: import, with the collector paused, the core modules
+  the first run of the process loads (console capture, system sampler, data versions, rich
+  records), for an integration's set-up call (``autolog()``, ``track()``) instead of its first fit.
 - ``log_step_metrics(run, metrics, step, epoch)``: ``run.log_metrics`` for the per-step values of a
   framework that has checked them already (Lightning's ``self.log``: one-element real tensors): the
   dict is taken over, not copied, and only new keys are checked.
@@ -119,6 +123,8 @@ def __getattr__(name: str) -> Any:
         value = Run._log_checked
     elif name == "settle_run":
         from .run import settle_run as value
+    elif name == "prepare_runs":
+        from .run import prepare_runs as value
     else:
         raise AttributeError(f"module 'trackhooks.plugin' has no attribute {name!r}")
     globals()[name] = value
@@ -126,5 +132,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["hookimpl", "warn_once", "flatten_params", "same_param", "START_RUN_OPTIONS", *_NESTING, "start_child_run",
-           "collector_paused", "wake_writer", "settle_run", "log_step_metrics", "ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack",
+           "collector_paused", "wake_writer", "settle_run", "prepare_runs", "log_step_metrics", "ReplaySink", "ReplayTarget", "RunView", "Cursor", "CursorConflict", "replay_run", "TERMINAL", "Store", "pack",
            "unpack", "NO_EPOCH", "redact_uri", "spool_path", "Housekeeping", "GcResult", "QueryResult", "view_ddl", "VIEWS"]

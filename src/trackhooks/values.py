@@ -182,6 +182,9 @@ def flatten_params(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, An
     return out
 
 
+_NOT_MAPPINGS = frozenset({str, int, float, bool, type(None), list, tuple, bytes})
+
+
 def _flatten(mapping: Mapping, prefix: str, out: dict, on_path: set, depth: int) -> None:
     if depth > MAX_PARAM_DEPTH:
         raise InvalidValueError(f"params nested deeper than {MAX_PARAM_DEPTH} levels at {prefix[:80]!r}")
@@ -194,7 +197,10 @@ def _flatten(mapping: Mapping, prefix: str, out: dict, on_path: set, depth: int)
             check_key(key, "param key")
             full = f"{prefix}.{key}" if prefix else key
             check_key(full, "param key")
-            if isinstance(value, Mapping):
+            # the builtin scalars first: a first isinstance(value, Mapping) of each type adds ~50
+            # weak references to the negative caches of Mapping's ABC subclasses (objects that stay,
+            # and push a fresh process toward a full collection inside the fit being recorded)
+            if type(value) is dict or (type(value) not in _NOT_MAPPINGS and isinstance(value, Mapping)):
                 if id(value) in on_path:
                     out[full] = "<recursive reference>"
                 elif not value:

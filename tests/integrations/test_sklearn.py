@@ -566,3 +566,54 @@ def test_core_autolog_enables_plugin(store_path):
     finally:
         trackhooks.autolog("sklearn", disable=True)
     assert only_run(store_path).experiment == "auto"
+
+
+class _SeesTheCollector(ClassifierMixin, BaseEstimator):
+    """Records whether the cyclic collector is on while its own fit runs."""
+
+    def fit(self, X, y):
+        self.collector_on_ = gc.isenabled()
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+@pytest.mark.parametrize("how", ["autolog", "track"])
+def test_bookkeeping_pauses_the_collector_and_the_users_fit_never_runs_paused(store_path, monkeypatch, how):
+    # the run's start, params, data, evaluation, plots and finish hold the collector off (one young
+    # collection each side instead of several); the user's own fit runs with it as the user left it
+    seen = {}
+    for name in ("log_params", "evaluate"):
+        original = getattr(recording, name)
+
+        def spy(*a, _name=name, _original=original, **k):
+            seen[_name] = gc.isenabled()
+            return _original(*a, **k)
+
+        monkeypatch.setattr(recording, name, spy)
+    assert gc.isenabled()
+    if how == "autolog":
+        from sklearn.linear_model import _logistic
+
+        inner, during_fit = _logistic._logistic_regression_path, []
+
+        def path(*a, **k):  # inside LogisticRegression.fit: the user's fit
+            during_fit.append(gc.isenabled())
+            return inner(*a, **k)
+
+        monkeypatch.setattr(_logistic, "_logistic_regression_path", path)
+        autolog()
+        try:
+            lr().fit(*IRIS)
+        finally:
+            autolog(disable=True)
+        assert during_fit and all(during_fit)
+    else:
+        est = track(_SeesTheCollector()).fit(*IRIS)
+        assert est.estimator_.collector_on_ is True
+    assert seen == {"log_params": False, "evaluate": False}
+    assert gc.isenabled()
+    rec = only_run(store_path)
+    assert rec.status == "finished" and "train_accuracy" in rec.metric_keys()

@@ -66,9 +66,10 @@ def autolog(*, disable: bool = False, log_model: bool = False, log_training_metr
             return
         _config = {"log_model": bool(log_model), "log_training_metrics": bool(log_training_metrics),
                    "run_kwargs": dict(start_run_kwargs)}
-        if not _patches:
-            from trackhooks.plugin import collector_paused
+        from trackhooks.plugin import collector_paused, prepare_runs
 
+        prepare_runs()  # the core modules a recorded fit loads, imported here rather than in the first fit
+        if not _patches:
             with collector_paused():  # ~900 lasting objects (wrappers of ~160 methods) in one burst
                 _patch()
 

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import trackhooks
-from trackhooks.plugin import START_RUN_OPTIONS
+from trackhooks.plugin import START_RUN_OPTIONS, prepare_runs
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
 from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
@@ -209,5 +209,6 @@ def track(estimator: Any, run: trackhooks.Run | None = None, *, log_model: bool 
                         f"it takes run=, log_model=, log_training_metrics= and {', '.join(sorted(_START_RUN_ARGS))}")
     if run is not None and start_run_kwargs:
         raise ValueError(f"track(): pass either run= or start_run arguments ({', '.join(start_run_kwargs)}), not both")
+    prepare_runs()  # the core modules a recorded fit loads, imported here rather than in the first fit
     return TrackedEstimator(estimator, run=run, log_model=log_model, log_training_metrics=log_training_metrics,
                             run_kwargs=dict(start_run_kwargs) or None)

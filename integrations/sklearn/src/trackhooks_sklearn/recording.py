@@ -26,7 +26,7 @@ from typing import Any
 import trackhooks
 from trackhooks import TrackhooksError
 from trackhooks.plugin import container, open_run as core_open_run, start_child_run, suppressed as core_suppressed
-from trackhooks.plugin import warn_once
+from trackhooks.plugin import collector_paused, warn_once
 
 _guard = threading.local()
 MAX_FEATURE_NAMES = 1000  # longer column lists are recorded by count only (params are for reading)
@@ -632,11 +632,18 @@ def record_fit(est: Any, call: Callable[[], Any], X: Any, y: Any, *, run: trackh
     estimator whose params are recorded (default ``est``). The user's exception propagates unchanged
     after an owned run is marked failed (killed for KeyboardInterrupt).
     """
-    opened = open_run(run, run_kwargs)
-    run = opened.run if opened is not None else None
-    with suppressed():
+    # The bookkeeping before and after the user's fit runs with the collector paused: its allocations
+    # (the run, its records, the evaluation) then cost one young collection each side instead of
+    # several, which on a freshly imported scikit-learn heap were often enough to start a full one
+    # (~75 ms) inside a 0.1 s fit (benchmarks/README.md, "Sixth pass"). The user's fit is never inside.
+    with collector_paused():
+        opened = open_run(run, run_kwargs)
+        run = opened.run if opened is not None else None
         if run is not None:
-            _safe("recording params and data", _log_start, run, params_of if params_of is not None else est, X, y, kind)
+            with suppressed():
+                _safe("recording params and data", _log_start, run, params_of if params_of is not None else est, X,
+                      y, kind)
+    with suppressed():
         t0 = time.perf_counter()
         try:
             with refit_window(opened, params_of if params_of is not None else est):
@@ -647,12 +654,13 @@ def record_fit(est: Any, call: Callable[[], Any], X: Any, y: Any, *, run: trackh
             raise
         fit_time = time.perf_counter() - t0
         if run is not None:
-            fitted = est if model is None else _safe("reading the fitted model", model)
-            _safe("recording fit results", _log_end, run, fitted, X, y, fit_time, training_metrics)
-            if save_model and fitted is not None:
-                _safe("saving the model", log_model, run, fitted)
-            remember(est, run)
-            end_run(opened, None)
+            with collector_paused():
+                fitted = est if model is None else _safe("reading the fitted model", model)
+                _safe("recording fit results", _log_end, run, fitted, X, y, fit_time, training_metrics)
+                if save_model and fitted is not None:
+                    _safe("saving the model", log_model, run, fitted)
+                remember(est, run)
+                end_run(opened, None)
         return result
 
 

@@ -297,6 +297,18 @@ def test_lightning_hook_probe():
     assert len(floor) == 2 and all(v > 0 for v in floor.values())
 
 
+def test_ab_pairs_table():
+    # benchmarks/ab_pairs.py: baseline once per round, each configuration with both checkouts
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "ab_pairs.py"), "media_bench",
+                           "trackhooks autolog (with plots)", "--code", ROOT, "--size", "tiny", "--repeats", "2"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r[0].strip() for r in rows[1:]] == ["none"] + ["trackhooks autolog (with plots)"] * 2
+    assert [r[1].strip() for r in rows[1:]] == ["this checkout", "this checkout", ROOT]
+    assert all(r[2].strip() == "2" and float(r[3]) > 0 for r in rows[1:])
+
+
 def test_first_fit_phases_probe(tmp_path):
     # benchmarks/first_fit_phases.py: each sub-command prints its table with one row per variant/process
     script = os.path.join(BENCH, "first_fit_phases.py")

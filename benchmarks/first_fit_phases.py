@@ -1,14 +1,15 @@
-"""Where a short fit's fixed costs go, in fresh processes: the figures of benchmarks/README.md "Fifth pass".
+"""Where a short fit's fixed costs go, in fresh processes: the figures of benchmarks/README.md "Fifth pass" and "Sixth pass".
 
     .venv/bin/python benchmarks/first_fit_phases.py start-run --repeats 8 --code /tmp/old
-    .venv/bin/python benchmarks/first_fit_phases.py sklearn-plots --repeats 8 [--forest]
+    .venv/bin/python benchmarks/first_fit_phases.py sklearn-plots --repeats 8 [--forest] [--untracked]
     .venv/bin/python benchmarks/first_fit_phases.py xgb-importance
 
 ``start-run``: the first ``start_run`` of a fresh process on an existing store (made once, before),
 this checkout and, with ``--code DIR``, another checkout's trackhooks (a ``git worktree`` of an
 earlier commit), interleaved. ``sklearn-plots``: scikit-learn autolog with plots on digits
 (LogisticRegression, or a 50-tree forest), the wall time of each phase of the tracked fit and the
-full (generation-2) collections that ran inside it. ``xgb-importance``: the five ``get_score`` calls
+collector's counts when the fit starts, the collections of each generation inside it, and the
+full ones' durations (``--untracked``: the same fit without ``autolog()``, for its collections). ``xgb-importance``: the five ``get_score`` calls
 against ``importance_scores`` (three walks of the trees) on a 300-round booster, in one process.
 """
 
@@ -69,21 +70,26 @@ for attr in ("open_run", "log_params", "log_data", "evaluate"):
 timed("trackhooks_sklearn.plots", "log_fit_plots")
 timed("trackhooks.run", "Run.finish")
 full = []
+by_gen = [0, 0, 0]
 def on_gc(phase, info, _t=[0.0]):
+    if phase == "start":
+        by_gen[info["generation"]] += 1
     if info["generation"] == 2:
         if phase == "start":
             _t[0] = time.perf_counter()
         else:
             full.append((time.perf_counter() - _t[0]) * 1e3)
-trackhooks_sklearn.autolog()
+if sys.argv[2] == "tracked":
+    trackhooks_sklearn.autolog()
 model = (RandomForestClassifier(n_estimators=50, random_state=0, n_jobs=1) if sys.argv[1] == "forest"
          else LogisticRegression(max_iter=2000))
 gc.callbacks.append(on_gc)
+counts = gc.get_count()
 t = time.perf_counter()
 model.fit(x, y)
 fit_ms = (time.perf_counter() - t) * 1e3
 gc.callbacks.remove(on_gc)
-print(json.dumps({"fit_ms": fit_ms, "full_gc_ms": full, **phases}))
+print(json.dumps({"fit_ms": fit_ms, "full_gc_ms": full, "by_gen": by_gen, "counts": counts, **phases}))
 """
 
 
@@ -113,16 +119,18 @@ def start_run(repeats: int, other: str | None) -> None:
         print(f"| {name} | {len(xs)} | {statistics.median(xs):.2f} | {min(xs):.2f} | {max(xs):.2f} |")
 
 
-def sklearn_plots(repeats: int, forest: bool) -> None:
+def sklearn_plots(repeats: int, forest: bool, untracked: bool) -> None:
     cols = ["fit_ms", "open_run", "log_params", "log_data", "evaluate", "log_fit_plots", "Run.finish"]
-    print("| process | " + " | ".join(cols) + " | full GCs in the fit (ms) |")
-    print("|---|" + "---|" * (len(cols) + 1))
+    print("| process | " + " | ".join(cols) + " | collector counts at the fit's start | collections in the fit "
+          "(gen 0/1/2) | full GCs in the fit (ms) |")
+    print("|---|" + "---|" * (len(cols) + 3))
     for i in range(repeats):
         env = {**code_env(None), "TRACKHOOKS_URI": tempfile.mkdtemp(prefix="phases-"),
                "TRACKHOOKS_SYSTEM_METRICS": "0"}
-        row = _child(_SKLEARN, ["forest" if forest else "logistic"], env)
+        row = _child(_SKLEARN, ["forest" if forest else "logistic", "untracked" if untracked else "tracked"], env)
         gcs = ", ".join(f"{v:.0f}" for v in row["full_gc_ms"]) or "none"
-        print(f"| {i + 1} | " + " | ".join(f"{row.get(c, 0.0):.1f}" for c in cols) + f" | {gcs} |")
+        print(f"| {i + 1} | " + " | ".join(f"{row.get(c, 0.0):.2f}" for c in cols)
+              + f" | {tuple(row['counts'])} | {'/'.join(map(str, row['by_gen']))} | {gcs} |")
 
 
 def xgb_importance() -> None:
@@ -158,11 +166,12 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--code", help="start-run: another checkout's trackhooks, interleaved with this one")
     ap.add_argument("--forest", action="store_true", help="sklearn-plots: RandomForestClassifier(50 trees)")
+    ap.add_argument("--untracked", action="store_true", help="sklearn-plots: the same fit without autolog()")
     a = ap.parse_args()
     if a.what == "start-run":
         start_run(a.repeats, a.code)
     elif a.what == "sklearn-plots":
-        sklearn_plots(a.repeats, a.forest)
+        sklearn_plots(a.repeats, a.forest, a.untracked)
     else:
         xgb_importance()
     return 0

@@ -323,6 +323,12 @@ def test_first_fit_phases_probe(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     (row,) = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| 1 ")]
     assert all(float(v) > 0 for v in row[2:9]), row  # every phase ran: fit, run, params, data, metrics, plots, finish
+    assert len(row[10].strip().split("/")) == 3, row  # collections of each generation inside the fit
+    proc = subprocess.run([sys.executable, script, "sklearn-plots", "--repeats", "1", "--untracked"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| 1 ")]
+    assert float(row[2]) > 0 and all(float(v) == 0 for v in row[3:9]), row  # a fit, and no tracking phase
     if _installed("xgboost"):
         proc = subprocess.run([sys.executable, script, "xgb-importance"], capture_output=True, text=True,
                               timeout=300, cwd=ROOT)

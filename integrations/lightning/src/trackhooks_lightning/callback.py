@@ -466,14 +466,7 @@ class _TrackhooksCallback:
                 if values:
                     # values: a dict built for this call, of Lightning's checked one-element tensors (and floats)
                     log_step_metrics(run, values, step, self._epoch)
-            every = self._every
-            if every > 0 and (now + 1) % every == 0:  # _next_step(now), inline on the per-step path
-                self._due = True
-                groups = self._lr_groups
-                if groups:
-                    self._lr = {groups[0][0]: groups[0][1]["lr"]} if len(groups) == 1 else _rates(groups)
-            else:
-                self._due = False
+            self._next_step(now)
         except Exception as exc:
             self._due = False
             self._fail("per-step metrics", exc)

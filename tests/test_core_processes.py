@@ -69,3 +69,38 @@ def test_sigkill_keeps_flushed_points_and_store_valid(store_path):
         assert len(values) >= flushed
         assert values == [float(i) for i in range(len(values))]
 
+
+
+FIRST_START = r"""
+import sys, threading
+watched = {"typing", "re", "json", "socket", "numbers", "inspect", "enum"}
+before = sorted(watched & set(sys.modules))
+main, seen = threading.get_ident(), set()
+
+
+class Spy:  # imports made on the caller's thread; the writer's own start-up is beside the training
+    def find_spec(self, name, path=None, target=None):
+        if name in watched and threading.get_ident() == main:
+            seen.add(name)
+        return None
+
+
+import trackhooks
+sys.meta_path.insert(0, Spy())
+run = trackhooks.start_run(experiment="imports", store=sys.argv[1])
+sys.meta_path.pop(0)
+run.finish()
+print(",".join(before) + "|" + ",".join(sorted(seen)))
+"""
+
+
+def test_first_start_run_leaves_the_stdlib_parsers_unimported(tmp_path):
+    # typing, json, re, socket...: ~9 ms of the first start_run of a bare process on this machine
+    # when a store module imported them at module level (benchmarks/README.md, seventh pass)
+    store = str(tmp_path / "s")
+    for case in ("new store", "existing store"):
+        out = subprocess.run([sys.executable, "-c", FIRST_START, store], capture_output=True, text=True,
+                             check=True, timeout=120, env={**os.environ, "TRACKHOOKS_CAPTURE_OUTPUT": "on"})
+        before, seen = out.stdout.strip().splitlines()[-1].split("|")
+        assert before == "", f"the interpreter imported {before} at start-up: this test cannot see them"
+        assert seen == "", f"{case}: the first start_run imported {seen} on the caller's thread"

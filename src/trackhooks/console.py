@@ -23,7 +23,10 @@ import os
 import select
 import sys
 import threading
-from typing import Any
+
+TYPE_CHECKING = False  # typing (and the re it loads) is not imported at run time: see benchmarks/README.md
+if TYPE_CHECKING:
+    from typing import Any
 
 from .errors import InvalidOptionError, InvalidValueError, short_repr
 from . import writer as _w

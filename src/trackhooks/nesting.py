@@ -27,7 +27,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # typing (and the re it loads) is not imported at run time: see benchmarks/README.md
+if TYPE_CHECKING:
+    from typing import Any
 
 from . import run as _run
 from .errors import TrackhooksError, short_repr

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import sys
 import threading
 import time
-from numbers import Real
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing, numbers and socket stay out of the first start_run (benchmarks/README.md)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from .errors import InvalidOptionError, InvalidValueError, short_repr
 from .writer import warn_once
@@ -57,13 +58,30 @@ def parse_interval(value: Any, option: str = "system_metrics") -> float | None:
         return DEFAULT_INTERVAL_S
     if value is False:
         return None
-    if isinstance(value, Real) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) or _is_real(value):
         number = float(value)
         if math.isnan(number) or math.isinf(number) or number < 0:
             raise InvalidOptionError(f"{option}={short_repr(value)}: expected a positive number of seconds, or 0/False")
         return number or None
     raise InvalidValueError(
         f"{option}={short_repr(value)}: expected seconds between samples (a number), True or False")
+
+
+def _is_real(value: Any) -> bool:
+    from numbers import Real  # numpy scalars and the like; int and float are tested before
+
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def hostname() -> str:
+    """This machine's name, as ``socket.gethostname()`` gives it (``uname`` where there is one:
+    importing socket is ~2 ms of the first start_run)."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return uname().nodename
+    import socket
+
+    return socket.gethostname()
 
 
 # ---- figures ------------------------------------------------------------------------------------
@@ -151,7 +169,7 @@ class _Figures:
 
     def __init__(self) -> None:
         self._collectors: list[tuple[str, Callable[[dict[str, float]], None]]] = []
-        self.facts: dict[str, Any] = {"node": socket.gethostname()}
+        self.facts: dict[str, Any] = {"node": hostname()}
         for env in ("NODE_RANK", "GROUP_RANK", "SLURM_NODEID"):
             if os.environ.get(env):
                 self.facts["node_rank"] = os.environ[env]

@@ -24,11 +24,14 @@ find the file gone and copy it again from its source).
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Mapping
+
+TYPE_CHECKING = False  # typing, json and the re they load stay out of the first start_run
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 from ..errors import InvalidValueError, RunActiveError, RunNotFoundError, short_repr
 
@@ -57,6 +60,13 @@ class GcResult(int):
         return f"GcResult({verb} {int(self)} bytes in {len(self.files)} files)"
 
 
+def _json_arg(value: Any) -> str:
+    """A JSON array for SQL's ``json_each``/``IN`` argument (json imported here, not at start-up)."""
+    import json
+
+    return json.dumps(value)
+
+
 def _ids_arg(run_ids: Any) -> list[Any]:
     if isinstance(run_ids, (str, bytes)) or hasattr(run_ids, "id"):
         return [run_ids]
@@ -81,7 +91,7 @@ class Housekeeping:
             refs.append(ref)
         # whole ids in one query (rm --where of a thousand runs); prefixes one by one
         exact = {r[0] for r in self._rows(f"SELECT id FROM runs WHERE id IN {self._json_list()}",
-                                          (json.dumps(refs),))}
+                                          (_json_arg(refs),))}
         out: list[str] = []
         for ref in refs:
             if ref in exact:
@@ -112,7 +122,7 @@ class Housekeeping:
         rows = conn.execute(
             f"WITH RECURSIVE tree(id, depth) AS (SELECT id, 0 FROM runs WHERE id IN {self._json_list()} "
             "UNION SELECT r.id, tree.depth + 1 FROM runs r JOIN tree ON r.parent_id = tree.id) "
-            "SELECT id, MIN(depth) FROM tree GROUP BY id ORDER BY MIN(depth), id", (json.dumps(ids),)).fetchall()
+            "SELECT id, MIN(depth) FROM tree GROUP BY id ORDER BY MIN(depth), id", (_json_arg(ids),)).fetchall()
         return [r[0] for r in rows]
 
     # -- delete / archive
@@ -132,7 +142,7 @@ class Housekeeping:
             tree = self._tree(conn, ids)
             self._refuse_live(conn, tree)
             self._before_delete(conn, tree)
-            arg = (json.dumps(tree),)
+            arg = (_json_arg(tree),)
             ids_in = self._json_list()
             conn.execute("DELETE FROM metric_blocks WHERE key_id IN (SELECT id FROM metric_keys WHERE run_id IN "
                          f"{ids_in})", arg)
@@ -146,7 +156,7 @@ class Housekeeping:
 
         rows = conn.execute(
             "SELECT id, name, status, host, pid, pid_start, heartbeat FROM runs WHERE status = 'running' AND id IN "
-            f"{self._json_list()}", (json.dumps(ids),)).fetchall()
+            f"{self._json_list()}", (_json_arg(ids),)).fetchall()
         live = [(rid, name, host, pid) for rid, name, status, host, pid, ps, hb in rows
                 if effective_status(status, host, pid, ps, hb) == "running"]
         if live:
@@ -169,7 +179,7 @@ class Housekeeping:
             return []
         with self._write() as conn:
             tree = self._tree(conn, ids)
-            conn.execute(f"UPDATE runs SET archived = ? WHERE id IN {self._json_list()}", (flag, json.dumps(tree)))
+            conn.execute(f"UPDATE runs SET archived = ? WHERE id IN {self._json_list()}", (flag, _json_arg(tree)))
         return tree
 
     # -- edits of one run
@@ -314,7 +324,7 @@ def _referenced(conn: sqlite3.Connection, shas: list[str] | None) -> set[str]:
         elif shas:
             out.update(r[0] for r in conn.execute(
                 f"SELECT DISTINCT sha256 FROM {table} WHERE sha256 IN (SELECT value FROM json_each(?))",
-                (json.dumps(shas),)))
+                (_json_arg(shas),)))
     return out
 
 

@@ -63,6 +63,7 @@ class Workload:
 _LIGHTNING = ["none", "trackhooks", "CSVLogger", "TensorBoardLogger", "MLFlowLogger(sqlite)", "MLFlowLogger(file)",
               "WandbLogger(offline)", "trackhooks+mlflow mirror"]
 _HOT = ["floor: dict copy + deque append", "trackhooks log_metrics (writer idle)", "trackhooks log_metrics (sustained)",
+        "trackhooks log_metric (writer idle)",
         "mlflow.log_metrics (sqlite)", "TensorBoard add_scalar x4", "wandb.log (offline)"]
 _STORE = ["ingest", "ingest: writer + store only", "store write only", "read 1M-point series", "import trackhooks", "start_run",
           "start_run (new store)", "finish() of a 10 000-point run", "search child run (caller)"]
@@ -150,6 +151,9 @@ MICRO_TARGETS: dict[str, tuple[str, Any]] = {
 # micro rows measured against another row of the same run: config -> (baseline config, target text,
 # predicate on (ratio to the baseline's median, own median))
 MICRO_RATIOS: dict[str, tuple[str, str, Any]] = {
+    # issue 19: 4 scalars ≤ 3× the floor (a dict copy and a deque append), one scalar ≤ 2× it
+    "trackhooks log_metrics (writer idle)": ("floor: dict copy + deque append", "≤ 3× the floor", lambda r, v: r <= 3.0),
+    "trackhooks log_metric (writer idle)": ("floor: dict copy + deque append", "≤ 2× the floor", lambda r, v: r <= 2.0),
     "pg: replicate 1M points until flush()": ("pg: bare COPY of 1M rows", "≤ 1× bare COPY", lambda r, v: r <= 1.0),
     "pg: runs() over 10k runs": ("pg: bare SELECT of 10k runs", "≤ 3× bare SELECT, < 0.5 s",
                                  lambda r, v: r <= 3.0 and v < 0.5),

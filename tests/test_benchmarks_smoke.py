@@ -125,7 +125,8 @@ def test_one_fit_workloads_spawn_in_quick_mode():
 
 def test_core_micro_tiny():
     configs = ["floor: dict copy + deque append", "trackhooks log_metrics (writer idle)",
-               "trackhooks log_metrics (sustained)", "ingest", "ingest: writer + store only", "store write only", "read 1M-point series",
+               "trackhooks log_metrics (sustained)", "trackhooks log_metric (writer idle)", "ingest",
+               "ingest: writer + store only", "store write only", "read 1M-point series",
                "import trackhooks", "start_run", "dataset hash: fingerprint", "dataset hash: log_dataset + flush"]
     if PEERS:
         configs += ["mlflow.log_metrics (sqlite)", "TensorBoard add_scalar x4", "wandb.log (offline)"]

@@ -24,6 +24,7 @@ CONFIGS: dict[str, list[str]] = {
     "floor: dict copy + deque append": [],
     "trackhooks log_metrics (writer idle)": ["trackhooks"],
     "trackhooks log_metrics (sustained)": ["trackhooks"],
+    "trackhooks log_metric (writer idle)": ["trackhooks"],
     "mlflow.log_metrics (sqlite)": ["mlflow"],
     "TensorBoard add_scalar x4": ["torch", "tensorboard"],
     "wandb.log (offline)": ["wandb"],
@@ -92,6 +93,28 @@ def _hot_floor(p, tmp, clock):
         buf.append((0, state, dict(ds[i % 1000]), i, None, time.time()))
 
     out = _chunked_us(call, p["calls"], p["chunk"])
+    clock.fit_done()
+    return out
+
+
+def _hot_trackhooks_one(p, tmp, clock):
+    """``log_metric`` of one float with a step (issue 19: ≤ 2× the same floor as log_metrics)."""
+    import trackhooks
+    from trackhooks import writer
+
+    run = trackhooks.start_run(experiment="bench")
+    run.flush()
+    calls = min(p["calls"], writer.WAKE_AT - 1000)
+    clock.setup_done()
+    log = run.log_metric
+    writer.get_writer().interval = 3600.0  # as "writer idle": the caller's cost alone
+    run.flush()
+
+    def call(i):
+        log("loss", i * 0.25, step=i)
+
+    out = _chunked_us(call, calls, p["chunk"])
+    run.finish()
     clock.fit_done()
     return out
 
@@ -472,6 +495,7 @@ _RUNNERS = {
     "floor: dict copy + deque append": _hot_floor,
     "trackhooks log_metrics (writer idle)": lambda p, t, c: _hot_trackhooks(p, t, c, sustained=False),
     "trackhooks log_metrics (sustained)": lambda p, t, c: _hot_trackhooks(p, t, c, sustained=True),
+    "trackhooks log_metric (writer idle)": _hot_trackhooks_one,
     "mlflow.log_metrics (sqlite)": _hot_mlflow,
     "TensorBoard add_scalar x4": _hot_tensorboard,
     "wandb.log (offline)": _hot_wandb,

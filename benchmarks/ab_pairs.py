@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/ab_pairs.py media_bench "trackhooks autolog (with plots)" --code /tmp/old
     .venv/bin/python benchmarks/ab_pairs.py sklearn_bench "trackhooks autolog" --code /tmp/old --repeats 8
+    .venv/bin/python benchmarks/ab_pairs.py console_bench "capture fd" --baseline "capture off" --code /tmp/old \
+        --args "--destination unbuffered"
 
 Each round runs, each in a new interpreter (``python benchmarks/workloads/<module>.py --config C``,
 the way ``run.py --spawn`` measures): the first configuration (``--baseline``, default ``none``)
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -27,9 +30,9 @@ sys.path.insert(0, HERE)
 from instructions import code_env  # noqa: E402
 
 
-def _one(module: str, config: str, size: str, code: str | None) -> dict:
+def _one(module: str, config: str, size: str, code: str | None, extra: list[str] = ()) -> dict:
     out = subprocess.run([sys.executable, os.path.join(HERE, "workloads", f"{module}.py"), "--config", config,
-                          "--size", size], capture_output=True, text=True, env=code_env(code), timeout=600)
+                          "--size", size, *extra], capture_output=True, text=True, env=code_env(code), timeout=600)
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     if not rows or rows[-1].get("status") != "ok":
         raise SystemExit(f"{module} {config!r} ({code or 'this checkout'}) failed:\n{out.stderr[-3000:]}")
@@ -44,12 +47,13 @@ def main() -> int:
     ap.add_argument("--baseline", default="none", help="configuration measured once per round (default none)")
     ap.add_argument("--size", default="quick")
     ap.add_argument("--repeats", type=int, default=6, help="rounds (default 6)")
+    ap.add_argument("--args", default="", help="more arguments of the workload script, e.g. '--destination unbuffered'")
     a = ap.parse_args()
     variants = [(a.baseline, None)] + [(c, code) for c in a.configs for code in (None, a.code)]
     rows: dict[tuple[str, str | None], list[dict]] = {v: [] for v in variants}
     for _ in range(a.repeats):
         for config, code in variants:
-            rows[(config, code)].append(_one(a.module, config, a.size, code))
+            rows[(config, code)].append(_one(a.module, config, a.size, code, shlex.split(a.args)))
     def med(rs: list[dict], key: str) -> float:
         return statistics.median(r["fit_s"] + r["setup_s"] if key == "total" else r[key] for r in rs)
 

@@ -541,3 +541,41 @@ def test_a_run_shorter_than_a_writer_cycle_stores_its_log_once(tmp_path, where):
         assert line[1] == "0" and line[3] == "None"
     else:
         assert int(line[1]) > 0 and line[3] == "True"
+
+
+GATHER = textwrap.dedent(r"""
+    import fcntl, os, sys, threading, time, trackhooks
+    from trackhooks import console
+    pumps = []
+    pump = console._FdPipes._pump
+    def counted(self, r):
+        if threading.current_thread().name == "trackhooks-console":
+            pumps.append(r)
+        return pump(self, r)
+    console._FdPipes._pump = counted
+    run = trackhooks.start_run("console", store=sys.argv[1], capture_output="fd", system_metrics=False)
+    pipe_size = fcntl.fcntl(1, fcntl.F_GETPIPE_SZ)
+    t = time.perf_counter()
+    for i in range(20000):  # what an unbuffered print does: one system call per write
+        os.write(1, b"%d\n" % i)
+    loop_s = time.perf_counter() - t
+    n = len(pumps)
+    run.finish()
+    print(n, loop_s, pipe_size, run.id, file=sys.stderr)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_GETPIPE_SZ is Linux's")
+def test_fd_reader_gathers_bursts_instead_of_waking_on_every_write(tmp_path):
+    # each wake of the reader takes the GIL from the writing loop: it waits FD_GATHER_S after the
+    # pipe turns readable, so it wakes at most once per FD_GATHER_S of the loop, into a 1 MB pipe
+    store = str(tmp_path / "s")
+    p = subprocess.run([PY, "-c", GATHER, store], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    n, loop_s, pipe_size, run_id = p.stderr.decode().split()
+    from trackhooks.console import FD_GATHER_S, PIPE_BYTES
+
+    assert int(pipe_size) == PIPE_BYTES
+    assert int(n) <= float(loop_s) / FD_GATHER_S + 2, (n, loop_s)
+    assert p.stdout == b"".join(b"%d\n" % i for i in range(20000))
+    assert console_of(store, run_id) == p.stdout

@@ -23,6 +23,7 @@ import os
 import select
 import sys
 import threading
+import time
 
 TYPE_CHECKING = False  # typing (and the re it loads) is not imported at run time: see benchmarks/README.md
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ LIMIT_BYTES = int(float(os.environ.get("TRACKHOOKS_CONSOLE_LIMIT_MB", "10")) * 1
 PARTIAL_MAX = 64 * 1024  # a "line" without newline longer than this is stored as it is
 MARKER = "\n[trackhooks: console output reached the {mb} MB limit of this run; the rest was not recorded]\n"
 MODES = ("python", "fd")
+FD_GATHER_S = 0.002  # "fd": how long the reader lets output gather in the pipe after it wakes
+PIPE_BYTES = 1 << 20
 _WAKE_AT = _w.WAKE_AT
 
 
@@ -384,6 +387,7 @@ class _FdPipes:
                 os.close(w)
             raise
         for group, r, w in pipes:
+            _widen(w)
             os.close(w)
             self._readers[r] = self._saved[group[0]]
         self._thread = threading.Thread(target=self._loop, name="trackhooks-console", daemon=True)
@@ -396,6 +400,10 @@ class _FdPipes:
                 ready, _, _ = select.select(readers, [], [])
             except (OSError, ValueError):
                 return
+            # let a burst of small writes gather in the pipe before taking them: every wake of this
+            # thread takes the GIL from a training loop that holds it, and waking on each write of
+            # an unbuffered print cost that loop 2.3x its time (benchmarks/README.md "Seventh pass")
+            time.sleep(FD_GATHER_S)
             with self._lock:
                 for r in ready:
                     if not self._pump(r):
@@ -410,7 +418,7 @@ class _FdPipes:
         """Copy what is in the pipe now; False at end of file (every writer has closed it)."""
         while True:
             try:
-                data = os.read(r, 1 << 16)
+                data = os.read(r, PIPE_BYTES)
             except BlockingIOError:
                 return True
             except OSError:
@@ -452,6 +460,17 @@ class _FdPipes:
                     pass
         # the reader thread keeps copying until the pipes' last writers (children that inherited
         # them) close them, so a subprocess that outlives the run never gets a broken pipe
+
+
+def _widen(fd: int) -> None:
+    """Give the pipe PIPE_BYTES of room where the system allows it (Linux; 64 KB otherwise), so that
+    what is written during one FD_GATHER_S wait never blocks the writing thread."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> None:

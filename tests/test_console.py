@@ -579,3 +579,33 @@ def test_fd_reader_gathers_bursts_instead_of_waking_on_every_write(tmp_path):
     assert int(n) <= float(loop_s) / FD_GATHER_S + 2, (n, loop_s)
     assert p.stdout == b"".join(b"%d\n" % i for i in range(20000))
     assert console_of(store, run_id) == p.stdout
+
+
+def test_a_short_write_to_the_descriptor_goes_on_through_the_original_buffer(tmp_path):
+    # the stand-in of a script's own stream writes each chunk straight to its FileIO; a terminal or
+    # a pipe may take part of a chunk, and the rest must follow in order through the original buffer
+    class Short(io.FileIO):
+        def write(self, b):
+            return super().write(bytes(b)[:5])
+
+    class Capture:
+        on = True
+
+        def __init__(self):
+            self.buffer = []
+
+        def backpressure(self):
+            pass
+
+    path = tmp_path / "out.log"
+    orig = io.BufferedWriter(Short(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w"))
+    cap = Capture()
+    tee = io.TextIOWrapper(io.BufferedWriter(_console._TeeFileRaw(orig, cap)), encoding="utf-8",
+                           line_buffering=True)
+    print("a line much longer than five bytes", file=tee)
+    print("two", file=tee)
+    tee.flush()
+    expected = b"a line much longer than five bytes\ntwo\n"
+    assert path.read_bytes() == expected and b"".join(cap.buffer) == expected
+    tee.close()
+    orig.close()

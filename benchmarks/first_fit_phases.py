@@ -1,12 +1,14 @@
 """Where a short fit's fixed costs go, in fresh processes: the figures of benchmarks/README.md "Fifth pass" and "Sixth pass".
 
-    .venv/bin/python benchmarks/first_fit_phases.py start-run --repeats 8 --code /tmp/old
+    .venv/bin/python benchmarks/first_fit_phases.py start-run --repeats 8 --code /tmp/old [--bare]
     .venv/bin/python benchmarks/first_fit_phases.py sklearn-plots --repeats 8 [--forest] [--untracked]
     .venv/bin/python benchmarks/first_fit_phases.py xgb-importance
 
 ``start-run``: the first ``start_run`` of a fresh process on an existing store (made once, before),
 this checkout and, with ``--code DIR``, another checkout's trackhooks (a ``git worktree`` of an
-earlier commit), interleaved. ``sklearn-plots``: scikit-learn autolog with plots on digits
+earlier commit), interleaved; the process has imported ``trackhooks.run`` and built the plugin
+manager first (a training script's situation), or with ``--bare`` only ``import trackhooks`` (the
+``start_run`` row of ``core_micro.py``: the first run pays for every module it loads). ``sklearn-plots``: scikit-learn autolog with plots on digits
 (LogisticRegression, or a 50-tree forest), the wall time of each phase of the tracked fit and the
 collector's counts when the fit starts, the collections of each generation inside it, and the
 full ones' durations (``--untracked``: the same fit without ``autolog()``, for its collections). ``xgb-importance``: the five ``get_score`` calls
@@ -31,6 +33,18 @@ _START_RUN = r"""
 import json, os, sys, time
 import trackhooks, trackhooks.run
 trackhooks.plugin_manager()
+t = time.perf_counter()
+run = trackhooks.start_run(experiment="phases")
+ms = (time.perf_counter() - t) * 1e3
+run.finish()
+print(json.dumps({"start_run_ms": ms}))
+"""
+
+# --bare: what core_micro.py's start_run row measures, a process that imported trackhooks and
+# nothing else, so the first start_run pays for every module it loads (the standard library's too)
+_START_RUN_BARE = r"""
+import json, time
+import trackhooks
 t = time.perf_counter()
 run = trackhooks.start_run(experiment="phases")
 ms = (time.perf_counter() - t) * 1e3
@@ -100,7 +114,7 @@ def _child(code: str, args: list[str], env: dict[str, str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def start_run(repeats: int, other: str | None) -> None:
+def start_run(repeats: int, other: str | None, bare: bool = False) -> None:
     store = tempfile.mkdtemp(prefix="phases-")
     variants = {"this checkout": code_env(None)}
     if other:
@@ -112,7 +126,7 @@ def start_run(repeats: int, other: str | None) -> None:
     _child(_START_RUN, [], variants["this checkout"])  # the store exists before the first measurement
     for _ in range(repeats):
         for name, env in variants.items():
-            ms[name].append(_child(_START_RUN, [], {**env})["start_run_ms"])
+            ms[name].append(_child(_START_RUN_BARE if bare else _START_RUN, [], {**env})["start_run_ms"])
     print("| trackhooks | n | first start_run ms (median) | min | max |")
     print("|---|---|---|---|---|")
     for name, xs in ms.items():
@@ -165,11 +179,12 @@ def main() -> int:
     ap.add_argument("what", choices=("start-run", "sklearn-plots", "xgb-importance"))
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--code", help="start-run: another checkout's trackhooks, interleaved with this one")
+    ap.add_argument("--bare", action="store_true", help="start-run: a process that imported only trackhooks")
     ap.add_argument("--forest", action="store_true", help="sklearn-plots: RandomForestClassifier(50 trees)")
     ap.add_argument("--untracked", action="store_true", help="sklearn-plots: the same fit without autolog()")
     a = ap.parse_args()
     if a.what == "start-run":
-        start_run(a.repeats, a.code)
+        start_run(a.repeats, a.code, a.bare)
     elif a.what == "sklearn-plots":
         sklearn_plots(a.repeats, a.forest, a.untracked)
     else:

@@ -319,6 +319,11 @@ def test_first_fit_phases_probe(tmp_path):
     rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| ") and "median" not in line]
     assert [r[1].strip() for r in rows] == ["this checkout", f"--code {ROOT}"]
     assert all(int(r[2]) == 2 and float(r[3]) > 0 for r in rows)
+    proc = subprocess.run([sys.executable, script, "start-run", "--repeats", "1", "--bare"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| ") and "median" not in line]
+    assert [r[1].strip() for r in rows] == ["this checkout"] and float(rows[0][3]) > 0
     proc = subprocess.run([sys.executable, script, "sklearn-plots", "--repeats", "1"],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -18,11 +18,12 @@ import sys
 import threading
 import time
 
-TYPE_CHECKING = False  # typing, numbers and socket stay out of the first start_run (benchmarks/README.md)
+TYPE_CHECKING = False  # typing and numbers stay out of the first start_run (benchmarks/README.md)
 if TYPE_CHECKING:
     from typing import Any, Callable
 
 from .errors import InvalidOptionError, InvalidValueError, short_repr
+from .store.status import HOST  # the host name, without importing socket
 from .writer import warn_once
 
 DEFAULT_INTERVAL_S = 10.0
@@ -71,17 +72,6 @@ def _is_real(value: Any) -> bool:
     from numbers import Real  # numpy scalars and the like; int and float are tested before
 
     return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def hostname() -> str:
-    """This machine's name, as ``socket.gethostname()`` gives it (``uname`` where there is one:
-    importing socket is ~2 ms of the first start_run)."""
-    uname = getattr(os, "uname", None)
-    if uname is not None:
-        return uname().nodename
-    import socket
-
-    return socket.gethostname()
 
 
 # ---- figures ------------------------------------------------------------------------------------
@@ -169,7 +159,7 @@ class _Figures:
 
     def __init__(self) -> None:
         self._collectors: list[tuple[str, Callable[[dict[str, float]], None]]] = []
-        self.facts: dict[str, Any] = {"node": hostname()}
+        self.facts: dict[str, Any] = {"node": HOST}
         for env in ("NODE_RANK", "GROUP_RANK", "SLURM_NODEID"):
             if os.environ.get(env):
                 self.facts["node_rank"] = os.environ[env]

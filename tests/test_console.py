@@ -575,7 +575,9 @@ def test_fd_reader_gathers_bursts_instead_of_waking_on_every_write(tmp_path):
     n, loop_s, pipe_size, run_id = p.stderr.decode().split()
     from trackhooks.console import FD_GATHER_S, PIPE_BYTES
 
-    assert int(pipe_size) == PIPE_BYTES
+    with open("/proc/sys/fs/pipe-max-size") as f:  # a system may allow less; then the pipe stays as it was
+        allowed = int(f.read())
+    assert int(pipe_size) == PIPE_BYTES or allowed < PIPE_BYTES
     assert int(n) <= float(loop_s) / FD_GATHER_S + 2, (n, loop_s)
     assert p.stdout == b"".join(b"%d\n" % i for i in range(20000))
     assert console_of(store, run_id) == p.stdout

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import trackhooks
 
 WRITER = """
@@ -102,5 +104,6 @@ def test_first_start_run_leaves_the_stdlib_parsers_unimported(tmp_path):
         out = subprocess.run([sys.executable, "-c", FIRST_START, store], capture_output=True, text=True,
                              check=True, timeout=120, env={**os.environ, "TRACKHOOKS_CAPTURE_OUTPUT": "on"})
         before, seen = out.stdout.strip().splitlines()[-1].split("|")
-        assert before == "", f"the interpreter imported {before} at start-up: this test cannot see them"
+        if before:
+            pytest.skip(f"this interpreter imports {before} at start-up (a .pth or sitecustomize): unobservable here")
         assert seen == "", f"{case}: the first start_run imported {seen} on the caller's thread"

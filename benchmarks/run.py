@@ -129,6 +129,8 @@ WORKLOADS = [
              args=["--search", "tree96"]),
 ]
 
+PER_STEP_MIN_STEPS = 2000  # the per-step target is checked over at least this many steps (issue 19)
+
 # micro rows with a target: config -> (target text, predicate on the median value)
 MICRO_TARGETS: dict[str, tuple[str, Any]] = {
     "trackhooks log_metrics (sustained)": ("≤ 2 µs median", lambda v: v <= 2.0),
@@ -345,8 +347,11 @@ def framework_table(w: Workload, rows: list[dict[str, Any]], targets: list[dict[
             steps = _med([float(r.get("steps") or 0) for r in ok])
             if w.per_step_us is not None and c == "trackhooks" and steps > 0:
                 per = (fit - b_fit) / steps * 1e6
-                ok_step = per <= w.per_step_us
-                target += f"; ≤ {w.per_step_us:g} µs/step: {'met' if ok_step else 'MISSED'} ({per:.1f} µs)"
+                # issue 19 defines the per-step cost over 2 000 steps: over fewer, the run's fixed cost
+                # (~10 ms: 33 µs per step at the quick size's 300) decides the figure, not the steps
+                ok_step: bool | None = per <= w.per_step_us if steps >= PER_STEP_MIN_STEPS else None
+                verdict = {True: "met", False: "MISSED", None: f"not checked below {PER_STEP_MIN_STEPS} steps"}[ok_step]
+                target += f"; ≤ {w.per_step_us:g} µs/step: {verdict} ({per:.1f} µs)"
                 targets.append({"what": f"{w.key}: {c} (fit − fit of none) per logged step, fixed cost included",
                                 "target": f"≤ {w.per_step_us:g} µs", "measured": f"{per:.1f} µs over {steps:.0f} steps",
                                 "met": ok_step})
@@ -498,7 +503,8 @@ def render(results: list[tuple[Workload, list[dict[str, Any]]]], info: dict[str,
              "## Targets", "", "| what | target | measured | |", "|---|---|---|---|"]
     body_targets = []
     for t in targets:
-        body_targets.append(f"| {t['what']} | {t['target']} | {t['measured']} | {'met' if t['met'] else 'MISSED'} |")
+        verdict = "not checked at this size" if t["met"] is None else "met" if t["met"] else "MISSED"
+        body_targets.append(f"| {t['what']} | {t['target']} | {t['measured']} | {verdict} |")
     lines += body_targets or ["| (no targeted rows measured) | | | |"]
     lines += ["", "## Notes", "", NOTES_BEGIN, notes or "(none yet)", NOTES_END, "", "## Tables", "", *sections]
     return "\n".join(lines).rstrip() + "\n"

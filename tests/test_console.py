@@ -602,8 +602,9 @@ def test_a_short_write_to_the_descriptor_goes_on_through_the_original_buffer(tmp
     path = tmp_path / "out.log"
     orig = io.BufferedWriter(Short(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w"))
     cap = Capture()
-    tee = io.TextIOWrapper(io.BufferedWriter(_console._TeeFileRaw(orig, cap)), encoding="utf-8",
-                           line_buffering=True)
+    stream = io.TextIOWrapper(orig, encoding="utf-8", line_buffering=True)  # the script's sys.stdout
+    tee = _console._text_tee(stream, cap)
+    assert tee.buffer.raw._file is orig.raw  # the direct path, whose short writes are under test
     print("a line much longer than five bytes", file=tee)
     print("two", file=tee)
     tee.flush()

@@ -272,49 +272,28 @@ class _TeeRaw(_TeeLayer, io.RawIOBase):
     """The raw layer under a C ``io.BufferedWriter`` in the stand-in of a buffered stream: each
     chunk the buffer lets go (8 KB into a file, a line on a terminal, anything on ``flush()``)
     goes to the original binary buffer and out, as the original's own flush would, then into the
-    log. A C buffer between the text layer and this one keeps the per-print cost to C code."""
+    log. A C buffer between the text layer and this one keeps the per-print cost to C code.
 
-    __slots__ = ("closed", "_raw", "_capture")
+    When the original is a ``BufferedWriter`` over a ``FileIO`` (a terminal, a file, a pipe: what a
+    script's own streams are), ``_file`` is that ``FileIO`` and a chunk goes to the descriptor in
+    one write instead of being copied into the original's buffer and flushed out of it (0.1-0.2 µs
+    less per line on a terminal); a short or refused write (a full non-blocking pipe) sends the rest
+    the original way. The original buffer is flushed when capture starts, so only what is written
+    to that binary object directly (``sys.__stdout__.buffer``) without a flush could be overtaken."""
 
-    def write(self, b: Any) -> int:
-        raw = self._raw
-        n = raw.write(b)
-        raw.flush()
-        cap = self._capture
-        if cap.on:
-            try:
-                buf = cap.buffer
-                buf.append(b if type(b) is bytes else bytes(b))
-                if len(buf) >= _WAKE_AT:
-                    cap.backpressure()
-            except Exception:  # never raise into a print
-                pass
-        return len(b) if n is None else n
-
-    def readinto(self, b: Any) -> int:
-        raise io.UnsupportedOperation("not readable")
-
-
-class _TeeFileRaw(_TeeRaw):
-    """``_TeeRaw`` over an original ``BufferedWriter`` of a ``FileIO`` (a terminal, a file, a pipe:
-    what a script's own streams are). A chunk goes to the file descriptor in one ``FileIO.write``
-    instead of being copied into the original's buffer and flushed out of it (0.1-0.2 µs less per
-    line on a terminal); a short or refused write (a full non-blocking pipe) goes the original way
-    for the rest. The original buffer is flushed when capture starts, and only what is written to
-    that binary object directly (``sys.__stdout__.buffer``) without a flush could be overtaken."""
-
-    __slots__ = ("_file",)
+    __slots__ = ("closed", "_raw", "_capture", "_file")
 
     def __init__(self, raw: Any, capture: "_Capture"):
         super().__init__(raw, capture)
-        self._file = raw.raw
+        direct = type(raw) is io.BufferedWriter and isinstance(getattr(raw, "raw", None), io.FileIO)
+        self._file = raw.raw if direct else None
 
     def write(self, b: Any) -> int:
-        n = self._file.write(b)
+        f = self._file
+        n = f.write(b) if f is not None else 0
         if n is None or n < len(b):
-            rest = memoryview(b)[n or 0:]
             raw = self._raw
-            raw.write(rest)
+            raw.write(memoryview(b)[n or 0:] if n else b)
             raw.flush()
         cap = self._capture
         if cap.on:
@@ -327,15 +306,16 @@ class _TeeFileRaw(_TeeRaw):
                 pass
         return len(b)
 
+    def readinto(self, b: Any) -> int:
+        raise io.UnsupportedOperation("not readable")
+
 
 def _text_tee(stream: io.TextIOWrapper, capture: "_Capture") -> io.TextIOWrapper:
     stream.flush()
     if stream.write_through:  # unbuffered (python -u, pytest's capture): every write goes through
         binary: Any = _TeeBinary(stream.buffer, capture)
     else:
-        orig = stream.buffer
-        exact = type(orig) is io.BufferedWriter and type(getattr(orig, "raw", None)) is io.FileIO
-        binary = io.BufferedWriter((_TeeFileRaw if exact else _TeeRaw)(orig, capture), buffer_size=8192)
+        binary = io.BufferedWriter(_TeeRaw(stream.buffer, capture), buffer_size=8192)
     tee = io.TextIOWrapper(binary, encoding=stream.encoding, errors=stream.errors,
                            line_buffering=stream.line_buffering, write_through=stream.write_through)
     for attr in ("mode",):

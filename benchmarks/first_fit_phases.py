@@ -29,22 +29,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from instructions import code_env  # noqa: E402
 
+# argv[1] "bare": what core_micro.py's start_run row measures, a process that imported trackhooks
+# and nothing else, so the first start_run pays for every module it loads (the standard library's too)
 _START_RUN = r"""
-import json, os, sys, time
-import trackhooks, trackhooks.run
-trackhooks.plugin_manager()
-t = time.perf_counter()
-run = trackhooks.start_run(experiment="phases")
-ms = (time.perf_counter() - t) * 1e3
-run.finish()
-print(json.dumps({"start_run_ms": ms}))
-"""
-
-# --bare: what core_micro.py's start_run row measures, a process that imported trackhooks and
-# nothing else, so the first start_run pays for every module it loads (the standard library's too)
-_START_RUN_BARE = r"""
-import json, time
+import json, sys, time
 import trackhooks
+if sys.argv[1] != "bare":
+    import trackhooks.run
+    trackhooks.plugin_manager()
 t = time.perf_counter()
 run = trackhooks.start_run(experiment="phases")
 ms = (time.perf_counter() - t) * 1e3
@@ -123,10 +115,10 @@ def start_run(repeats: int, other: str | None, bare: bool = False) -> None:
     for env in variants.values():
         env["TRACKHOOKS_URI"] = store
         env["TRACKHOOKS_SYSTEM_METRICS"] = "0"
-    _child(_START_RUN, [], variants["this checkout"])  # the store exists before the first measurement
+    _child(_START_RUN, ["warm"], variants["this checkout"])  # the store exists before the first measurement
     for _ in range(repeats):
         for name, env in variants.items():
-            ms[name].append(_child(_START_RUN_BARE if bare else _START_RUN, [], {**env})["start_run_ms"])
+            ms[name].append(_child(_START_RUN, ["bare" if bare else "warm"], {**env})["start_run_ms"])
     print("| trackhooks | n | first start_run ms (median) | min | max |")
     print("|---|---|---|---|---|")
     for name, xs in ms.items():

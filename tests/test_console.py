@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -263,7 +265,7 @@ def test_the_stand_in_answers_like_the_original_and_closes_alone(store_path, tmp
         assert tee.fileno() == raw.fileno() and tee.isatty() is False and tee.encoding == "utf-8"
         assert tee.buffer.name == mine.buffer.name and tee.buffer.mode == mine.buffer.mode == "wb"
         assert tee.buffer.fileno() == raw.fileno() and tee.buffer.isatty() is False and tee.buffer.writable()
-        assert (tee.buffer.raw if buffering == "write-through" else tee.buffer.raw.raw) is raw
+        assert tee.buffer.raw is raw
         run.finish()
     finally:
         sys.stdout = original
@@ -610,5 +612,48 @@ def test_a_short_write_to_the_descriptor_goes_on_through_the_original_buffer(tmp
     tee.flush()
     expected = b"a line much longer than five bytes\ntwo\n"
     assert path.read_bytes() == expected and b"".join(cap.buffer) == expected
+    tee.close()
+    orig.close()
+
+
+def test_threads_handing_over_chunks_at_once_keep_the_destinations_order_in_the_log(tmp_path):
+    # a block-buffered stand-in hands its 8 KB chunks to the original buffer, then to the log; a
+    # thread held up between the two (here: by a destination that sleeps for one of them) must not
+    # let another thread's chunk into the log first
+    class Uneven(io.BufferedWriter):
+        def write(self, b):
+            n = super().write(b)
+            if threading.current_thread().name == "slow":
+                time.sleep(0.002)
+            return n
+
+    class Capture:
+        on = True
+
+        def __init__(self):
+            self.buffer = []
+
+        def backpressure(self):
+            pass
+
+    path = tmp_path / "out.log"
+    orig = io.TextIOWrapper(Uneven(io.FileIO(path, "w")), encoding="utf-8")  # a script's `> file`
+    cap = Capture()
+    tee = _console._text_tee(orig, cap)
+
+    def lines(name):
+        for i in range(3000):
+            print(f"{name} line {i:05d} " + "x" * 40, file=tee)
+
+    threads = [threading.Thread(target=lines, args=(n,), name=n) for n in ("slow", "fast")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    tee.flush()
+    orig.flush()
+    written = path.read_bytes()
+    assert len(written) == 6000 * len("slow line 00000 " + "x" * 40 + "\n")  # print's two writes may
+    assert b"".join(cap.buffer) == written  # interleave across threads, with or without capture
     tee.close()
     orig.close()

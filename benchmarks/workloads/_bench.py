@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -57,15 +58,29 @@ class Clock:
         self.t_fit: float | None = None
 
     def setup_done(self) -> None:
+        self.u_setup = _usage()
         self.t_setup = time.perf_counter()
 
     def fit_done(self) -> None:
         self.t_fit = time.perf_counter()
+        self.u_fit = _usage()
 
     def result(self) -> dict[str, float]:
         if self.t_setup is None or self.t_fit is None:
             raise RuntimeError("workload did not mark setup_done() and fit_done()")
-        return {"setup_s": self.t_setup - self.t0, "fit_s": self.t_fit - self.t_setup}
+        row = {"setup_s": self.t_setup - self.t0, "fit_s": self.t_fit - self.t_setup}
+        # what wall time alone hides (all threads of the process, during the fit): CPU time in user
+        # space and in the kernel, page faults, and waits (voluntary) or preemptions (involuntary)
+        row.update({f"fit_{k}": round(b - a, 6) for k, a, b in zip(_USAGE, self.u_setup, self.u_fit)})
+        return row
+
+
+_USAGE = ("user_s", "sys_s", "minflt", "vcsw", "ivcsw")
+
+
+def _usage() -> tuple[float, ...]:
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return (u.ru_utime, u.ru_stime, u.ru_minflt, u.ru_nvcsw, u.ru_nivcsw)
 
 
 def missing_modules(modules: list[str]) -> list[str]:

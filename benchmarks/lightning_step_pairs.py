@@ -18,10 +18,16 @@ costs it where they meet on the GIL.
 
     .venv/bin/python benchmarks/lightning_step_pairs.py [--blocks 24] [--steps 200] [--quiet]
     .venv/bin/python benchmarks/lightning_step_pairs.py --callback empty
+    .venv/bin/python benchmarks/lightning_step_pairs.py --fits 40 [--steps 200]
 
 ``--quiet``: system metrics and console capture off. ``--callback empty``: instead of trackhooks, a
 ``Callback`` whose ``on_train_batch_end`` does nothing (Lightning's dispatch of one hook, the
-floor of any callback with a per-step hook). See benchmarks/README.md, "Ninth pass".
+floor of any callback with a per-step hook). ``--fits N``: issue 17's comparison instead, system
+metrics and console capture at their defaults against both off: N whole fits of one epoch in this
+process (after one warm-up fit), each with a new Trainer and a new callback, hence a new run with
+its start and finish, alternating (off, on, on, off, ...); printed: the median over neighbouring
+pairs of the difference per fit, and what it makes of a 2 000-step fit. See benchmarks/README.md,
+"Ninth pass".
 """
 
 from __future__ import annotations
@@ -53,7 +59,11 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=10, help="steps per on or off stretch (default 10)")
     ap.add_argument("--quiet", action="store_true", help="system metrics and console capture off")
     ap.add_argument("--callback", choices=("trackhooks", "empty"), default="trackhooks")
+    ap.add_argument("--fits", type=int, default=0, help="compare whole fits, defaults vs system metrics "
+                    "and capture off (a multiple of 4)")
     args = ap.parse_args()
+    if args.fits:
+        return _fits(args)
     if args.steps % args.chunk:
         raise SystemExit("--steps: a multiple of --chunk")
     warnings.filterwarnings("ignore")
@@ -142,6 +152,53 @@ def main() -> None:
     print(f"| {label} | {statistics.median(diffs):.1f} | {statistics.mean(trimmed):.1f} | "
           f"{statistics.median(r[1] for r in off) / args.chunk * 1e6:.0f} | {sum(r[2] for r in on) / 1e6:.1f} / "
           f"{sum(r[2] for r in off) / 1e6:.1f} |")
+
+
+def _fits(args: argparse.Namespace) -> None:
+    if args.fits % 4:
+        raise SystemExit("--fits: a multiple of 4 (off, on, on, off repeats)")
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRACKHOOKS_URI", os.path.join(tempfile.mkdtemp(), "store"))
+    os.environ.setdefault("TRACKHOOKS_GIT_DIFF", "0")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "workloads"))
+    import logging
+
+    import lightning.pytorch as pl
+    import torch
+
+    import _bench
+    import lightning_bench
+    from trackhooks_lightning import TrackhooksCallback
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    _bench.seed_all(0)
+    x = torch.randn(args.steps * 32, 32)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(dim=1, keepdim=True)),
+                                         batch_size=32)
+
+    def fit(on: bool) -> float:
+        quiet = {} if on else {"system_metrics": False, "capture_output": False}
+        trainer = pl.Trainer(max_epochs=1, logger=False, callbacks=[TrackhooksCallback(experiment="fits", **quiet)],
+                             accelerator="cpu", devices=1, log_every_n_steps=1, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+        model = lightning_bench._module_class()(32)
+        t = time.perf_counter()
+        trainer.fit(model, loader)
+        return time.perf_counter() - t
+
+    fit(True)  # warm-up: the process's first run pays for its imports either way
+    rows = [(on, fit(on)) for on in (i % 4 in (1, 2) for i in range(args.fits))]
+    diffs = [((a[1] - b[1]) if a[0] else (b[1] - a[1])) * 1e3 for a, b in zip(rows[::2], rows[1::2])]
+    off = statistics.median(r[1] for r in rows if not r[0])
+    per_step = off / args.steps
+    d = statistics.median(diffs)
+    print(f"{args.fits} fits of {args.steps} steps (+1 warm-up), system metrics and capture at their defaults "
+          f"(on) or off, alternating; {len(diffs)} pairs")
+    print("| on − off per fit, ms: median of pairs | pairs min–max | fit s (off, median) "
+          "| a 2 000-step fit, on / off |")
+    print("|---|---|---|---|")
+    print(f"| {d:.2f} | {min(diffs):.1f} – {max(diffs):.1f} | {off:.3f} | "
+          f"{(2000 * per_step + d / 1e3) / (2000 * per_step):.4f}× |")
 
 
 if __name__ == "__main__":

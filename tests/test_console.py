@@ -116,11 +116,14 @@ KILLED = textwrap.dedent(r"""
 """)
 
 
-@pytest.mark.parametrize("mode", ["python", "fd"])
+@pytest.mark.parametrize("mode", ["python", "fd", "python, into a file"])
 def test_sigkill_keeps_everything_up_to_the_last_flush(tmp_path, mode):
     store = str(tmp_path / "s")
     r, w = os.pipe()
-    p = subprocess.Popen([PY, "-c", KILLED, store, str(w), mode], pass_fds=(w,), stdout=subprocess.DEVNULL)
+    out = open(tmp_path / "out.log", "wb") if mode.endswith("file") else subprocess.DEVNULL
+    p = subprocess.Popen([PY, "-c", KILLED, store, str(w), mode.split(",")[0]], pass_fds=(w,), stdout=out)
+    if out != subprocess.DEVNULL:
+        out.close()
     os.close(w)
     try:
         assert os.read(r, 1) == b"x"
@@ -133,6 +136,86 @@ def test_sigkill_keeps_everything_up_to_the_last_flush(tmp_path, mode):
     text = rec.console().decode()
     expected = "".join(f"line {i}\n" for i in range(100)) + "half a line"
     assert text.startswith(expected)
+
+
+# a child whose stdout and stderr are one regular file (``python train.py > log 2>&1``)
+INTO_A_FILE = textwrap.dedent(r"""
+    import os, subprocess, sys, trackhooks
+    print("before the run")
+    original = sys.stdout
+    run = trackhooks.start_run("console", store=sys.argv[1])
+    print("start 😀", sys.stdout is original)
+    print("partial ", end="")
+    print("line")
+    print("to stderr", file=sys.stderr)
+    os.write(1, b"C-level write \xff\xfe\n")
+    subprocess.run([sys.executable, "-c", "print('from a subprocess')"], check=True)
+    for p in range(0, 101, 25):
+        print(f"\rprogress {p}%", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    inner = trackhooks.start_run("console", store=sys.argv[1], parent=run)
+    print("inner")
+    inner.finish()
+    print("no newline at the end", end="")
+    run.finish()
+    print("", "after the run", run.id, inner.id)
+""")
+
+
+def test_a_regular_file_is_read_back_not_replaced(tmp_path):
+    store, out = str(tmp_path / "s"), tmp_path / "out.log"
+    with open(out, "wb") as f:
+        p = subprocess.run([PY, "-c", INTO_A_FILE, store], stdout=f, stderr=subprocess.STDOUT, timeout=120,
+                           env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    written = out.read_bytes()
+    assert p.returncode == 0, written
+    run_id, inner_id = written.split()[-2:]
+    assert written.startswith(b"before the run\n")  # flushed when the capture began: not the run's
+    during = written[len(b"before the run\n"):written.index(b" after the run")]
+    assert b"start \xf0\x9f\x98\x80 True\n" in during  # sys.stdout was left as it was
+    store_ = trackhooks.open_store(store)
+    log = store_.run(run_id.decode()).console()
+    # the file's own order (stderr and the block-buffered stdout as they reached it), C-level and subprocess output and
+    # bytes that are not UTF-8 included, the progress bar collapsed; nothing from before or after
+    assert log == _collapse(during)
+    assert b"C-level write \xff\xfe\n" in log and b"from a subprocess\n" in log
+    assert b"to stderr\n" in log and b"progress 100%\n" in log and b"progress 25%" not in log
+    assert log.endswith(b"inner\nno newline at the end")
+    assert store_.run(inner_id.decode()).console() == b"inner\n"
+
+
+def test_one_rank_of_several_does_not_read_back_the_file_the_ranks_share(tmp_path):
+    store, out = str(tmp_path / "s"), tmp_path / "out.log"
+    with open(out, "wb") as f:  # torchrun sets WORLD_SIZE; the other ranks would write into this file too
+        p = subprocess.run([PY, "-c", INTO_A_FILE, store], stdout=f, stderr=subprocess.STDOUT, timeout=120,
+                           env={**os.environ, "PYTHONIOENCODING": "utf-8", "WORLD_SIZE": "2"})
+    written = out.read_bytes()
+    assert p.returncode == 0, written
+    assert b"start \xf0\x9f\x98\x80 False\n" in written  # a stand-in, as for a pipe
+    log = trackhooks.open_store(store).run(written.split()[-2].decode()).console()
+    assert b"start" in log and b"C-level write" not in log and b"from a subprocess" not in log
+
+
+def test_a_followed_file_truncated_or_closed_under_the_run(store_path, tmp_path):
+    stream, raw = _stream_over_file(tmp_path / "out.log", "file")
+    original = sys.stdout
+    sys.stdout = stream
+    try:
+        run = trackhooks.start_run(capture_output=True)
+        assert sys.stdout is stream
+        print("one")
+        run.flush()
+        os.ftruncate(raw.fileno(), 0)  # rotated in place (pytest's capture file does this between tests)
+        os.lseek(raw.fileno(), 0, os.SEEK_SET)
+        print("2", flush=True)  # shorter than what was there: read again from the start
+        run.flush()
+        print("three")
+        stream.close()  # the user's stream closed: what it held went to the file, the run goes on
+        run.log_metric("after", 1.0)
+        run.finish()
+    finally:
+        sys.stdout = original
+    assert trackhooks.open_store(store_path).run(run.id).console() == b"one\n2\nthree\n"
 
 
 # ---- in-process: pytest's own capture is in place, as in any test suite -----------------------
@@ -169,10 +252,13 @@ def test_nested_runs_share_one_capture_and_the_last_finish_restores(store_path):
     assert store.run(inner.id).console() == b"both\n"
 
 
-def test_an_entry_per_write_reaches_each_run_exactly(store_path, tmp_path):
-    # unbuffered: every write is an entry of the writer's buffer, 60 000 of them wake the writer
-    # mid-loop; a drain that holds nothing but output is joined at once, and one that also holds a
-    # run's start or finish splits the output there
+@pytest.mark.parametrize("follow", [False, True])
+def test_an_entry_per_write_reaches_each_run_exactly(store_path, tmp_path, monkeypatch, follow):
+    # a stand-in (follow=False; a file standing for a pipe), unbuffered: every write is an entry of
+    # the writer's buffer, 60 000 of them wake the writer mid-loop; a drain that holds nothing but
+    # output is joined at once, and one that also holds a run's start or finish splits the output
+    # there. follow=True: the file is read back, and each run's start and finish read it up to there
+    monkeypatch.setattr(_console, "FOLLOW_FILES", follow)
     stream, _ = _stream_over_file(tmp_path / "out.log", "write-through")
     original = sys.stdout
     sys.stdout = stream
@@ -236,7 +322,8 @@ def _stream_over_file(path, buffering: str):
 
 
 @pytest.mark.parametrize("buffering", ["file", "write-through"])
-def test_the_stand_in_answers_like_the_original_and_closes_alone(store_path, tmp_path, buffering):
+def test_the_stand_in_answers_like_the_original_and_closes_alone(store_path, tmp_path, buffering, monkeypatch):
+    monkeypatch.setattr(_console, "FOLLOW_FILES", False)  # the file stands for a pipe: a stand-in, not read back
     # the stand-in's binary layers have no __getattr__ (it cost every print a Python-level lookup):
     # what callers ask of sys.stdout and its buffer is answered explicitly, as the original does
     def script(stream, capture):

@@ -1,6 +1,6 @@
 """Console capture: what the process prints while a run is active also goes to the run's ``console.log``.
 
-Two levels (see docs/console.md for why the default is the Python level):
+Two levels (see docs/console-and-system.md for why the default is the Python level):
 
 - ``"python"`` (the default, ``capture_output=True``): ``sys.stdout`` and ``sys.stderr`` (and logging
   handlers that write to them) are replaced by a text stream with the same encoding and buffering
@@ -8,6 +8,10 @@ Two levels (see docs/console.md for why the default is the Python level):
   writer's buffer. A ``print`` costs what it did; each flush of the text layer (a line on a
   terminal, 8 KB into a file) costs one more method call and one append. ``isatty()``, colours
   and the file descriptors are untouched.
+  A stream whose descriptor is a regular file (``python train.py > train.log``, a batch scheduler's
+  output file) is not replaced at all: what reaches the file is read back from it (``_FileFollower``)
+  by the writer every cycle and on the caller's thread at ``flush``/``finish``, so a ``print`` costs
+  nothing more, and output of C extensions and subprocesses into the same file is kept too.
 - ``"fd"``: file descriptors 1 and 2 are pointed at a pipe that one reader thread copies to the
   original destination and into the log, so output of C extensions and subprocesses is kept too.
 
@@ -39,6 +43,8 @@ MARKER = "\n[trackhooks: console output reached the {mb} MB limit of this run; t
 MODES = ("python", "fd")
 FD_GATHER_S = 0.002  # "fd": how long the reader lets output gather in the pipe after it wakes
 PIPE_BYTES = 1 << 20
+READ_BYTES = 16 << 20  # a followed file is read back in pieces of at most this (one piece is not copied again)
+FOLLOW_FILES = True  # False: a regular file gets a stand-in like any other stream (the tests of the stand-ins)
 _WAKE_AT = _w.WAKE_AT
 
 
@@ -506,6 +512,97 @@ class _FdPipes:
         # them) close them, so a subprocess that outlives the run never gets a broken pipe
 
 
+class _FileFollower:
+    """One regular file that ``sys.stdout`` and/or ``sys.stderr`` write to, read back instead of teed.
+
+    What the process (its Python streams, C extensions, subprocesses that inherited the descriptor)
+    adds to the file from the capture's start is the log, in the file's own order, which for
+    ``> log 2>&1`` is exactly the order the two streams reached it. Reading works on a duplicate of
+    the file opened again for reading (``pread`` at our own offset), so the user closing or replacing their stream
+    changes nothing, and the file's position is never moved. A file shrunk under us (truncated in
+    place) is read again from its start. Anything else that appends to the same file while the run
+    captures (another process sharing the descriptor) is in the log too, as it is in the file."""
+
+    def __init__(self, fd: int, buffer: Any):
+        # the user's descriptor is write-only: the same file, opened again for reading (Linux's
+        # /proc; elsewhere this raises and the stream gets a stand-in)
+        mine = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY)
+        st, theirs = os.fstat(mine), os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (theirs.st_dev, theirs.st_ino):
+            os.close(mine)
+            raise OSError(f"descriptor {fd} is not the file /proc names")
+        self.fd = mine
+        self.offset = st.st_size
+        self.streams: list[tuple[str, Any]] = []
+        self._buffer = buffer
+        self._lock = threading.Lock()
+
+    def flush_streams(self) -> None:
+        """What the Python layers still hold goes to the file first (a block-buffered stdout)."""
+        for name, stream in self.streams:
+            if getattr(sys, name) is stream:
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+
+    def poll(self) -> None:
+        with self._lock:
+            fd = self.fd
+            if fd < 0:
+                return
+            size = os.fstat(fd).st_size
+            off = self.offset
+            if size < off:
+                off = 0
+            append = self._buffer.append
+            while off < size:
+                data = os.pread(fd, min(size - off, READ_BYTES), off)
+                if not data:
+                    break
+                off += len(data)
+                append(data)
+            self.offset = off
+
+    def close(self) -> None:
+        with self._lock:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+
+
+_RANKS_ENV = ("WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+
+
+def _one_of_several_ranks() -> bool:
+    """A process of a distributed job (torchrun, SLURM tasks, MPI, Lightning's DDP): its ranks
+    usually share one output file, and a run's log is its own process's output, so no reading back."""
+    for name in _RANKS_ENV:
+        try:
+            if int(os.environ.get(name, "1")) > 1:
+                return True
+        except ValueError:
+            pass
+    dist = sys.modules.get("torch.distributed")  # only if the program loaded it: never imported here
+    try:
+        return bool(dist is not None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
+    except Exception:
+        return False
+
+
+def _regular_file(stream: Any) -> "tuple[int, int] | None":
+    """(device, inode) of a plain ``io.TextIOWrapper`` that writes to a regular file, else None."""
+    if not FOLLOW_FILES or type(stream) is not io.TextIOWrapper or _one_of_several_ranks():
+        return None
+    try:
+        st = os.fstat(stream.fileno())
+    except Exception:
+        return None
+    import stat
+
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
 def _widen(fd: int) -> None:
     """Give the pipe PIPE_BYTES of room where the system allows it (Linux; 64 KB otherwise), so that
     what is written during one FD_GATHER_S wait never blocks the writing thread."""
@@ -541,18 +638,36 @@ class _Capture:
         self._tees: list[tuple[str, Any, _Tee]] = []
         self._handlers: list[tuple[Any, Any, _Tee]] = []
         self._pipes: _FdPipes | None = None
+        self._followers: list[_FileFollower] = []
         if mode == "fd":
             try:
                 self._pipes = _FdPipes(self)
             except OSError as exc:
                 _w.warn_once(("console", "fd"), f"console capture: fd-level capture is not possible here "
                              f"({exc}); capturing sys.stdout/sys.stderr instead")
+        files: dict[tuple[int, int], _FileFollower] = {}
         for name, fd in (("stdout", 1), ("stderr", 2)):
             stream = getattr(sys, name)
             if stream is None:
                 continue
             if self._pipes is not None and _fileno(stream) == fd:
                 continue  # already seen at the fd level
+            key = None if self._pipes is not None else _regular_file(stream)
+            if key is not None:
+                follower = files.get(key)
+                try:
+                    if follower is None:
+                        for other in (sys.stdout, sys.stderr):  # the offset is where the run's output starts
+                            try:
+                                other.flush()
+                            except Exception:
+                                pass
+                        follower = files[key] = _FileFollower(stream.fileno(), self.buffer)
+                        self._followers.append(follower)
+                    follower.streams.append((name, stream))
+                    continue
+                except OSError:
+                    pass  # no descriptor to spare: a stand-in, as for any stream
             if isinstance(stream, io.TextIOWrapper) and getattr(stream, "buffer", None) is not None:
                 tee = _text_tee(stream, self)
             else:
@@ -560,6 +675,22 @@ class _Capture:
             setattr(sys, name, tee)
             self._tees.append((name, stream, tee))
         self._wrap_logging()
+        if self._followers:
+            self.writer.console_poll = self.poll
+
+    def poll(self) -> None:
+        """Read what reached the followed files since the last poll (the writer's cycle, a sync)."""
+        if not self.on or self.pid != os.getpid():
+            return  # a forked child (DataLoader worker): its writes are the parent's to read
+        for f in list(self._followers):
+            try:
+                f.poll()
+            except Exception as exc:
+                self._followers.remove(f)
+                f.close()
+                _w.warn_once(("console", "follow", type(exc)),
+                             f"console capture: cannot read the output file back ({exc}); its output "
+                             f"from here on is not in the log")
 
     def _wrap_logging(self) -> None:
         # handlers made before the run (logging.basicConfig, Lightning's) hold the original stream
@@ -588,10 +719,22 @@ class _Capture:
                     pass
         if self._pipes is not None:
             self._pipes.sync()
+        if self._followers:
+            for f in self._followers:
+                f.flush_streams()
+            self.poll()
 
     def stop(self) -> None:
         if self._pipes is not None:
             self._pipes.stop()
+        if self._followers:
+            for f in self._followers:
+                f.flush_streams()
+            self.poll()
+            if self.writer.console_poll == self.poll:
+                self.writer.console_poll = None
+            for f in self._followers:
+                f.close()
         for name, orig, tee in self._tees:
             try:
                 tee.flush()  # what the stand-in still buffers goes out, and into the log
@@ -623,6 +766,8 @@ def attach(run: Any, mode: str, prefix: bytes = b"", seq: int = 0) -> None:
     with _lock:
         if _capture is None or _capture.pid != os.getpid():
             _capture = _Capture(mode)
+        elif _capture._followers:
+            _capture.sync()  # what reached the file before this run is not this run's
         _capture.users += 1
     run._buffer.append((_w.OP_CONSOLE_ATTACH, run._state, prefix, LIMIT_BYTES, seq))
 

@@ -208,6 +208,7 @@ class Writer:
         self._last_heartbeat = time.time()
         self.pid = os.getpid()
         self.sampler = None  # sysmetrics.SystemSampler, made when a run asks for system metrics
+        self.console_poll = None  # console capture that reads a followed output file back, each cycle
         self._samples: list = []  # samples taken this cycle, recorded by the next _process
         self._consoles: dict[str, Any] = {}  # run_id -> console.ConsoleLog of the capturing runs
         self.media_bytes = 0  # approximate bytes of media copies in the buffer (bounded memory)
@@ -306,6 +307,9 @@ class Writer:
             try:
                 if sampler is not None:
                     self._sample(sampler)
+                poll = self.console_poll
+                if poll is not None:
+                    poll()
                 self._drain(until_empty=False)
             except Exception as exc:  # the writer must never die: report and keep going
                 warn_once(("writer", type(exc)), f"writer thread error: {type(exc).__name__}: {exc}")

@@ -43,6 +43,9 @@ def _run_workload(script: str, configs: list[str], *extra: str) -> list[dict]:
         if r["status"] == "ok":
             assert r["setup_s"] >= 0 and r["fit_s"] > 0
             assert r["gc_full"] >= 0 and (r["gc_full_s"] > 0) == (r["gc_full"] > 0), r
+            # the fit's CPU time and faults, all threads (the user time of a Python loop is never 0)
+            assert r["fit_user_s"] > 0 and r["fit_sys_s"] >= 0 and r["fit_minflt"] >= 0, r
+            assert r["fit_vcsw"] >= 0 and r["fit_ivcsw"] >= 0, r
     return rows
 
 
@@ -296,6 +299,27 @@ def test_lightning_hook_probe():
     assert "on_train_batch_start" not in rows and "on_before_optimizer_step" not in rows
     floor = {k: float(v[3]) for k, v in rows.items() if k.startswith("dispatch")}
     assert len(floor) == 2 and all(v > 0 for v in floor.values())
+
+
+@pytest.mark.parametrize("args", [["--epochs", "2", "--steps", "40"], ["--epochs", "1", "--steps", "40", "--callback", "empty"],
+                                  ["--fits", "4", "--steps", "10"]], ids=["hook", "empty", "fits"])
+def test_lightning_step_pairs(args):
+    # benchmarks/lightning_step_pairs.py: one row of figures, from neighbouring on/off stretches or fits
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "lightning_step_pairs.py"), *args],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ") and not ln.startswith("|---")]
+    assert len(lines) == 2, proc.stdout  # the header and one row
+    cells = [c.strip() for c in lines[1].split("|")[1:-1]]
+    if "--fits" in args:
+        assert "2 pairs" in proc.stdout and cells[3].endswith("×") and float(cells[2]) > 0
+    else:
+        pairs = int(proc.stdout.split(";")[1].split()[0])
+        assert pairs >= 1 and float(cells[3]) > 0  # a step of the off stretches takes time
+        writer_on, writer_off = (float(v) for v in cells[4].split("/"))
+        assert writer_on >= 0 and writer_off >= 0  # the writer sleeps through a short fit: 0.0 is possible
+        if "empty" in args:
+            assert writer_on == writer_off == 0  # no writer thread without trackhooks
 
 
 def test_ab_pairs_table():

@@ -184,6 +184,35 @@ def test_a_regular_file_is_read_back_not_replaced(tmp_path):
     assert store_.run(inner_id.decode()).console() == b"inner\n"
 
 
+def test_a_followed_file_is_read_up_to_the_logs_limit_only(tmp_path):
+    # 5 MB into the file, a 20 KB limit: the log stops with its marker, the file has everything, and
+    # the capture read about one log's worth of it (the rest was skipped, not read into memory)
+    code = textwrap.dedent("""
+        import sys, trackhooks
+        from trackhooks import console
+        console.READ_BYTES = 4096
+        run = trackhooks.start_run("console", store=sys.argv[1])
+        (follower,) = console._capture._followers
+        for i in range(100_000):
+            print(f"line {i:07d} " + "x" * 38)
+        run.flush()
+        print(run.id, follower.offset - follower.keep_until, file=sys.stderr)
+        run.finish()
+    """)
+    store, out = str(tmp_path / "s"), tmp_path / "out.log"
+    with open(out, "wb") as f:
+        p = subprocess.run([PY, "-c", code, store], stdout=f, stderr=subprocess.PIPE, timeout=120,
+                           env={**os.environ, "TRACKHOOKS_CONSOLE_LIMIT_MB": str(20 / 1024)})
+    assert p.returncode == 0, p.stderr
+    run_id, skipped = p.stderr.decode().split()[-2:]
+    assert out.read_bytes().count(b"\n") == 100_000
+    assert int(skipped) > 4_000_000  # offset jumped to the end: far more skipped than kept
+    log = trackhooks.open_store(store).run(run_id).console()
+    body, _, rest = log.partition(b"\n[trackhooks: console output reached")
+    assert 0 < len(body) <= 20 * 1024 and rest
+    assert body.splitlines() == [f"line {i:07d} ".encode() + b"x" * 38 for i in range(len(body.splitlines()))]
+
+
 def test_one_rank_of_several_does_not_read_back_the_file_the_ranks_share(tmp_path):
     store, out = str(tmp_path / "s"), tmp_path / "out.log"
     with open(out, "wb") as f:  # torchrun sets WORLD_SIZE; the other ranks would write into this file too

@@ -533,9 +533,17 @@ class _FileFollower:
             raise OSError(f"descriptor {fd} is not the file /proc names")
         self.fd = mine
         self.offset = st.st_size
+        self.keep_until = 0
+        self.extend()
         self.streams: list[tuple[str, Any]] = []
         self._buffer = buffer
         self._lock = threading.Lock()
+
+    def extend(self) -> None:
+        """A run starts capturing here: read at most what its log can keep (a run's log stops at
+        LIMIT_BYTES; the margin covers an unfinished line), so a script that writes gigabytes into
+        its file costs the reading of one log's worth, not of the file."""
+        self.keep_until = self.offset + LIMIT_BYTES + PARTIAL_MAX + READ_BYTES
 
     def flush_streams(self) -> None:
         """What the Python layers still hold goes to the file first (a block-buffered stdout)."""
@@ -556,12 +564,15 @@ class _FileFollower:
             if size < off:
                 off = 0
             append = self._buffer.append
-            while off < size:
-                data = os.pread(fd, min(size - off, READ_BYTES), off)
+            end = min(size, self.keep_until)
+            while off < end:
+                data = os.pread(fd, min(end - off, READ_BYTES), off)
                 if not data:
                     break
                 off += len(data)
                 append(data)
+            if off >= self.keep_until:
+                off = size  # beyond every capturing run's limit: skipped, not read
             self.offset = off
 
     def close(self) -> None:
@@ -768,6 +779,8 @@ def attach(run: Any, mode: str, prefix: bytes = b"", seq: int = 0) -> None:
             _capture = _Capture(mode)
         elif _capture._followers:
             _capture.sync()  # what reached the file before this run is not this run's
+            for f in _capture._followers:
+                f.extend()
         _capture.users += 1
     run._buffer.append((_w.OP_CONSOLE_ATTACH, run._state, prefix, LIMIT_BYTES, seq))
 

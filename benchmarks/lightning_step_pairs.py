@@ -52,6 +52,28 @@ def _thread_cpu_ns(tid: int | None) -> int:
         return 0
 
 
+def _setup(steps: int) -> tuple:
+    """Lightning, the ``lightning`` workload's model class, and a loader of ``steps`` batches of 32."""
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRACKHOOKS_URI", os.path.join(tempfile.mkdtemp(), "store"))
+    os.environ.setdefault("TRACKHOOKS_GIT_DIFF", "0")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "workloads"))
+    import logging
+
+    import lightning.pytorch as pl
+    import torch
+
+    import _bench
+    import lightning_bench
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    _bench.seed_all(0)
+    x = torch.randn(steps * 32, 32)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(dim=1, keepdim=True)),
+                                         batch_size=32)
+    return pl, lightning_bench._module_class(), loader
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=20, help="epochs measured after one warm-up epoch (default 20)")
@@ -66,19 +88,7 @@ def main() -> None:
         return _fits(args)
     if args.steps % args.chunk:
         raise SystemExit("--steps: a multiple of --chunk")
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("TRACKHOOKS_URI", os.path.join(tempfile.mkdtemp(), "store"))
-    os.environ.setdefault("TRACKHOOKS_GIT_DIFF", "0")
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "workloads"))
-    import logging
-
-    import lightning.pytorch as pl
-    import torch
-
-    import _bench
-    import lightning_bench
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    pl, model_class, loader = _setup(args.steps)
     if args.callback == "empty":
         class Empty(pl.Callback):
             def on_train_batch_end(self, *a: object) -> None:
@@ -127,14 +137,10 @@ def main() -> None:
                 switched.on_train_batch_end = None  # what Lightning skips: not callable
             self._t, self._cpu = time.perf_counter(), _thread_cpu_ns(self._tid)
 
-    _bench.seed_all(0)
-    x = torch.randn(args.steps * 32, 32)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(dim=1, keepdim=True)),
-                                         batch_size=32)
     trainer = pl.Trainer(max_epochs=args.epochs + 1, logger=False, callbacks=[Switch(), switched],
                          accelerator="cpu", devices=1, log_every_n_steps=1, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    trainer.fit(lightning_bench._module_class()(32), loader)
+    trainer.fit(model_class(32), loader)
     diffs = [((a[1] - b[1]) if a[0] else (b[1] - a[1])) / args.chunk * 1e6
              for a, b in zip(rows, rows[1:]) if a[0] != b[0]]
     diffs.sort()
@@ -157,31 +163,15 @@ def main() -> None:
 def _fits(args: argparse.Namespace) -> None:
     if args.fits % 4:
         raise SystemExit("--fits: a multiple of 4 (off, on, on, off repeats)")
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("TRACKHOOKS_URI", os.path.join(tempfile.mkdtemp(), "store"))
-    os.environ.setdefault("TRACKHOOKS_GIT_DIFF", "0")
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "workloads"))
-    import logging
-
-    import lightning.pytorch as pl
-    import torch
-
-    import _bench
-    import lightning_bench
+    pl, model_class, loader = _setup(args.steps)
     from trackhooks_lightning import TrackhooksCallback
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    _bench.seed_all(0)
-    x = torch.randn(args.steps * 32, 32)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(dim=1, keepdim=True)),
-                                         batch_size=32)
 
     def fit(on: bool) -> float:
         quiet = {} if on else {"system_metrics": False, "capture_output": False}
         trainer = pl.Trainer(max_epochs=1, logger=False, callbacks=[TrackhooksCallback(experiment="fits", **quiet)],
                              accelerator="cpu", devices=1, log_every_n_steps=1, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-        model = lightning_bench._module_class()(32)
+        model = model_class(32)
         t = time.perf_counter()
         trainer.fit(model, loader)
         return time.perf_counter() - t

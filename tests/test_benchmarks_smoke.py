@@ -43,8 +43,9 @@ def _run_workload(script: str, configs: list[str], *extra: str) -> list[dict]:
         if r["status"] == "ok":
             assert r["setup_s"] >= 0 and r["fit_s"] > 0
             assert r["gc_full"] >= 0 and (r["gc_full_s"] > 0) == (r["gc_full"] > 0), r
-            # the fit's CPU time and faults, all threads (the user time of a Python loop is never 0)
-            assert r["fit_user_s"] > 0 and r["fit_sys_s"] >= 0 and r["fit_minflt"] >= 0, r
+            # the fit's CPU time and faults, all threads (a fit of a few ms can read 0: the kernel
+            # accounts CPU time in ticks)
+            assert r["fit_user_s"] >= 0 and r["fit_sys_s"] >= 0 and r["fit_minflt"] >= 0, r
             assert r["fit_vcsw"] >= 0 and r["fit_ivcsw"] >= 0, r
     return rows
 

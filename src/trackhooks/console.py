@@ -517,9 +517,9 @@ class _FileFollower:
 
     What the process (its Python streams, C extensions, subprocesses that inherited the descriptor)
     adds to the file from the capture's start is the log, in the file's own order, which for
-    ``> log 2>&1`` is exactly the order the two streams reached it. Reading works on a duplicate of
-    the file opened again for reading (``pread`` at our own offset), so the user closing or replacing their stream
-    changes nothing, and the file's position is never moved. A file shrunk under us (truncated in
+    ``> log 2>&1`` is exactly the order the two streams reached it. Reading works on the same file
+    opened again for reading (``pread`` at our own offset), so the user closing or replacing their
+    stream changes nothing, and the file's position is never moved. A file shrunk under us (truncated in
     place) is read again from its start. Anything else that appends to the same file while the run
     captures (another process sharing the descriptor) is in the log too, as it is in the file."""
 
@@ -678,7 +678,7 @@ class _Capture:
                     follower.streams.append((name, stream))
                     continue
                 except OSError:
-                    pass  # no descriptor to spare: a stand-in, as for any stream
+                    pass  # no /proc (not Linux) or no descriptor to spare: a stand-in, as for any stream
             if isinstance(stream, io.TextIOWrapper) and getattr(stream, "buffer", None) is not None:
                 tee = _text_tee(stream, self)
             else:

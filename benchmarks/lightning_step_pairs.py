@@ -1,22 +1,23 @@
-"""Per-step cost of the Lightning callback against no per-step tracking, epoch against epoch in one fit.
+"""Per-step cost of the Lightning callback against no per-step tracking, stretch against stretch in one fit.
 
 On a machine whose speed drifts by ±15 % between processes (and within one), a 2 000-step fit
 cannot resolve a few microseconds per step: the whole-fit medians of ``run.py`` move by more
 than the effect. This script measures the per-step cost where drift cancels: one fit of
-``--blocks`` epochs of ``--steps`` batches each (the ``lightning`` workload's model and data,
-``self.log`` every step, ``log_every_n_steps=1``), in which the callback's per-step hook is on in
-half the epochs and hidden from Lightning (as for a callback without it) in the others, in the
-order off, on, on, off, off, on, ... (each pair of neighbours has one of each, and a linear drift
-cancels over two pairs). The run, its start and finish, its epoch-end records and the writer
-thread are there all along; only the per-step path is switched.
+``--epochs`` epochs (after a warm-up epoch) of ``--steps`` batches each (the ``lightning``
+workload's model and data, ``self.log`` every step, ``log_every_n_steps=1``), in which the
+callback's per-step hook is switched on and off every ``--chunk`` steps, in the order off, on, on,
+off, off, on, ... (each pair of neighbours has one of each, and a linear drift cancels over two
+pairs); off, the hook is hidden from Lightning, as for a callback without it. The run, its start
+and finish, its epoch-end records and the writer thread are there all along; only the per-step
+path is switched, and a stretch over an epoch's end is not measured.
 
-Printed: the median over pairs of (on − off) / steps, the mean over all epochs, and the CPU
-time of the writer thread during on and off epochs (``/proc/self/task/<tid>/schedstat``, ns): the
-writer drains on its own clock (every second), so some of its work on the points of an on epoch
-may fall into the next off epoch; with two cores it runs beside the training thread and only
-costs it where they meet on the GIL.
+Printed: the median over neighbouring on/off pairs of (on − off) per step, a 10 % trimmed mean of
+the same, the median step of the off stretches, and the CPU time of the writer thread during on
+and off stretches (``/proc/self/task/<tid>/schedstat``, ns): the writer drains on its own clock
+(every second), so some of its work on the points of an on stretch may fall into an off one; with
+two cores it runs beside the training thread and only costs it where they meet on the GIL.
 
-    .venv/bin/python benchmarks/lightning_step_pairs.py [--blocks 24] [--steps 200] [--quiet]
+    .venv/bin/python benchmarks/lightning_step_pairs.py [--epochs 20] [--steps 200] [--chunk 10] [--quiet]
     .venv/bin/python benchmarks/lightning_step_pairs.py --callback empty
     .venv/bin/python benchmarks/lightning_step_pairs.py --fits 40 [--steps 200]
 

@@ -332,7 +332,7 @@ def test_ab_pairs_table():
     rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert [r[0].strip() for r in rows[1:]] == ["none"] + ["trackhooks autolog (with plots)"] * 2
     assert [r[1].strip() for r in rows[1:]] == ["this checkout", "this checkout", ROOT]
-    assert all(r[2].strip() == "2" and float(r[3]) > 0 for r in rows[1:])
+    assert all(r[2].strip() == "2" and float(r[3]) > 0 and float(r[8]) >= 0 for r in rows[1:])
 
 
 def test_first_fit_phases_probe(tmp_path):

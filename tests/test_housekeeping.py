@@ -61,6 +61,11 @@ def tree(store_path, tmp_path):
     with trackhooks.start_run("e", name="other", params={"lr": 0.2}) as other:
         other.log_metric("loss", 0.5)
         log_file(other, tmp_path, "shared-too.txt", "shared content")
+    for run in (parent, other):  # the git probe's facts (this checkout is a work tree) land after finish()
+        run._wait_for_info()
+    from trackhooks import writer
+
+    writer.get_writer().flush()
     store = trackhooks.open_store(store_path)
     return store, {"parent": parent.id, "child1": c1.id, "grandchild": g.id, "child2": c2.id, "other": other.id,
                    "shared": shared, "own": own, "child_file": child_file}

@@ -334,6 +334,65 @@ def run_in(repo, store, diff: str | None = None) -> "trackhooks.RunRecord":
     return trackhooks.open_store(str(store)).run(p.stdout.strip())
 
 
+SLOW_GIT = textwrap.dedent("""\
+    #!/bin/sh
+    # a work tree whose git takes a while (a large repository): the real git, {delay} s late
+    echo "$*" >> "{calls}"
+    sleep {delay}
+    exec "{git}" "$@"
+""")
+
+SHORT_RUNS = textwrap.dedent("""
+    import json, sys, time, trackhooks
+    ids, finishes = [], []
+    for i in range(4):  # a loop of short fits
+        run = trackhooks.start_run(store=sys.argv[1])
+        run.log_metric("loss", 1.0 / (i + 1))
+        t = time.perf_counter()
+        run.finish()
+        finishes.append(time.perf_counter() - t)
+        ids.append(run.id)
+        rec = trackhooks.open_store(sys.argv[1]).run(run.id)
+        assert rec.status == "finished" and rec.metric("loss").values == [1.0 / (i + 1)], rec
+    print(json.dumps({"ids": ids, "finishes": finishes, "exit_from": time.time()}))
+""")
+
+
+def test_finish_does_not_wait_for_git_and_runs_in_a_loop_share_one_probe(repo, tmp_path):
+    # finish() of a short run returns without waiting for git status / git diff; a run that starts
+    # while the probe runs takes its answer (one git process at a time, not one per fit); exit waits
+    # for the answer, so every run has it once the process is gone
+    import json
+    import shutil
+
+    (repo / "train.py").write_text("lr = 0.01  # tuned\n")
+    (repo / "notes.txt").write_text("x")
+    bin_dir, calls = tmp_path / "bin", tmp_path / "git-calls.txt"
+    bin_dir.mkdir()
+    slow = bin_dir / "git"
+    slow.write_text(SLOW_GIT.format(delay=1.0, calls=calls, git=shutil.which("git")))
+    slow.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "TRACKHOOKS_GIT_DIFF": "1",
+           "TRACKHOOKS_SYSTEM_METRICS": "0"}
+    store = tmp_path / "store"
+    started = time.time()
+    p = subprocess.run([PY, "-c", SHORT_RUNS, str(store)], cwd=repo, capture_output=True, text=True, timeout=120,
+                       env=env)
+    exited = time.time()
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert max(out["finishes"]) < 0.9, out["finishes"]  # git answers after 1 s (and the diff 1 s later)
+    assert exited - out["exit_from"] >= 1.0  # exit waited for it: status 1 s, diff 1 s
+    git_runs = calls.read_text().splitlines()
+    assert [c.split()[0] for c in git_runs] == ["status", "-c"], git_runs  # one status and one diff for 4 runs
+    for run_id in out["ids"]:
+        rec = trackhooks.open_store(str(store)).run(run_id)
+        assert rec.system["git.dirty"] is True and rec.system["git.untracked"] == ["notes.txt"], rec.system
+        (diff,) = [a for a in rec.artifacts() if a.name == "git.diff"]
+        assert b"tuned" in open(diff.path, "rb").read()
+    assert exited - started < 30
+
+
 @pytest.mark.parametrize("value", ["0", "off", "False"])
 def test_git_diff_off_keeps_dirty_flag_and_untracked_names(repo, tmp_path, value):
     (repo / "train.py").write_text("lr = 0.01  # tuned\n")

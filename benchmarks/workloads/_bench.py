@@ -3,7 +3,9 @@
 A workload script defines ``CONFIGS`` (name -> modules it needs), ``SIZES`` (size -> parameters),
 ``preload(configs)`` (imports the framework and peers outside the timed region) and
 ``run(config, p, tmp, clock)`` (builds everything, calls ``clock.setup_done()``, trains and
-finalizes, calls ``clock.fit_done()``; may return extra numbers). ``main()`` here does the rest.
+finalizes, calls ``clock.fit_done()``; may return extra numbers), and optionally
+``prepare(config, tmp)`` (the measurement's surroundings, such as a git work tree in its folder,
+made before the clock starts). ``main()`` here does the rest.
 
 Every measurement runs in a fresh process:
 - ``--config A`` (one config, no ``--fork``): this process is the fresh one; it prints one JSON line.
@@ -174,6 +176,9 @@ def measure(workload: Any, config: str, p: dict[str, Any]) -> dict[str, Any]:
 
     gc.callbacks.append(on_gc)
     try:
+        prepare = getattr(workload, "prepare", None)
+        if prepare is not None:  # the measurement's surroundings (a git work tree): before the clock starts
+            prepare(config, tmp)
         clock = Clock()
         extra = workload.run(config, p, tmp, clock) or {}
         gc.callbacks.remove(on_gc)

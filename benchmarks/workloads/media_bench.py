@@ -1,7 +1,8 @@
 """Rich records: caller-thread cost of log_image / log_histogram next to a bare ``arr.copy()`` of the
 same array (measured side by side, interleaved, in one fresh process: the value is the ratio of the
 medians), and scikit-learn fits on digits (LogisticRegression; RandomForestClassifier, whose
-training metrics predict with every tree twice) with autolog's plots next to the same fit untracked.
+training metrics predict with every tree twice) with autolog's plots next to the same fit untracked,
+also with the fit's folder a dirty git work tree (the run's git probe runs).
 
 The writer thread is kept idle while the caller is timed (its interval is set to an hour, as in
 core_micro's "writer idle" row, and the number of calls stays below the media memory bound), so the
@@ -27,6 +28,7 @@ CONFIGS: dict[str, list[str]] = {
     "log_histogram 1M float64 vs arr.copy()": ["trackhooks", "numpy"],
     "none": ["sklearn", "numpy"],
     "trackhooks autolog (with plots)": ["sklearn", "numpy", "trackhooks_sklearn"],
+    "trackhooks autolog (with plots; dirty git work tree)": ["sklearn", "numpy", "trackhooks_sklearn"],
     "none (random forest)": ["sklearn", "numpy"],
     "trackhooks autolog (with plots; random forest)": ["sklearn", "numpy", "trackhooks_sklearn"],
 }
@@ -140,6 +142,32 @@ def _sklearn(config: str, p: dict[str, Any], tmp: str, clock: _bench.Clock) -> d
     model.fit(x, y)
     clock.fit_done()
     return {}
+
+
+def prepare(config: str, tmp: str) -> None:
+    """Before the clock starts (_bench.measure): the folder of a "git work tree" configuration."""
+    if "git work tree" in config:
+        _dirty_work_tree(tmp)
+
+
+def _dirty_work_tree(tmp: str) -> None:
+    """The measurement's folder (its working directory) as a user's script folder usually is: a git
+    work tree with an uncommitted change, and the diff recorded (the default; run.py's children turn
+    it off for the other rows), so that the run's git probe runs: `git status`, then `git diff HEAD`."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.email=b@b", "-c", "user.name=b", *args], cwd=tmp, check=True,
+                       capture_output=True)
+
+    git("init", "-q", ".")
+    with open(os.path.join(tmp, "train.py"), "w") as f:
+        f.write("C = 1.0\n")
+    git("add", "train.py")
+    git("commit", "-qm", "init")
+    with open(os.path.join(tmp, "train.py"), "a") as f:
+        f.write("C = 0.5  # tuned\n")
+    os.environ["TRACKHOOKS_GIT_DIFF"] = "1"
 
 
 def run(config: str, p: dict[str, Any], tmp: str, clock: _bench.Clock) -> dict[str, Any]:

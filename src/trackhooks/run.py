@@ -47,6 +47,11 @@ STATUSES = ("running", "finished", "failed", "killed")
 
 _active: list["Run"] = []  # runs started in this process and not finished, innermost last
 _active_lock = threading.Lock()
+# the environment's slow facts come from background threads (the git probe) that outlive finish():
+# the runs whose environment the writer has not described yet, and the threads still running
+_undescribed: set["Run"] = set()
+_info_threads: list[threading.Thread] = []
+INFO_WAIT_S = 5.0  # how long interpreter exit waits for them (git itself is time-boxed: GIT_TIMEOUT_S each)
 # This thread's stack of runs and nesting frames, innermost last (see nesting.py). A run's own entry
 # is removed when it finishes, on whatever thread that happens. No lock: list.append/remove are
 # atomic under the GIL, and a finish from a finalizer or signal handler must never wait on a lock.
@@ -257,8 +262,8 @@ class Run:
         self._buffer.append((_w.OP_ARTIFACT, self._state, _check_artifact_name(name), None, bytes(data), time.time()))
         self._writer.ensure_started()
 
-    def _wait_for_info(self, timeout: float = 5.0) -> None:
-        # a short run should not end before its git diff is recorded; bounded, as git is time-boxed
+    def _wait_for_info(self, timeout: float = INFO_WAIT_S) -> None:
+        # until the environment's slow facts (git status, git diff) are in the buffer; bounded, as git is time-boxed
         deadline = time.monotonic() + timeout
         for t in list(self._pending_info):
             t.join(max(0.0, deadline - time.monotonic()))
@@ -429,23 +434,11 @@ class Run:
         """
         if status not in STATUSES or status == "running":
             raise InvalidValueError(f"status must be one of finished, failed, killed; got {status!r}")
-        if self._sysinfo_pending and self.status == "running":
-            # the environment is described (and git started) first. A run shorter than the writer's
-            # first cycle has all its console output still in the buffer: unless a git probe is
-            # left to wait for, the writer holds it through this flush, so that the flush below
-            # stores it once, as console.log, instead of as chunks first (2 MB: ~10 ms more)
-            self._state.hold_console = self._capturing
-            try:
-                self._writer.flush(timeout=5.0)
-            finally:
-                self._state.hold_console = False
-            if self._capturing and any(t.is_alive() for t in self._pending_info):
-                # anything held after all is stored before a wait for git; a probe that is done
-                # already leaves nothing to wait for, and the last flush stores it (one hand-over
-                # less: 0.3-2 ms of a short run's finish, benchmarks/README.md "Seventh pass")
-                self._writer.flush(timeout=5.0)
-        if self._pending_info:
-            self._wait_for_info()
+        # No wait for the environment's slow facts (the git probe): a run shorter than the writer's
+        # first cycle is described in the same drain as its end, and the probe's answer is added to
+        # the run when git gives it (interpreter exit waits for it, bounded: _await_system_info). A
+        # short fit in a work tree waited for `git status` (and `git diff`) here: 5-10 ms in a small
+        # repository, up to the probe's time limit in a large one (benchmarks/README.md, "Tenth pass")
         with self._finish_lock:
             if self.status != "running":
                 return
@@ -747,6 +740,7 @@ def _start(experiment: str, name: str | None, *, params: Mapping[str, Any] | Non
         run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _inherited_system_info(run, system_from)))
     else:
         run._sysinfo_pending = True
+        _undescribed.add(run)
         run._sysinfo_done = threading.Event()
         run._buffer.append((_w.OP_SYSINFO, run._state, lambda: _system_info_of(run)))
         # the writer is not woken for it: its start-up (system info, sampler, first statements) then
@@ -798,9 +792,11 @@ def _collect_system_info(run: Run) -> dict[str, Any]:
             continue
         if isinstance(result, Mapping):
             info.update(result)
-    if run._pending_info:  # finish() waits for the git probe: its console output is not held meanwhile
-        run._state.hold_console = False
+    if run._pending_info:
+        with _active_lock:
+            _info_threads[:] = [t for t in _info_threads if t.is_alive()] + run._pending_info
     run._sysinfo_pending = False
+    _undescribed.discard(run)
     return info
 
 
@@ -862,6 +858,20 @@ def active_run() -> Run | None:
     return None
 
 
+def _await_system_info(timeout: float = INFO_WAIT_S) -> None:
+    """Interpreter exit, before the writer's last drain: describe the runs of this process that are
+    not described yet (which starts their git probes) and wait, bounded, for the probes still
+    running, so that their facts are in the buffer that drain stores."""
+    deadline = time.monotonic() + timeout
+    pid = os.getpid()
+    if any(r._state.owner_pid == pid for r in list(_undescribed)):
+        _w.get_writer().flush(timeout)
+    with _active_lock:
+        threads = [t for t in _info_threads if t.is_alive()]
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+
+
 def _finish_all(status: str, timeout: float | None = None, at_exit: bool = False) -> None:
     """Finish every run this process owns (interpreter exit, SIGTERM)."""
     with _active_lock:
@@ -893,6 +903,8 @@ __all__ = ["Run", "start_run", "start_child_run", "active_run", "autolog", "Stor
 def _after_fork_in_child() -> None:
     # SQLite connections and sinks must not be shared across fork: a forked child opens its own
     _proc_start.clear()
+    _undescribed.clear()
+    _info_threads.clear()
     _stores.clear()
     _mirrors.clear()
     _channels.clear()

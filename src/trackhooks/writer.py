@@ -114,7 +114,7 @@ class Channel:
 class RunState:
     """Writer-side state of one run: where it goes and the last step per key (for step=None)."""
 
-    __slots__ = ("run_id", "channel", "last_step", "media_step", "finished", "owner_pid", "hold_console")
+    __slots__ = ("run_id", "channel", "last_step", "media_step", "finished", "owner_pid")
 
     def __init__(self, run_id: str, channel: Channel, last_step: dict[str, int] | None = None,
                  media_step: dict[str, int] | None = None):
@@ -125,8 +125,6 @@ class RunState:
         self.media_step: dict[str, int] = dict(media_step or {})
         self.finished = False
         self.owner_pid = os.getpid()
-        # set by finish() for its first flush when the run's end follows at once (see Run.finish)
-        self.hold_console = False
 
 
 def file_digest(path: str) -> tuple[str, int]:
@@ -424,8 +422,6 @@ class Writer:
     def _console_emit(self, batches: dict) -> None:
         for run_id, log in list(self._consoles.items()):
             st = log.state
-            if st.hold_console and not log.closing:
-                continue  # its end is next: stored once, as console.log, in the next cycle
             chunks = log.emit()
             if chunks or log.closing:
                 batch = batches.get(st.channel)
@@ -847,4 +843,8 @@ def _at_exit() -> None:
     if _uncaught:
         status = "killed" if isinstance(_uncaught[-1], KeyboardInterrupt) else "failed"
     run_mod._finish_all(status, timeout=None, at_exit=True)
+    try:
+        run_mod._await_system_info()  # the git probes of runs that finished in the last moments
+    except Exception:
+        pass
     w.shutdown()

@@ -4,7 +4,9 @@ Fast and side-effect free on the caller's thread: git commit and branch are read
 directory files, package versions from the names of installed distributions (no imports), and the
 slow facts, whether the work tree is dirty, which files are untracked and the uncommitted diff,
 are computed by time-boxed ``git status`` and ``git diff HEAD`` on a background thread and added to
-the run (system record, artifact ``git.diff``) when known; ``finish()`` waits for them, bounded.
+the run (system record, artifact ``git.diff``) when known. ``finish()`` does not wait for them;
+interpreter exit does, bounded. Runs that start while a probe of the same work tree is running take
+its answer (one git process at a time per work tree, however many short fits a loop records).
 """
 
 from __future__ import annotations
@@ -251,6 +253,73 @@ def allowed_env() -> dict[str, str]:
             for n in names if n in os.environ}
 
 
+class _Probe:
+    """One ``git status`` (and ``git diff``) of a work tree, and the runs that take its answer."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.runs: list[Any] = []
+        self.done = False
+        self.thread = threading.Thread(target=self._run, name="trackhooks-git", daemon=True)
+
+    def _run(self) -> None:
+        facts: dict[str, Any] | None = None
+        diff = b""
+        try:
+            status = git_status(self.root)
+            if status is not None:
+                flag, untracked = status
+                facts = {"git.dirty": flag, "git.untracked_count": len(untracked)}
+                if untracked:
+                    facts["git.untracked"] = untracked[:UNTRACKED_LIMIT]
+                if flag and diff_wanted():
+                    diff = git_diff(self.root)
+                    if diff:
+                        facts["git.diff_bytes"] = len(diff)
+        finally:
+            with _probes_lock:
+                self.done = True
+                if _probes.get(self.root) is self:
+                    del _probes[self.root]
+                runs = list(self.runs)
+        if facts is None:
+            return
+        for run in runs:
+            try:
+                if diff and hasattr(run, "_add_artifact_bytes"):
+                    run._add_artifact_bytes("git.diff", diff)
+                run._update_system(facts)
+            except Exception:
+                pass
+
+
+# root -> the probe running for it: runs that start while one runs (a loop of short fits, whose
+# finish() no longer waits for git) take its answer instead of starting a git process each
+_probes: dict[str, _Probe] = {}
+_probes_lock = threading.Lock()
+
+
+def _probe_for(root: str, run: Any) -> threading.Thread:
+    """The thread whose answer ``run`` gets: the probe of ``root`` running now, or a new one."""
+    with _probes_lock:
+        probe = _probes.get(root)
+        start = probe is None or probe.done
+        if start:
+            probe = _probes[root] = _Probe(root)
+        probe.runs.append(run)
+    if start:
+        probe.thread.start()
+    return probe.thread
+
+
+def _after_fork_in_child() -> None:
+    _probes.clear()  # the parent's probe threads do not exist here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @hookimpl
 def trackhooks_collect_system_info(run) -> dict[str, Any]:
     info: dict[str, Any] = {
@@ -274,27 +343,8 @@ def trackhooks_collect_system_info(run) -> dict[str, Any]:
     info.update(git)
     root = git.get("git.root")
     if root and hasattr(run, "_update_system"):
-        def dirty() -> None:
-            status = git_status(root)
-            if status is None:
-                return
-            flag, untracked = status
-            facts: dict[str, Any] = {"git.dirty": flag, "git.untracked_count": len(untracked)}
-            if untracked:
-                facts["git.untracked"] = untracked[:UNTRACKED_LIMIT]
-            try:
-                if flag and hasattr(run, "_add_artifact_bytes") and diff_wanted():
-                    diff = git_diff(root)
-                    if diff:
-                        run._add_artifact_bytes("git.diff", diff)
-                        facts["git.diff_bytes"] = len(diff)
-                run._update_system(facts)
-            except Exception:
-                pass
-
-        t = threading.Thread(target=dirty, name="trackhooks-git", daemon=True)
-        t.start()
+        thread = _probe_for(root, run)
         pending = getattr(run, "_pending_info", None)
         if isinstance(pending, list):
-            pending.append(t)
+            pending.append(thread)
     return info

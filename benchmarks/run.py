@@ -43,7 +43,7 @@ class Workload:
     configs: list[str]  # the first one is the baseline of a framework workload
     kind: str = "framework"  # framework | micro
     args: list[str] = field(default_factory=list)
-    quick_configs: list[str] | None = None  # a smaller set for --quick, when the full set does not fit 5 minutes
+    quick_configs: list[str] | None = None  # a smaller set for --quick, when the full set would make it much longer
     # micro workloads in fork mode: configs that share one pre-imported parent (a peer's import is
     # paid once per group, and a peer's modules never sit in the parent of trackhooks' measurements)
     fork_groups: list[list[str]] | None = None
@@ -513,7 +513,7 @@ def render(results: list[tuple[Workload, list[dict[str, Any]]]], info: dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps and repeats: < 5 minutes on 2 idle cores")
+    ap.add_argument("--quick", action="store_true", help="fewer steps and repeats: ~9 minutes on 2 cores")
     ap.add_argument("--size", choices=["full", "quick", "tiny"], help="workload size (default: full, or quick with --quick)")
     ap.add_argument("--only", action="append", default=[],
                     help="workload key or prefix, comma-separated or repeated: "

@@ -1,7 +1,10 @@
 """First-party plugins import only the public names and the documented plugin surface."""
 
 import ast
+import os
 import pathlib
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ALLOWED = {"trackhooks", "trackhooks.plugin"}
@@ -151,6 +154,32 @@ def test_prepare_runs_imports_what_a_first_run_loads_with_the_collector_as_found
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["[False, False, False, False] [True, True, False, False] "
                                        "[True, True, True, True] False", "True"]
+
+
+@pytest.mark.parametrize("integration, options, media", [
+    ("trackhooks_lightning", "", False), ("trackhooks_lightning", "log_histograms=1", True),
+    ("trackhooks_keras", "", False), ("trackhooks_keras", "log_histograms=1", True),
+    ("trackhooks_xgboost", "", True), ("trackhooks_xgboost", "log_importance=False, log_datasets=False", False),
+])
+def test_framework_callbacks_prepare_runs_when_constructed(integration, options, media):
+    # the Lightning, Keras and XGBoost callbacks are made in the user's set-up: the core modules their
+    # first recorded fit loads are imported there (prepare_runs), not inside that fit
+    import subprocess
+    import sys
+
+    code = f"""if True:
+        import sys
+        from {integration} import TrackhooksCallback
+        mods = ("trackhooks.console", "trackhooks.sysmetrics", "trackhooks.datasets", "trackhooks.media")
+        before = [m in sys.modules for m in mods]
+        TrackhooksCallback({options})
+        print(before, [m in sys.modules for m in mods])
+    """
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    data = "datasets=False" not in options and "log_datasets=False" not in options
+    assert out.stdout.strip() == f"[False, False, False, False] [True, True, {data}, {media}]"
 
 
 def test_flatten_params_leaves_no_abc_cache_entries_for_builtin_values():

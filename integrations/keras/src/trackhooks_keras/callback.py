@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 import trackhooks
 from trackhooks.plugin import START_RUN_OPTIONS, flatten_params, open_run, same_param, settle_run, split_options
-from trackhooks.plugin import warn_once
+from trackhooks.plugin import prepare_runs, warn_once
 
 from .fitdata import DataInfo
 
@@ -185,6 +185,8 @@ class TrackhooksCallback(keras.callbacks.Callback):
         self._last_step: int | None = None
         self._last_epoch: int | None = None
         _install_sibling_hook()
+        # the core modules the first recorded fit loads, imported in the user's set-up (collector paused)
+        prepare_runs(media=bool(self._hist_every))
 
     # ---- run handling -------------------------------------------------------------------------
     @property

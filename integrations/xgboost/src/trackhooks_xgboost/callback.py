@@ -10,7 +10,7 @@ from typing import Any
 import xgboost
 from xgboost.callback import TrainingCallback
 
-from trackhooks.plugin import open_run, split_options, wake_writer, warn_once
+from trackhooks.plugin import open_run, prepare_runs, split_options, wake_writer, warn_once
 
 from . import patch
 from .data import log_data, log_dmatrix
@@ -87,6 +87,8 @@ class TrackhooksCallback(TrainingCallback):
         self._run: Any = None
         self._reset()
         patch.mark_explicit()
+        # the core modules the first recorded fit loads, imported in the user's set-up (collector paused)
+        prepare_runs(data=self._log_datasets, media=self._log_importance)
 
     def _reset(self) -> None:
         self._owned = False

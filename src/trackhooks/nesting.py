@@ -46,9 +46,15 @@ class InvalidOptionError(TrackhooksError, TypeError):
 
 def start_run_options() -> tuple[str, ...]:
     """The keyword arguments of ``start_run`` an integration passes through (all but ``resume``)."""
-    import inspect
+    global _start_run_options
+    if _start_run_options is None:  # inspect.signature is ~50 us: once per process, not per recorded fit
+        import inspect
 
-    return tuple(p for p in inspect.signature(_run.start_run).parameters if p != "resume")
+        _start_run_options = tuple(p for p in inspect.signature(_run.start_run).parameters if p != "resume")
+    return _start_run_options
+
+
+_start_run_options: tuple[str, ...] | None = None
 
 
 def split_options(options: Mapping[str, Any], own: tuple[str, ...] | frozenset[str], where: str,

@@ -844,7 +844,7 @@ def _at_exit() -> None:
         status = "killed" if isinstance(_uncaught[-1], KeyboardInterrupt) else "failed"
     run_mod._finish_all(status, timeout=None, at_exit=True)
     try:
-        run_mod._await_system_info()  # the git probes of runs that finished in the last moments
+        run_mod._await_system_info()  # runs not described yet, and git probes still running (bounded)
     except Exception:
         pass
     w.shutdown()

@@ -437,7 +437,7 @@ class Run:
         # No wait for the environment's slow facts (the git probe): a run shorter than the writer's
         # first cycle is described in the same drain as its end, and the probe's answer is added to
         # the run when git gives it (interpreter exit waits for it, bounded: _await_system_info). A
-        # short fit in a work tree waited for `git status` (and `git diff`) here: 5-10 ms in a small
+        # short fit in a work tree waited for `git status` (and `git diff`) here: 8-33 ms in a tiny
         # repository, up to the probe's time limit in a large one (benchmarks/README.md, "Tenth pass")
         with self._finish_lock:
             if self.status != "running":

@@ -38,10 +38,8 @@ def _no_run_outlives_its_test():
     # finish() does not wait for the git probe (this checkout is a work tree): its facts reach the
     # store after the run's end; they are stored before the next test, which might count entries
     # in the writer's buffer or rows of a store
-    probes = [t for t in _run._info_threads if t.is_alive()]
-    if probes:
-        for t in probes:
-            t.join(5)
+    if any(t.is_alive() for t in _run._info_threads):
+        _run._await_system_info()
         from trackhooks import writer
 
         writer.get_writer().flush(5)

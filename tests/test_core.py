@@ -352,7 +352,9 @@ def test_a_writer_cycle_leaves_late_arrivals_to_the_next(store_path):
 
     run = trackhooks.start_run()
     run.flush()  # the writer's first drain describes the environment and starts the git probe
-    run._wait_for_info()  # whose facts land in the buffer when git answers: not during the drain below
+    from trackhooks import run as _run
+
+    _run._await_system_info()  # its facts land in the buffer when git answers: not during the drain below
     run.flush()
     w = _w.get_writer()
     real = w._process

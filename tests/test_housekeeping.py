@@ -61,9 +61,9 @@ def tree(store_path, tmp_path):
     with trackhooks.start_run("e", name="other", params={"lr": 0.2}) as other:
         other.log_metric("loss", 0.5)
         log_file(other, tmp_path, "shared-too.txt", "shared content")
-    for run in (parent, other):  # the git probe's facts (this checkout is a work tree) land after finish()
-        run._wait_for_info()
-    from trackhooks import writer
+    from trackhooks import run as _run, writer
+
+    _run._await_system_info()  # the git probe's facts (this checkout is a work tree) land after finish()
 
     writer.get_writer().flush()
     store = trackhooks.open_store(store_path)

@@ -262,12 +262,6 @@ class Run:
         self._buffer.append((_w.OP_ARTIFACT, self._state, _check_artifact_name(name), None, bytes(data), time.time()))
         self._writer.ensure_started()
 
-    def _wait_for_info(self, timeout: float = INFO_WAIT_S) -> None:
-        # until the environment's slow facts (git status, git diff) are in the buffer; bounded, as git is time-boxed
-        deadline = time.monotonic() + timeout
-        for t in list(self._pending_info):
-            t.join(max(0.0, deadline - time.monotonic()))
-
     # ---- files ----------------------------------------------------------------------------------
     def log_checkpoint(self, path: str | os.PathLike, *, step: int | None = None, epoch: int | None = None,
                        metrics: Mapping[str, Any] | None = None, best: bool = False, monitor: str | None = None,

@@ -510,6 +510,26 @@ def test_sysinfo_redacts_secrets_and_reads_git():
         assert len(info["git.commit"]) == 40
 
 
+def test_secret_flags_are_the_ones_the_documented_pattern_names():
+    # the regular expression the check replaced (docs/reliability.md, "Command-line secrets"): the
+    # string tests must agree with it
+    import re
+
+    from trackhooks.builtin.sysinfo import _secret_flag
+
+    pattern = (r"^--?[\w.-]*(pass(word|wd)?|token|secret|api[-_]?key|access[-_]?key|auth|credential|"
+               r"private[-_]?key)[\w.-]*$")
+    flags = ["--password", "-p", "--pass", "--passwd", "--db-pass", "--DB_PASSWORD", "--api-key", "--api_key",
+             "--apikey", "--api.key", "--hf-token", "--HF_TOKEN", "-token", "--secret", "--client-secret",
+             "--access-key", "--access_key", "--accesskey", "--aws-access-key-id", "--auth", "--oauth-url",
+             "--author", "--credentials", "--private-key", "--privatekey", "--private_key_file", "--lr",
+             "--epochs", "--batch-size", "--passes=3", "---token", "--to ken", "--tok/en", "--tökén",
+             "--påss", "password", "-", "--", "", "--token\n", "--tokens", "--keypass", "--bypass",
+             "--api-keys", "--compass", "--secrets.yaml", "--a.b-c_d", "--TOKEN"]
+    for flag in flags:
+        assert _secret_flag(flag) == (re.match(pattern, flag, re.IGNORECASE) is not None), flag
+
+
 def test_sysinfo_env_only_when_allow_listed(store_path, monkeypatch):
     monkeypatch.setenv("SECRET_THING", "s3cr3t")
     monkeypatch.setenv("MY_VISIBLE", "1")

@@ -1,6 +1,7 @@
 """The store package: the engine boundary, schema upgrades, notes and media records (tests taking
 ``any_store`` run on both engines: a local store and a team store on PostgreSQL)."""
 
+import json
 import os
 import sqlite3
 import time
@@ -164,3 +165,43 @@ def test_a_new_sink_writes_through_the_connection_that_checked_the_store(tmp_pat
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "first"
+
+
+_ONE_CONNECTION = r"""
+import os, sqlite3, sys
+opened = []
+connect = sqlite3.connect
+def counting(database, *args, **kwargs):
+    opened.append(str(database))
+    return connect(database, *args, **kwargs)
+sqlite3.connect = counting
+import trackhooks
+
+path = sys.argv[1]
+from trackhooks.store.sqlite import init_store
+init_store(path)
+opened.clear()
+with trackhooks.start_run(name="one", store=path) as run:
+    run.log_metrics({"loss": 1.0}, step=0)
+after_one = len(opened)
+with trackhooks.start_run(name="two", store=path) as run:  # the caller needs a connection again
+    run.log_metrics({"loss": 2.0}, step=0)
+after_two = len(opened)
+reader = trackhooks.open_store(path)
+import json
+print(json.dumps([after_one, after_two, sorted((r.name, r.status, r.metric("loss").values) for r in reader.runs())]))
+"""
+
+
+def test_a_process_that_records_one_run_opens_one_connection(tmp_path):
+    # the writer takes over the connection start_run wrote the run's row through (0.5 ms of a short
+    # fit's finish()); a second start_run of the process opens its own and the writer keeps its
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _ONE_CONNECTION, str(tmp_path / "store")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    one, two, runs = json.loads(out.stdout)
+    assert (one, two) == (1, 2)
+    assert runs == [["one", "finished", [1.0]], ["two", "finished", [2.0]]]

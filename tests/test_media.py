@@ -426,6 +426,34 @@ def test_confusion_matrix_labels_order_strings_tensors(run, cap):
     assert one(run, cap, "series").data == {"labels": [1, 2], "matrix": [[0, 1], [0, 1]]}
 
 
+@pytest.mark.parametrize("dtype", ["int64", "int8", "uint8", "uint32", "bool"])
+@pytest.mark.parametrize("with_labels", ["none", "given", "unordered with an unused one"])
+def test_integer_confusion_matrices_count_as_the_python_loop_does(run, cap, dtype, with_labels):
+    # numpy arrays of integer labels are counted by numpy on the writer; lists of the same labels
+    # go through the per-pair loop: both must give the same record
+    rng = np.random.default_rng(len(dtype) + len(with_labels))
+    values = np.array([0, 1] if dtype == "bool" else ([3, 7, 250] if dtype.startswith("u") else [-5, 0, 9, 100]))
+    yt = rng.choice(values, 300).astype(dtype)
+    yp = rng.choice(values, 300).astype(dtype)
+    labels = None
+    if with_labels == "given":
+        labels = sorted(values.astype(dtype).tolist())
+    elif with_labels != "none":
+        labels = [*reversed(values.astype(dtype).tolist()), *([] if dtype == "bool" else [42])]
+    run.log_confusion_matrix("fast", yt, yp, labels=labels)
+    run.log_confusion_matrix("loop", yt.tolist(), yp.tolist(), labels=labels)
+    fast, loop = one(run, cap, "fast").data, one(run, cap, "loop").data
+    assert fast == loop
+    assert sum(map(sum, fast["matrix"])) == 300
+    assert [type(v) for v in fast["labels"]] == [type(v) for v in loop["labels"]]
+    from trackhooks import media
+
+    counted = media._integer_counts("array", yt, "array", yp, labels)
+    assert (counted is not None) == (dtype != "bool" or labels is None)  # given bool labels take the loop
+    if counted is not None:
+        assert counted.data == fast
+
+
 @pytest.mark.parametrize("yt,yp,labels,err", [
     ([0, 1, 1], [0, 1], None, InvalidShapeError),
     (np.zeros(3), torch.zeros(4), None, InvalidShapeError),

@@ -705,8 +705,11 @@ def _build_table(job: Job) -> Built:
         for c in cols.values():
             if _is_torch(c):
                 c = _to_host("torch", c)
-            lists.append(c.tolist() if hasattr(c, "tolist") else c)
-        rows = [[cell(v) for v in row] for row in zip(*lists)] if lists else []
+            if getattr(getattr(c, "dtype", None), "kind", None) in ("b", "i", "u", "f") and hasattr(c, "tolist"):
+                lists.append(c.tolist())  # a numeric array's tolist() gives the JSON values already
+            else:
+                lists.append([cell(v) for v in (c.tolist() if hasattr(c, "tolist") else c)])
+        rows = [list(row) for row in zip(*lists)] if lists else []
     else:
         columns, raw = job.payload
         rows = [[cell(v) for v in row] for row in raw]
@@ -726,8 +729,43 @@ def _sort_labels(values: set) -> list:
         return sorted(values, key=lambda v: (type(v).__name__, str(v)))
 
 
+def _integer_counts(ft: str, t: Any, fp: str, p: Any, labels: list | None) -> Built | None:
+    """The counts of integer labels of one dtype, counted by numpy (a Python loop over the pairs
+    took ~0.4 ms of the writer per 1 800 labels, inside a short fit's finish()); None when the
+    labels are anything else, or one is not in ``labels`` (the loop then says which)."""
+    if ft == "list" or fp == "list":
+        return None
+    np = _np()
+    yt, yp = _to_host(ft, t), _to_host(fp, p)
+    dtype = getattr(yt, "dtype", None)
+    if dtype is None or dtype != getattr(yp, "dtype", None) or dtype.kind not in "biu" \
+            or (dtype.kind == "u" and dtype.itemsize == 8) or yt.ndim != 1 or yp.ndim != 1:
+        return None
+    if labels is None:
+        found = np.unique(np.concatenate([yt, yp]))
+        labels = found.tolist()
+    elif not all(type(v) is int for v in labels) or dtype.kind == "b":
+        return None
+    else:
+        found = np.asarray(labels, dtype=np.int64)
+    order = np.argsort(found, kind="stable")
+    ordered = found[order]
+    n = len(labels)
+    codes = []
+    for y in (yt, yp):
+        i = np.minimum(np.searchsorted(ordered, y), n - 1)
+        if n == 0 or (ordered[i] != y).any():
+            return None
+        codes.append(order[i])
+    matrix = np.bincount(codes[0] * n + codes[1], minlength=n * n).reshape(n, n).tolist()
+    return Built({"labels": [cell(v) for v in labels], "matrix": matrix})
+
+
 def _build_confusion(job: Job) -> Built:
     (ft, t), (fp, p) = job.payload
+    fast = _integer_counts(ft, t, fp, p, job.extra)
+    if fast is not None:
+        return fast
     yt, yp = _label_list(ft, t), _label_list(fp, p)
     labels = job.extra
     if labels is None:

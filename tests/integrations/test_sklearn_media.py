@@ -178,6 +178,40 @@ def test_forest_predictions_come_from_its_probabilities(cap):
     assert CountingForest.calls == 1
 
 
+class _OwnProbabilities(LogisticRegression):
+    def predict_proba(self, X):  # not the softmax of the scores any more, as far as we can tell
+        return super().predict_proba(X)
+
+
+@pytest.mark.parametrize("data, cls, passes", [("digits", LogisticRegression, 1), ("cancer", LogisticRegression, 1),
+                                               ("digits", _OwnProbabilities, 2)])
+def test_logistic_regression_predictions_come_from_its_softmax(cap, monkeypatch, data, cls, passes):
+    """A LogisticRegression's probabilities are a softmax (two classes: the logistic) of the scores
+    its predict() takes the argmax of: the metrics pass computes the scores once; a subclass with its
+    own predict_proba is asked for predict() as well."""
+    from sklearn.linear_model._base import LinearClassifierMixin
+    from sklearn.metrics import accuracy_score, f1_score
+
+    X, y = DIGITS if data == "digits" else CANCER
+    calls = []
+    decision = LinearClassifierMixin.decision_function
+
+    def counting(self, X):
+        calls.append(1)
+        return decision(self, X)
+
+    monkeypatch.setattr(LinearClassifierMixin, "decision_function", counting)
+    model = track(cls(max_iter=5000), mirrors=[cap]).fit(X, y)
+    _flush()
+    assert len(calls) == passes
+    rec = trackhooks.open_store().run(model.run_id_)
+    pred = model.predict(X)
+    assert rec.metric("train_accuracy").values == [accuracy_score(y, pred)]
+    assert rec.metric("train_f1_macro").values == [pytest.approx(f1_score(y, pred, average="macro"), rel=1e-12)]
+    (cm,) = cap.of("confusion_matrix")
+    assert cm.data["matrix"] == confusion_matrix(y, pred).tolist()
+
+
 def test_decision_function_used_without_predict_proba(cap):
     X, y = CANCER
     track(make_pipeline(StandardScaler(), SVC()), mirrors=[cap]).fit(X, y)

@@ -252,11 +252,28 @@ class Predictions:
 
 
 def _argmax_of_proba(est: Any) -> bool:
-    """Whether ``est.predict(X)`` is by definition ``classes_[argmax(predict_proba(X))]``, so that the
-    probabilities give the predictions without a second pass over every tree of a forest."""
+    """Whether ``classes_[argmax(predict_proba(X))]`` gives ``est.predict(X)``, so that the
+    probabilities give the predictions without a second pass over the data: by definition for a
+    forest (its ``predict`` is that argmax; a second pass walks every tree again), and for a
+    LogisticRegression whose probabilities are a softmax (or, for two classes, the logistic) of the
+    same scores its ``predict`` takes the argmax of (0.4-0.6 ms of a 0.1 s fit on digits). Those
+    transforms keep the order of the scores; they can only tie two scores that differ by less than
+    about 1e-16, where the argmax takes the first class instead of the larger score's."""
     forest = sys.modules.get("sklearn.ensemble._forest")
-    return (forest is not None and getattr(type(est), "predict", None) is forest.ForestClassifier.predict
-            and getattr(est, "n_outputs_", None) == 1)
+    cls = type(est)
+    if forest is not None and getattr(cls, "predict", None) is forest.ForestClassifier.predict:
+        return getattr(est, "n_outputs_", None) == 1
+    logistic, linear = sys.modules.get("sklearn.linear_model._logistic"), sys.modules.get("sklearn.linear_model._base")
+    if logistic is None or linear is None:
+        return False
+    mixin = getattr(linear, "LinearClassifierMixin", None)
+    return (mixin is not None and getattr(cls, "predict", None) is getattr(mixin, "predict", ())
+            and getattr(cls, "decision_function", None) is getattr(mixin, "decision_function", ())
+            and getattr(cls, "predict_proba", None) is getattr(logistic.LogisticRegression, "predict_proba", ())
+            # one-vs-rest probabilities (liblinear, multi_class="ovr" of older versions) normalise
+            # logistic values that saturate at 1.0 for large scores: ties that are not rare
+            and (len(getattr(est, "classes_", ())) <= 2
+                 or (getattr(est, "solver", None) != "liblinear" and getattr(est, "multi_class", "auto") != "ovr")))
 
 
 def predict(est: Any, X: Any, *, strict: bool = False) -> Predictions | None:

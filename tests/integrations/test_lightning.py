@@ -477,6 +477,55 @@ def test_param_groups_accumulation_and_datamodule_hparams(store_path, tmp_path):
     assert rec.metric("lr.1").values == [0.002] * len(steps)
 
 
+class TwoStepsPerBatch(DigitsMLP):
+    """Manual optimization with two optimizers: two optimizer steps per batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+        self.seen_steps = []
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        for opt in self.optimizers():
+            loss = torch.nn.functional.cross_entropy(self.net(x), y)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+        self.log("train_loss", loss, on_step=True, on_epoch=False)
+        self.seen_steps.append(self.trainer.global_step)
+
+    def configure_optimizers(self):
+        return [torch.optim.SGD(self.net[0].parameters(), lr=0.05), torch.optim.SGD(self.net[2].parameters(), lr=0.05)]
+
+
+@pytest.mark.parametrize("module_class", [DigitsMLP, TwoStepsPerBatch])
+@pytest.mark.parametrize("counter", ["tracker", "global_step"])
+def test_steps_are_lightnings_global_step(store_path, tmp_path, monkeypatch, module_class, counter):
+    # the per-step hook reads the loop's progress tracker instead of trainer.global_step (four
+    # properties per read); where the tracker is not found it falls back to global_step
+    import trackhooks_lightning.callback as callback
+
+    found = []
+    real = callback._step_counter
+
+    def step_counter(trainer):
+        found.append(real(trainer))
+        return found[-1] if counter == "tracker" else None
+
+    monkeypatch.setattr(callback, "_step_counter", step_counter)
+    module = module_class()
+    trainer(callbacks=[TrackhooksCallback()], limit_val_batches=0, default_root_dir=tmp_path).fit(
+        module, train_dataloaders=loaders()[0])
+    assert found and all(c is not None for c in found)  # this Lightning keeps it where we look
+    key = "train_loss_step" if module_class is DigitsMLP else "train_loss"
+    steps = only_run(store_path).metric(key).steps
+    if module_class is DigitsMLP:
+        assert steps == list(range(2 * TRAIN_BATCHES))
+    else:  # each batch logs at the step it began with: two optimizer steps apart
+        assert steps == [s - 2 for s in module.seen_steps] == list(range(0, 4 * TRAIN_BATCHES, 2))
+
+
 class PrintingMLP(DigitsMLP):
     def training_step(self, batch, batch_idx):
         print(f"rank {self.global_rank} step {batch_idx}", flush=True)

@@ -101,6 +101,24 @@ def _batch_len(batch: Any) -> int:
         return 0
 
 
+def _step_counter(trainer: Any) -> Any:
+    """The progress tracker whose ``completed`` is ``trainer.global_step`` (the optimizer steps of
+    the training loop), or None when this Lightning keeps it elsewhere. ``global_step`` walks the
+    loop, the strategy and the module through four properties on every read (~1 us per step, cold
+    between torch's work); Lightning updates and restores the tracker in place, and the callback
+    looks it up again at every epoch's start."""
+    try:
+        loop = trainer.fit_loop.epoch_loop
+        module = trainer.lightning_module
+        if module is None or module.automatic_optimization:
+            total = loop.automatic_optimization.optim_progress.optimizer.step.total
+        else:
+            total = loop.manual_optimization.optim_step_progress.total
+        return total if type(total.completed) is int and total.completed == trainer.global_step else None
+    except Exception:
+        return None
+
+
 def _rates(groups: list[tuple[str, dict]]) -> dict[str, Any]:
     return {k: g["lr"] for k, g in groups}
 
@@ -227,6 +245,7 @@ class _TrackhooksCallback:
         self._step_values: Any = None
         self._every = 0
         self._step = 0
+        self._counter: Any = None  # _step_counter(trainer), from each training epoch's start
         self._due = False
         self._epoch = 0
         self._accumulates = False
@@ -457,7 +476,8 @@ class _TrackhooksCallback:
         try:
             self._samples += _batch_len(batch)
             step = self._step
-            now = trainer.global_step
+            counter = self._counter
+            now = trainer.global_step if counter is None else counter.completed
             if self._accumulates and now == step:
                 return  # an accumulating batch: Lightning's loggers skip it too
             self._step = now
@@ -513,6 +533,7 @@ class _TrackhooksCallback:
         try:
             # after the epoch-end (plateau) scheduler updates: the first batch's step and rates
             self._step = trainer.global_step
+            self._counter = _step_counter(trainer)
             self._next_step(self._step)
         except Exception as exc:
             self._due = False

@@ -95,6 +95,33 @@ def test_multiclass_one_vs_rest_per_class_and_importance(cap):
     assert abs(sum(r[1] for r in imp.data["rows"]) - 1.0) < 1e-9
 
 
+def test_forest_importances_equal_sklearns_property():
+    # taken tree by tree instead of through joblib's Parallel: the same array to the bit
+    from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
+
+    from trackhooks_sklearn.plots import _importances
+
+    X, y = DIGITS
+    Xr, yr = DIABETES
+
+    class OwnImportances(RandomForestClassifier):
+        @property
+        def feature_importances_(self):
+            return np.arange(self.n_features_in_, dtype=np.float64)
+
+    models = [RandomForestClassifier(n_estimators=7, random_state=0).fit(X, y),
+              RandomForestClassifier(n_estimators=4, random_state=0, n_jobs=2).fit(X, y),
+              ExtraTreesClassifier(n_estimators=5, random_state=0).fit(X, y),
+              RandomForestRegressor(n_estimators=5, random_state=0).fit(Xr, yr),
+              ExtraTreesRegressor(n_estimators=3, max_depth=2, random_state=0).fit(Xr, yr),
+              RandomForestClassifier(n_estimators=3, max_depth=1, random_state=0).fit(X, np.zeros(len(y))),
+              OwnImportances(n_estimators=2, random_state=0).fit(X, y)]
+    for model in models:
+        ours, theirs = _importances(model), model.feature_importances_
+        assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes(), type(model).__name__
+    assert not models[-2].feature_importances_.any()  # only single-node trees: zeros, as sklearn says
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_fast_curves_equal_sklearn_metrics(seed):
     from sklearn.metrics import precision_recall_curve, roc_auc_score

@@ -95,6 +95,46 @@ def test_multiclass_one_vs_rest_per_class_and_importance(cap):
     assert abs(sum(r[1] for r in imp.data["rows"]) - 1.0) < 1e-9
 
 
+def test_forest_probabilities_equal_sklearns_predict_proba(monkeypatch):
+    # one job: the trees' probabilities summed in sklearn's order without joblib, the same array to
+    # the bit; several jobs, a subclass with its own predict_proba or a multi-output forest: sklearn's
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    from trackhooks_sklearn.recording import _predict_proba
+
+    X, y = DIGITS
+    calls = []
+
+    class OwnProbabilities(RandomForestClassifier):
+        def predict_proba(self, X):
+            calls.append(1)
+            return super().predict_proba(X)
+
+    two_outputs = np.stack([y, y % 2], axis=1)
+    models = [RandomForestClassifier(n_estimators=7, random_state=0).fit(X, y),
+              RandomForestClassifier(n_estimators=4, random_state=0, n_jobs=2).fit(X, y),
+              ExtraTreesClassifier(n_estimators=5, random_state=0, class_weight="balanced").fit(X, y),
+              RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y == 3),
+              OwnProbabilities(n_estimators=2, random_state=0).fit(X, y),
+              RandomForestClassifier(n_estimators=3, random_state=0).fit(X, two_outputs)]
+    for model in models:
+        ours, theirs = _predict_proba(model, X[::3]), model.predict_proba(X[::3])
+        if isinstance(theirs, list):
+            assert all(a.tobytes() == b.tobytes() for a, b in zip(ours, theirs))
+        else:
+            assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes(), type(model).__name__
+    assert len(calls) == 2  # the subclass was asked both times
+    import sklearn.ensemble._forest as forest
+
+    def no_parallel(*a, **k):
+        raise AssertionError("the one-job path went through joblib")
+
+    monkeypatch.setattr(forest, "Parallel", no_parallel)
+    assert _predict_proba(models[0], X).shape == (len(y), 10)
+    with pytest.raises(ValueError):  # a wrong X fails as sklearn's own predict_proba does
+        _predict_proba(models[0], X[:, :10])
+
+
 def test_forest_importances_equal_sklearns_property():
     # taken tree by tree instead of through joblib's Parallel: the same array to the bit
     from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor

@@ -187,15 +187,16 @@ def _connect(db_path: str, *, readonly: bool = False) -> sqlite3.Connection:
     else:
         conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    return conn
+    return conn  # timeout= is SQLite's busy timeout (sqlite3_busy_timeout), no PRAGMA needed
 
 
-def _check_db(conn: sqlite3.Connection, path: str) -> None:
+def _check_db(conn: sqlite3.Connection, path: str) -> int | None:
+    """Raise StoreError naming ``path`` unless it is a trackhooks store this version can read (or
+    an empty database); return its schema version (None for an empty or unversioned one)."""
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not tables:
-            return  # a new, empty database
+            return None  # a new, empty database
         if "meta" not in tables:
             raise StoreError(f"{path} is a SQLite database but not a trackhooks store; "
                              "point store= at another directory")
@@ -205,7 +206,7 @@ def _check_db(conn: sqlite3.Connection, path: str) -> None:
             f"{path} is not a valid trackhooks store ({exc}); move it away or point store= elsewhere"
         ) from exc
     if row is None:
-        return
+        return None
     try:
         version = int(row[0])
     except ValueError:
@@ -215,6 +216,7 @@ def _check_db(conn: sqlite3.Connection, path: str) -> None:
             f"{path} was written by a newer trackhooks (schema {version}, this one reads {SCHEMA_VERSION}); "
             "upgrade trackhooks to read or write it"
         )
+    return version
 
 
 def _statements() -> list[str]:
@@ -278,8 +280,7 @@ def _open_store(path: str) -> tuple[str, sqlite3.Connection]:
     try:
         conn = _connect(db_path)
         try:
-            _check_db(conn, db_path)
-            if _stored_version(conn) == SCHEMA_VERSION:
+            if _check_db(conn, db_path) == SCHEMA_VERSION:
                 # a store of this version has every table and is in WAL mode already (both persist):
                 # the no-op write transaction below cost an fsync (tens of ms on a busy disk) on the
                 # first start_run of every process; a store this process cannot write must still
@@ -681,8 +682,7 @@ class SQLiteStore(SQLiteHousekeeping, Store):
                 init_store(self.path)
             try:
                 conn = _connect(self.db_path)
-                _check_db(conn, self.db_path)
-                version = _stored_version(conn)
+                version = _check_db(conn, self.db_path)
                 if version is not None and version < SCHEMA_VERSION:
                     _upgrade(conn)
             except sqlite3.DatabaseError as exc:

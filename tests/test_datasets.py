@@ -430,6 +430,23 @@ def test_core_fingerprints_without_importing_numpy(tmp_path):
     assert out.stdout.strip() == "none"
 
 
+def test_a_fingerprint_is_a_tuple_of_its_five_named_fields():
+    import pickle
+
+    fp = fingerprint(b"abc")
+    digest, schema, n_rows, source, sampled = fp
+    assert (fp.digest, fp.schema, fp.n_rows, fp.source, fp.sampled) == (digest, schema, n_rows, source, sampled)
+    assert isinstance(fp, tuple) and len(fp) == 5 and fp == tuple(fp)
+    assert type(fp)._fields == ("digest", "schema", "n_rows", "source", "sampled")
+    assert repr(fp) == (f"Fingerprint(digest={digest!r}, schema={schema!r}, n_rows={n_rows!r}, "
+                        f"source={source!r}, sampled={sampled!r})")
+    back = pickle.loads(pickle.dumps(fp))
+    assert type(back) is type(fp) and back == fp and back.digest == digest
+    assert type(fp)(*fp) == fp
+    with pytest.raises(AttributeError):
+        fp.digest = "x"  # read-only, like the fields of a NamedTuple
+
+
 # ---- properties ---------------------------------------------------------------------------------
 
 from hypothesis import given, settings  # noqa: E402

@@ -163,14 +163,14 @@ def test_forest_importances_equal_sklearns_property():
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_fast_curves_equal_sklearn_metrics(seed):
+@pytest.mark.parametrize("n", [300, 20_000])  # both sorts: stable up to 8 192 scores, quicksort above
+def test_fast_curves_equal_sklearn_metrics(seed, n):
     from sklearn.metrics import precision_recall_curve, roc_auc_score
 
     from trackhooks_sklearn.plots import _binary_curves
     from trackhooks_sklearn.recording import _auc, horizontal_ends
 
     rng = np.random.default_rng(seed)
-    n = 300
     positive = rng.random(n) < 0.3
     score = np.round(rng.random(n) + positive * 0.3, 2)  # ties on purpose
     fpr, tpr, precision, recall = _binary_curves(positive, score)

@@ -389,9 +389,10 @@ def binary_curves(positive: Any, score: Any) -> tuple[Any, Any, Any, Any]:
     if not np.isfinite(score).all():
         raise ValueError("non-finite scores")
     # sklearn sorts with mergesort for a stable order of ties; only the counts at the end of each run
-    # of equal scores are used, and those do not depend on the order inside the run, so the
-    # (several times faster) default sort gives the same curves
-    order = np.argsort(score)[::-1]
+    # of equal scores are used, and those do not depend on the order inside the run, so any sort
+    # gives the same curves: numpy's stable sort up to a few thousand scores (24 vs 45 µs for the
+    # 1 797 of digits, and for random ones), its quicksort above (6 vs 10 ms for 100 000)
+    order = np.argsort(score, kind="stable" if score.size <= 8192 else None)[::-1]
     score, hit = score[order], positive[order]
     last = np.append(np.flatnonzero(score[1:] != score[:-1]), hit.size - 1)  # the last index of each distinct score
     tps = np.cumsum(hit)[last].astype(np.float64)  # counts: exact in either type, the integer sum is faster

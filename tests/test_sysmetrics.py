@@ -384,7 +384,8 @@ def test_finish_does_not_wait_for_git_and_runs_in_a_loop_share_one_probe(repo, t
     assert max(out["finishes"]) < 0.9, out["finishes"]  # git answers after 1 s (and the diff 1 s later)
     assert exited - out["exit_from"] >= 1.0  # exit waited for it: status 1 s, diff 1 s
     git_runs = calls.read_text().splitlines()
-    assert [c.split()[0] for c in git_runs] == ["status", "-c"], git_runs  # one status and one diff for 4 runs
+    # one status and one diff for 4 runs, each run in the work tree's root
+    assert [c.split()[:3] for c in git_runs] == [["-C", str(repo), "status"], ["-C", str(repo), "-c"]], git_runs
     for run_id in out["ids"]:
         rec = trackhooks.open_store(str(store)).run(run_id)
         assert rec.system["git.dirty"] is True and rec.system["git.untracked"] == ["notes.txt"], rec.system
@@ -431,6 +432,37 @@ def test_clean_tree_has_no_diff(repo, tmp_path):
     assert rec.system["git.dirty"] is False and rec.system["git.untracked_count"] == 0
     assert "git.untracked" not in rec.system
     assert [a.name for a in rec.artifacts() if a.name == "git.diff"] == []
+
+
+def test_a_git_that_hangs_is_killed_at_the_time_box_and_a_missing_git_is_no_answer(repo, tmp_path, monkeypatch):
+    import shutil
+
+    (repo / "train.py").write_text("lr = 0.01  # tuned\n")
+    assert sysinfo.git_status(str(repo)) == (True, []) and sysinfo.git_dirty(str(repo)) is True
+    bin_dir, calls = tmp_path / "bin", tmp_path / "git-calls.txt"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(SLOW_GIT.format(delay=30, calls=calls, git=shutil.which("git")))
+    (bin_dir / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(sysinfo, "GIT_TIMEOUT_S", 0.3)
+    t = time.perf_counter()
+    assert sysinfo.git_status(str(repo)) is None and sysinfo.git_diff(str(repo)) is None
+    assert time.perf_counter() - t < 10  # 0.3 s, then 0.9 s: not the 30 s the script sleeps
+    assert len(calls.read_text().splitlines()) == 2
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert sysinfo.git_status(str(repo)) is None and sysinfo.git_dirty(str(repo)) is None
+    assert sysinfo.git_diff(str(repo)) is None
+
+
+def test_git_inherits_no_descriptor_but_its_pipe_and_dev_null(repo):
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(fd, True)  # as a C library's descriptor without O_CLOEXEC would be
+    try:
+        rc, out, cut = sysinfo._git(str(repo), ["-c", "alias.fds=!ls /proc/$$/fd", "fds"], 10)
+    finally:
+        os.close(fd)
+    assert (rc, cut) == (0, False) and fd > 2
+    assert out.split() == [b"0", b"1", b"2"], out  # the alias's shell: what git was given
 
 
 def test_diff_is_capped_with_a_marker(repo):

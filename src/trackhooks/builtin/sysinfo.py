@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 import platform
 import re
+import select
+import signal
 import socket
-import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from ..plugin import hookimpl
@@ -176,29 +178,94 @@ def git_info(cwd: str | None = None) -> dict[str, Any]:
     return info
 
 
+def _inheritable_fds() -> list[int]:
+    """Descriptors above 2 that a child would inherit. Python opens its own non-inheritable (PEP 446);
+    these are a C library's (or a user's ``set_inheritable``): a pipe whose reader waits for its
+    writers to close, a lock held by ``flock``, must not be held open by git as well."""
+    try:
+        names = os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd")
+    except OSError:
+        return []
+    fds = []
+    for name in names:
+        fd = int(name)
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    fds.append(fd)
+            except OSError:  # the listing's own descriptor, closed since
+                pass
+    return fds
+
+
+def _git(root: str, args: list[str], timeout: float, limit: int | None = None) -> tuple[int | None, bytes, bool]:
+    """``git -C root <args>``: (exit code, or None when git is missing or was killed at ``timeout``;
+    its output, at most ``limit`` + 1 bytes when a limit is given; whether the output was cut).
+
+    Started with ``os.posix_spawnp`` rather than ``subprocess``: the probe runs on the writer beside
+    a short fit's end, and ``subprocess.run`` took ~1.3 ms per command from the training thread of
+    the same process (Popen's Python set-up, and CPython 3.11 forks with the GIL held), this none
+    that could be told from noise (benchmarks/README.md, "Twelfth pass"). Its stdin and stderr are
+    /dev/null; like ``subprocess``'s ``close_fds``, it closes every other descriptor the process
+    would let it inherit."""
+    r, w = os.pipe()
+    null = os.open(os.devnull, os.O_RDWR)
+    actions = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, null, 2)]
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()]
+    try:
+        pid = os.posix_spawnp("git", ["git", "-C", root, *args], os.environ, file_actions=actions)
+    except OSError:
+        os.close(r)
+        return None, b"", False
+    finally:
+        os.close(w)
+        os.close(null)
+    chunks: list[bytes] = []
+    n, truncated, killed = 0, False, False
+    deadline = time.monotonic() + timeout
+    poller = select.poll()  # not select(): it cannot wait on a descriptor numbered 1024 or more
+    poller.register(r, select.POLLIN)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                killed = True
+                break
+            data = os.read(r, 1 << 16)
+            if not data:
+                break
+            chunks.append(data)
+            n += len(data)
+            if limit is not None and n > limit:
+                truncated = True
+                break
+    finally:
+        os.close(r)
+        if killed or truncated:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _, status = os.waitpid(pid, 0)
+    out = b"".join(chunks)
+    return (None if killed else os.waitstatus_to_exitcode(status)), out, truncated
+
+
 def git_dirty(root: str) -> bool | None:
     """True/False from ``git status``, or None if git is missing, fails or takes too long."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                             capture_output=True, timeout=GIT_TIMEOUT_S, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
+    rc, out, _ = _git(root, ["status", "--porcelain", "--untracked-files=no"], GIT_TIMEOUT_S)
+    if rc != 0:
         return None
-    if out.returncode != 0:
-        return None
-    return bool(out.stdout.strip())
+    return bool(out.strip())
 
 
 def git_status(root: str) -> tuple[bool, list[str]] | None:
     """(dirty, untracked file names) from one ``git status``, or None if git fails or is slow."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "-z", "--untracked-files=normal"], cwd=root,
-                             capture_output=True, timeout=GIT_TIMEOUT_S, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
+    rc, out, _ = _git(root, ["status", "--porcelain", "-z", "--untracked-files=normal"], GIT_TIMEOUT_S)
+    if rc != 0:
         return None
     dirty, untracked = False, []
-    entries = out.stdout.split(b"\0")
+    entries = out.split(b"\0")
     i = 0
     while i < len(entries):
         e = entries[i]
@@ -226,23 +293,8 @@ def git_diff(root: str, limit: int = DIFF_LIMIT_BYTES) -> bytes | None:
 
     Reads at most ``limit`` + 1 bytes: a huge diff (a changed data file) is not read into memory.
     """
-    try:
-        proc = subprocess.Popen(["git", "-c", "core.quotepath=off", "diff", "HEAD", "--binary", "--no-color",
-                                 "--no-ext-diff"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                stdin=subprocess.DEVNULL)
-    except OSError:
-        return None
-    timer = threading.Timer(GIT_TIMEOUT_S * 3, proc.kill)
-    timer.start()
-    try:
-        data = proc.stdout.read(limit + 1)
-        truncated = len(data) > limit
-        if truncated:
-            proc.kill()
-        proc.stdout.close()
-        rc = proc.wait()
-    finally:
-        timer.cancel()
+    rc, data, truncated = _git(root, ["-c", "core.quotepath=off", "diff", "HEAD", "--binary", "--no-color",
+                                      "--no-ext-diff"], GIT_TIMEOUT_S * 3, limit)
     if truncated:
         cut = data.rfind(b"\n", 0, limit) + 1 or limit
         return data[:cut] + DIFF_MARKER

@@ -7,6 +7,7 @@ offline run, TensorBoard's import) run only with BENCH_SMOKE_PEERS=1, to keep th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -122,7 +123,8 @@ def test_sklearn_tree_search_workload_tiny():
 
 def test_one_fit_workloads_spawn_in_quick_mode():
     spawned = {w.key for w in harness.WORKLOADS if w.spawn}
-    assert "xgboost-1fit" in spawned
+    assert {"xgboost-1fit", "media-sklearn", "media-sklearn-rf"} <= spawned
+    assert all(w.min_repeats >= 9 for w in harness.WORKLOADS if w.key.startswith("media-sklearn"))
     (w,) = [w for w in harness.WORKLOADS if w.key == "sklearn-tree96"]
     assert w.args == ["--search", "tree96"]
 
@@ -159,6 +161,15 @@ def test_harness_end_to_end_writes_report(tmp_path):
     assert "dataset hash: fingerprint" in text and "≥ 500 MB/s" in text
     raw = [json.loads(line) for line in (tmp_path / "RESULTS.jsonl").read_text().splitlines()]
     assert {r["config"] for r in raw} == set(harness.WORKLOADS[1].configs)
+
+
+def test_a_workload_runs_at_least_its_min_repeats_interleaved():
+    w = dataclasses.replace(harness.WORKLOADS[1], configs=["dataset hash: hashlib.sha256 floor", "dataset hash: fingerprint"],
+                        min_repeats=2)
+    rows = harness.measure_workload(w, "tiny", 1, False, 120, lambda msg: None)
+    assert [(r["repeat"], r["config"]) for r in rows] == [(0, w.configs[0]), (0, w.configs[1]),
+                                                          (1, w.configs[0]), (1, w.configs[1])]
+    assert all(r["status"] == "ok" for r in rows), rows
 
 
 def _rows(config: str, setups: list[float], fits: list[float], status: str = "ok") -> list[dict]:

@@ -150,6 +150,17 @@ def test_autolog_workload_tiny():
         assert r["status"] == "ok" and r["unit"] == "×" and r["baseline_ms"] > 0 and r["tracked_ms"] > 0, r
 
 
+def test_autolog_wall_waits_in_waitpid_and_still_kills_at_its_timeout():
+    sys.path.insert(0, os.path.join(BENCH, "workloads"))
+    import autolog_bench
+
+    assert autolog_bench._wall("pass") > 0
+    with pytest.raises(subprocess.TimeoutExpired):
+        autolog_bench._wall("import time; time.sleep(60)", timeout=0.5)
+    with pytest.raises(subprocess.CalledProcessError):
+        autolog_bench._wall("raise SystemExit(3)")
+
+
 def test_harness_end_to_end_writes_report(tmp_path):
     out = tmp_path / "RESULTS.md"
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"), "--only", "datasets", "--size", "tiny",

@@ -18,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -52,10 +53,25 @@ def preload(configs: list[str]) -> None:
     pass  # everything measured here is a fresh interpreter's own imports
 
 
-def _wall(code: str) -> float:
+def _wall(code: str, timeout: float = 600.0) -> float:
+    """Wall time of ``python -c code``, to its exit. The wait blocks in ``waitpid``: with a timeout,
+    ``Popen.wait`` polls with sleeps that double from 0.5 ms, and a ~20 ms interpreter's wall time read
+    as 15.7, 32 or 64 ms (benchmarks/README.md, "Twelfth pass"). A timer kills it at ``timeout``."""
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL, timeout=600)
-    return time.perf_counter() - t
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL)
+    killed: list[bool] = []
+    timer = threading.Timer(timeout, lambda: (killed.append(True), proc.kill()))
+    timer.start()
+    try:
+        rc = proc.wait()
+    finally:
+        timer.cancel()
+    wall = time.perf_counter() - t
+    if killed:
+        raise subprocess.TimeoutExpired(proc.args, timeout)
+    if rc != 0:
+        raise subprocess.CalledProcessError(rc, proc.args)
+    return wall
 
 
 def _pair(a: str, b: str, procs: int) -> dict[str, Any]:

@@ -216,6 +216,67 @@ def test_entry_point_cache_follows_installs_and_removals(tmp_path):
     assert found() == "two"
 
 
+def test_autolog_scan_is_kept_until_a_folder_or_an_egg_info_changes(tmp_path):
+    # autolog()'s own scan (no plugin manager): the folders after the script's are read once and
+    # kept with their mtimes; the script's folder is read every time and its distributions win
+    site, cache, work = tmp_path / "site", tmp_path / "cache", tmp_path / "work"
+    site.mkdir(), work.mkdir()
+    clock = [time.time() - 100]
+
+    def dated(*paths):
+        # a change made a while ago, one second after the one before (a folder changed less than two
+        # seconds before the scan is not kept: a coarse mtime may not tick for the next change)
+        clock[0] += 1
+        for p in paths:
+            os.utime(p, (clock[0], clock[0]))
+
+    def install(name, entry, folder=site, kind="dist-info"):
+        dist = folder / f"{name}-0.1.{kind}"
+        dist.mkdir(exist_ok=True)
+        (dist / "entry_points.txt").write_text(f"[trackhooks]\n{entry} = {entry}_mod\n")
+        dated(dist / "entry_points.txt", folder)
+
+    code = ("import sys; from trackhooks import autologging as a; "
+            "print(','.join(sorted(n for n, v in a._entry_points('trackhooks') if n.startswith('thc'))) or '-'); "
+            "print('json' in sys.modules)")
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "TRACKHOOKS_CACHE_DIR": str(cache)}
+
+    def found():
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=work,
+                             check=True).stdout.split()
+        assert out[1] == "False"  # the cache is no reason to import json (and re)
+        return out[0]
+
+    install("one", "thcone")
+    assert found() == "thcone"
+    (kept,) = cache.glob("autolog-entry-points-*.txt")
+    assert found() == "thcone"
+    # a .dist-info is never rewritten in place (pip writes a new one): the kept scan is what is read
+    (site / "one-0.1.dist-info" / "entry_points.txt").write_text("[trackhooks]\nthcrenamed = x\n")
+    assert found() == "thcone"
+    install("two", "thctwo")  # a new folder in site: read again
+    assert found() == "thcrenamed,thctwo"
+    install("egg", "thcegg", kind="egg-info")
+    assert found() == "thcegg,thcrenamed,thctwo"
+    (site / "egg-0.1.egg-info" / "entry_points.txt").write_text("[trackhooks]\nthcegg2 = x\n")
+    dated(site / "egg-0.1.egg-info" / "entry_points.txt")  # setup.py develop rewrites it in place
+    assert found() == "thcegg2,thcrenamed,thctwo"
+    import shutil
+
+    shutil.rmtree(site / "two-0.1.dist-info")
+    dated(site)
+    assert found() == "thcegg2,thcrenamed"
+    install("one", "thcshadow", folder=work)  # the script's folder: first, read every time
+    assert found() == "thcegg2,thcshadow"
+    (work / "one-0.1.dist-info" / "entry_points.txt").write_text("[trackhooks]\nthcnow = x\n")
+    assert found() == "thcegg2,thcnow"
+    before = kept.read_text()
+    (site / "three-0.1.dist-info").mkdir()  # just now: read, and not kept
+    assert found() == "thcegg2,thcnow"
+    assert kept.read_text() == before
+
+
 def test_broken_entry_point_only_warns(tmp_path):
     dist = tmp_path / "broken-0.1.dist-info"
     dist.mkdir()

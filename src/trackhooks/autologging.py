@@ -161,12 +161,35 @@ def _load(value: str) -> object:
 
 def _entry_points(group: str) -> "Iterator[tuple[str, str]]":
     """(name, value) of every entry point in ``group`` of the distributions on ``sys.path``, first
-    distribution of a name wins (as in importlib.metadata). Reads the files, imports nothing."""
+    distribution of a name wins (as in importlib.metadata). Reads files, imports nothing.
+
+    The script's folder (``sys.path[0]``) is read every time: a run writes files there, so its mtime
+    changes all the time. What the other folders hold is kept in a text file of the cache directory
+    (not JSON: ``json`` imports ``re``, ~7 ms of a fresh interpreter) with the mtime of each folder
+    and of each ``.egg-info``'s ``entry_points.txt`` (rewritten in place): installing, removing or
+    upgrading a package adds, removes or renames a folder in one of them. Reading ~150
+    ``entry_points.txt`` of a virtual environment took ~2.5 ms of every ``autolog()``; the check is
+    a ``stat`` per folder (benchmarks/README.md, "Twelfth pass")."""
+    folders = [entry or "." for entry in sys.path if isinstance(entry, str)]
     seen: set[str] = set()
-    for entry in list(sys.path):
-        entry = entry or "."
+    yield from ((name, value) for _, name, value in _scan(folders[:1], group, seen, []))
+    rest = folders[1:]
+    found = _read_scan_cache(rest, group)
+    if found is None:
+        eggs: list[str] = []
+        found = list(_scan(rest, group, set(), eggs))
+        _write_scan_cache(rest, group, eggs, found)
+    for dist, name, value in found:
+        if dist not in seen:
+            yield name, value
+
+
+def _scan(folders: "list[str]", group: str, seen: "set[str]", eggs: "list[str]") -> "Iterator[tuple[str, str, str]]":
+    """(distribution, name, value) of the entry points of ``group`` in ``folders``; adds every
+    distribution name met to ``seen`` and the path of every ``.egg-info``'s file to ``eggs``."""
+    for folder in folders:
         try:
-            names = os.listdir(entry)
+            names = os.listdir(folder)
         except (OSError, TypeError):
             continue  # a zip or a missing directory: no plugin distribution lives there in practice
         for dirname in sorted(names):
@@ -177,12 +200,87 @@ def _entry_points(group: str) -> "Iterator[tuple[str, str]]":
             if dist in seen:
                 continue
             seen.add(dist)
+            path = os.path.join(folder, dirname, "entry_points.txt")
+            if suffix == "egg-info":
+                eggs.append(path)
             try:
-                with open(os.path.join(entry, dirname, "entry_points.txt"), encoding="utf-8") as f:
+                with open(path, encoding="utf-8") as f:
                     text = f.read()
             except OSError:
                 continue
-            yield from _parse_group(text, group)
+            for name, value in _parse_group(text, group):
+                yield dist, name, value
+
+
+def _mtime(path: str) -> str:
+    try:
+        return str(os.stat(path).st_mtime_ns)
+    except OSError:
+        return "-"
+
+
+def _scan_cache_path(folders: "list[str]", group: str) -> str:
+    from . import plugins as _plugins
+
+    key = _plugins._crc_key("\0".join([sys.version, group, *folders]))
+    return os.path.join(_plugins._cache_dir(), f"autolog-entry-points-{key}.txt")
+
+
+def _read_scan_cache(folders: "list[str]", group: str) -> "list[tuple[str, str, str]] | None":
+    """What ``_scan`` found in ``folders`` when nothing in them has changed since; else None."""
+    try:
+        with open(_scan_cache_path(folders, group), encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except (OSError, ValueError):
+        return None
+    if lines[:2] != [sys.version.replace("\n", " "), group]:
+        return None
+    stamped: list[str] = []
+    found: list[tuple[str, str, str]] = []
+    for line in lines[2:]:
+        kind, _, rest = line.partition("\t")
+        if kind == "dir" or kind == "file":
+            mtime, _, path = rest.partition("\t")
+            if _mtime(path) != mtime:
+                return None
+            if kind == "dir":
+                stamped.append(path)
+        elif kind == "ep":
+            parts = rest.split("\t")
+            if len(parts) != 3:
+                return None
+            found.append((parts[0], parts[1], parts[2]))
+        elif line:
+            return None
+    return found if stamped == folders else None
+
+
+def _write_scan_cache(folders: "list[str]", group: str, eggs: "list[str]",
+                      found: "list[tuple[str, str, str]]") -> None:
+    """Best effort: an unwritable cache directory only means reading the files next time."""
+    import time
+
+    stamps = [("dir", folder, _mtime(folder)) for folder in folders] + [("file", egg, _mtime(egg)) for egg in eggs]
+    newest = max((int(m) for _, _, m in stamps if m != "-"), default=0)
+    if time.time_ns() - newest < 2_000_000_000:
+        return  # changed a moment ago: a coarse clock may not tick again for the next change
+    if any("\t" in path or "\n" in path for _, path, _ in stamps) or \
+            any("\t" in field or "\n" in field for entry in found for field in entry):
+        return
+    lines = [sys.version.replace("\n", " "), group, *(f"{kind}\t{m}\t{path}" for kind, path, m in stamps),
+             *("ep\t" + "\t".join(entry) for entry in found)]
+    path = _scan_cache_path(folders, group)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines))
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def _parse_group(text: str, group: str) -> "Iterator[tuple[str, str]]":

@@ -176,17 +176,20 @@ def _entry_points(group: str) -> "Iterator[tuple[str, str]]":
     rest = folders[1:]
     found = _read_scan_cache(rest, group)
     if found is None:
-        eggs: list[str] = []
-        found = list(_scan(rest, group, set(), eggs))
-        _write_scan_cache(rest, group, eggs, found)
+        # stamped before they are read: a change while they are read is seen by the next process
+        stamps = [("dir", folder, _mtime(folder)) for folder in rest]
+        found = list(_scan(rest, group, set(), stamps))
+        _write_scan_cache(rest, group, stamps, found)
     for dist, name, value in found:
         if dist not in seen:
             yield name, value
 
 
-def _scan(folders: "list[str]", group: str, seen: "set[str]", eggs: "list[str]") -> "Iterator[tuple[str, str, str]]":
+def _scan(folders: "list[str]", group: str, seen: "set[str]",
+          stamps: "list[tuple[str, str, str]]") -> "Iterator[tuple[str, str, str]]":
     """(distribution, name, value) of the entry points of ``group`` in ``folders``; adds every
-    distribution name met to ``seen`` and the path of every ``.egg-info``'s file to ``eggs``."""
+    distribution name met to ``seen``, and ``("file", path, mtime)`` of every ``.egg-info``'s
+    file, taken before it is read, to ``stamps``."""
     for folder in folders:
         try:
             names = os.listdir(folder)
@@ -202,7 +205,7 @@ def _scan(folders: "list[str]", group: str, seen: "set[str]", eggs: "list[str]")
             seen.add(dist)
             path = os.path.join(folder, dirname, "entry_points.txt")
             if suffix == "egg-info":
-                eggs.append(path)
+                stamps.append(("file", path, _mtime(path)))
             try:
                 with open(path, encoding="utf-8") as f:
                     text = f.read()
@@ -255,12 +258,11 @@ def _read_scan_cache(folders: "list[str]", group: str) -> "list[tuple[str, str, 
     return found if stamped == folders else None
 
 
-def _write_scan_cache(folders: "list[str]", group: str, eggs: "list[str]",
+def _write_scan_cache(folders: "list[str]", group: str, stamps: "list[tuple[str, str, str]]",
                       found: "list[tuple[str, str, str]]") -> None:
     """Best effort: an unwritable cache directory only means reading the files next time."""
     import time
 
-    stamps = [("dir", folder, _mtime(folder)) for folder in folders] + [("file", egg, _mtime(egg)) for egg in eggs]
     newest = max((int(m) for _, _, m in stamps if m != "-"), default=0)
     if time.time_ns() - newest < 2_000_000_000:
         return  # changed a moment ago: a coarse clock may not tick again for the next change

@@ -148,6 +148,30 @@ def test_plugins_without_the_hook_are_not_imported_once_known(tmp_path):
     assert run() == ["True", "None"]  # changed a moment before it was stamped: looked at again
 
 
+def test_the_hook_index_is_one_file_per_installed_state(tmp_path):
+    # two PYTHONPATHs are two installed states: each process parses the index of its own only
+    import json
+
+    cache = tmp_path / "cache"
+    for name in ("sa", "sb"):
+        site = tmp_path / name
+        dist = site / f"plug{name}-0.1.dist-info"
+        dist.mkdir(parents=True)
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: plug{name}\nVersion: 0.1\n")
+        (dist / "entry_points.txt").write_text(f"[trackhooks]\nplug{name} = plug_{name}\n")
+        (site / f"plug_{name}.py").write_text("from trackhooks.plugin import hookimpl\n@hookimpl\n"
+                                              "def trackhooks_autolog(options):\n    pass\n")
+        env = {**os.environ, "PYTHONPATH": str(site), "TRACKHOOKS_URI": str(tmp_path / "store"),
+               "TRACKHOOKS_CACHE_DIR": str(cache)}
+        subprocess.run([sys.executable, "-c", "import trackhooks; trackhooks.start_run().finish()"], env=env,
+                       check=True, capture_output=True)
+    indexes = [json.loads(f.read_text()) for f in sorted(cache.glob("plugin-hooks-trackhooks-*.json"))]
+    assert len(indexes) == 2
+    assert sorted(sorted(k for k in index if k.startswith("plug_")) for index in indexes) == [["plug_sa"], ["plug_sb"]]
+    assert [index[m]["hooks"] for index in indexes for m in index if m.startswith("plug_")] == \
+        [["trackhooks_autolog"], ["trackhooks_autolog"]]
+
+
 def test_hook_functions_order_is_pluggys(monkeypatch):
     # the light reading orders implementations exactly as the plugin manager calls them
     from trackhooks import plugins
@@ -251,7 +275,10 @@ def test_autolog_scan_is_kept_until_a_folder_or_an_egg_info_changes(tmp_path):
     install("one", "thcone")
     assert found() == "thcone"
     (kept,) = cache.glob("autolog-entry-points-*.txt")
+    month_ago = time.time() - 40 * 86400
+    os.utime(kept, (month_ago, month_ago))
     assert found() == "thcone"
+    assert kept.stat().st_mtime > month_ago + 86400  # in use: not among the files a month unused
     # a .dist-info is never rewritten in place (pip writes a new one): the kept scan is what is read
     (site / "one-0.1.dist-info" / "entry_points.txt").write_text("[trackhooks]\nthcrenamed = x\n")
     assert found() == "thcone"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import _thread
 import os
 import sys
+import time  # built into the interpreter: nothing to load
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -231,11 +232,18 @@ def _scan_cache_path(folders: "list[str]", group: str) -> str:
 
 def _read_scan_cache(folders: "list[str]", group: str) -> "list[tuple[str, str, str]] | None":
     """What ``_scan`` found in ``folders`` when nothing in them has changed since; else None."""
+    path = _scan_cache_path(folders, group)
     try:
-        with open(_scan_cache_path(folders, group), encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             lines = f.read().split("\n")
+            age = time.time() - os.fstat(f.fileno()).st_mtime
     except (OSError, ValueError):
         return None
+    if age > 86400:
+        try:
+            os.utime(path)  # still in use: the entry-point cache forgets files unused for a month
+        except OSError:
+            pass
     if lines[:2] != [sys.version.replace("\n", " "), group]:
         return None
     stamped: list[str] = []
@@ -261,8 +269,6 @@ def _read_scan_cache(folders: "list[str]", group: str) -> "list[tuple[str, str, 
 def _write_scan_cache(folders: "list[str]", group: str, stamps: "list[tuple[str, str, str]]",
                       found: "list[tuple[str, str, str]]") -> None:
     """Best effort: an unwritable cache directory only means reading the files next time."""
-    import time
-
     newest = max((int(m) for _, _, m in stamps if m != "-"), default=0)
     if time.time_ns() - newest < 2_000_000_000:
         return  # changed a moment ago: a coarse clock may not tick again for the next change

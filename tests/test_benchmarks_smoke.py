@@ -150,7 +150,7 @@ def test_autolog_workload_tiny():
         assert r["status"] == "ok" and r["unit"] == "×" and r["baseline_ms"] > 0 and r["tracked_ms"] > 0, r
 
 
-def test_autolog_wall_waits_in_waitpid_and_still_kills_at_its_timeout():
+def test_autolog_wall_kills_at_its_timeout_and_raises_for_a_failing_child():
     sys.path.insert(0, os.path.join(BENCH, "workloads"))
     import autolog_bench
 

@@ -434,14 +434,22 @@ def test_clean_tree_has_no_diff(repo, tmp_path):
     assert [a.name for a in rec.artifacts() if a.name == "git.diff"] == []
 
 
-def test_a_git_that_hangs_is_killed_at_the_time_box_and_a_missing_git_is_no_answer(repo, tmp_path, monkeypatch):
+@pytest.mark.parametrize("spawn", ["posix_spawnp", "subprocess"])
+def test_a_git_that_hangs_is_killed_at_the_time_box_and_a_missing_git_is_no_answer(repo, tmp_path, monkeypatch, spawn):
     import shutil
+
+    script = SLOW_GIT
+    if spawn == "subprocess":
+        monkeypatch.delattr(os, "posix_spawnp")  # as on Windows
+        # the fallback reads to the end of git's output, as the code before posix_spawnp did: a
+        # child that git left holding the pipe (the script's sleep) would keep it waiting
+        script = script.replace("sleep {delay}", "exec sleep {delay}")
 
     (repo / "train.py").write_text("lr = 0.01  # tuned\n")
     assert sysinfo.git_status(str(repo)) == (True, []) and sysinfo.git_dirty(str(repo)) is True
     bin_dir, calls = tmp_path / "bin", tmp_path / "git-calls.txt"
     bin_dir.mkdir()
-    (bin_dir / "git").write_text(SLOW_GIT.format(delay=30, calls=calls, git=shutil.which("git")))
+    (bin_dir / "git").write_text(script.format(delay=30, calls=calls, git=shutil.which("git")))
     (bin_dir / "git").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(sysinfo, "GIT_TIMEOUT_S", 0.3)
@@ -465,7 +473,10 @@ def test_git_inherits_no_descriptor_but_its_pipe_and_dev_null(repo):
     assert out.split() == [b"0", b"1", b"2"], out  # the alias's shell: what git was given
 
 
-def test_diff_is_capped_with_a_marker(repo):
+@pytest.mark.parametrize("spawn", ["posix_spawnp", "subprocess"])
+def test_diff_is_capped_with_a_marker(repo, monkeypatch, spawn):
+    if spawn == "subprocess":
+        monkeypatch.delattr(os, "posix_spawnp")  # as on Windows
     (repo / "train.py").write_text("".join(f"line {i}\n" for i in range(5000)))
     full = sysinfo.git_diff(str(repo))
     cut = sysinfo.git_diff(str(repo), limit=1000)

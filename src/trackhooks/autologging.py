@@ -269,8 +269,10 @@ def _read_scan_cache(folders: "list[str]", group: str) -> "list[tuple[str, str, 
 def _write_scan_cache(folders: "list[str]", group: str, stamps: "list[tuple[str, str, str]]",
                       found: "list[tuple[str, str, str]]") -> None:
     """Best effort: an unwritable cache directory only means reading the files next time."""
+    from . import plugins as _plugins
+
     newest = max((int(m) for _, _, m in stamps if m != "-"), default=0)
-    if time.time_ns() - newest < 2_000_000_000:
+    if time.time_ns() - newest < _plugins._RACY_S * 1e9:
         return  # changed a moment ago: a coarse clock may not tick again for the next change
     if any("\t" in path or "\n" in path for _, path, _ in stamps) or \
             any("\t" in field or "\n" in field for entry in found for field in entry):

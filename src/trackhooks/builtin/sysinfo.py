@@ -204,10 +204,13 @@ def _git(root: str, args: list[str], timeout: float, limit: int | None = None) -
 
     Started with ``os.posix_spawnp`` rather than ``subprocess``: the probe runs on the writer beside
     a short fit's end, and ``subprocess.run`` took ~1.3 ms per command from the training thread of
-    the same process (Popen's Python set-up, and CPython 3.11 forks with the GIL held), this none
-    that could be told from noise (benchmarks/README.md, "Twelfth pass"). Its stdin and stderr are
-    /dev/null; like ``subprocess``'s ``close_fds``, it closes every other descriptor the process
-    would let it inherit."""
+    the same process (Popen's Python set-up, and CPython 3.11 forks with the GIL held), and
+    ``posix_spawnp`` a cost that could not be told from noise (benchmarks/README.md, "Twelfth
+    pass"). Its stdin and stderr are /dev/null; like ``subprocess``'s ``close_fds``, it closes every
+    other descriptor the process would let it inherit. Where there is no ``posix_spawnp``
+    (Windows), ``subprocess`` it is."""
+    if not hasattr(os, "posix_spawnp"):
+        return _git_subprocess(root, args, timeout, limit)
     r, w = os.pipe()
     null = os.open(os.devnull, os.O_RDWR)
     actions = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, null, 2)]
@@ -249,6 +252,31 @@ def _git(root: str, args: list[str], timeout: float, limit: int | None = None) -
         _, status = os.waitpid(pid, 0)
     out = b"".join(chunks)
     return (None if killed else os.waitstatus_to_exitcode(status)), out, truncated
+
+
+def _git_subprocess(root: str, args: list[str], timeout: float, limit: int | None) -> tuple[int | None, bytes, bool]:
+    """``_git`` without ``posix_spawnp``: the same answers, at most ``limit`` + 1 bytes read. It reads
+    to the end of git's output, so a process git started that still holds the pipe is waited for."""
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(["git", "-C", root, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+    except OSError:
+        return None, b"", False
+    killed: list[bool] = []
+    timer = threading.Timer(timeout, lambda: (killed.append(True), proc.kill()))
+    timer.start()
+    try:
+        data = proc.stdout.read(-1 if limit is None else limit + 1)
+        truncated = limit is not None and len(data) > limit
+        if truncated:
+            proc.kill()
+        proc.stdout.close()
+        rc = proc.wait()
+    finally:
+        timer.cancel()
+    return (None if killed else rc), data, truncated
 
 
 def git_dirty(root: str) -> bool | None:
